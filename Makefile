@@ -1,0 +1,44 @@
+# pydevts developer commands. Needs only python3 (3.11+), pip, git and make.
+#   make demo   - start a 3-node cluster on loopback and show what each node received
+#   make test   - the whole test suite (asyncio and trio)
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+DISTS := pydevts_core pydevts_transports/tcp pydevts_routers/peer pydevts_serializers/msgpack
+PYPROJECTS := pyproject.toml $(addsuffix /pyproject.toml,$(DISTS))
+
+.PHONY: install demo test test-fast lint bench wheels clean
+
+install: $(STAMP)
+
+$(STAMP): $(PYPROJECTS) requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
+		$(addprefix -e ,$(DISTS)) -e . -r requirements-dev.txt
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/pydevts demo
+
+test: install
+	$(BIN)/python -m pytest
+
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow"
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+bench: install
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt
+	$(BIN)/python bench/run.py
+
+wheels: install
+	rm -rf dist
+	for d in $(DISTS) .; do $(BIN)/python -m build --wheel --outdir dist $$d || exit 1; done
+
+clean:
+	rm -rf $(VENV) dist build .pytest_cache .mypy_cache .ruff_cache

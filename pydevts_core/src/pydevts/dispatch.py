@@ -1,0 +1,247 @@
+"""Running handlers for incoming events and requests; matching replies.
+
+Theory of operation
+-------------------
+Link readers call :meth:`Dispatcher.deliver` with every batch of core frames
+from one origin node. Replies and errors are matched to waiting requests at
+once, in the reader, so a handler that awaits a request never blocks the reply
+it waits for. Events and requests go to the origin's *inbox*, a bounded queue
+drained by one task per origin:
+
+- events run their handler inline, in arrival order (per-origin order holds);
+- requests run their handler in a task of their own (at most
+  ``max_concurrent_requests`` at once), so that a request handler that itself
+  makes requests — even back to its caller — cannot deadlock an inbox.
+
+When an inbox is full the reader waits, the transport stops reading, and the
+sender's queue fills until its ``send``/``emit`` waits: a slow handler pushes
+back on its senders and memory stays bounded. Nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectSendStream
+
+from .errors import (
+    DeliveryError,
+    NoHandlerError,
+    PydevtsError,
+    RemoteHandlerError,
+    RemoteProtocolError,
+    RequestTimeoutError,
+    SerializationError,
+    UnknownNodeError,
+)
+from .protocols import Serializer
+from .wire import (
+    ERROR,
+    EVENT,
+    REPLY,
+    REQUEST,
+    ErrorCode,
+    Message,
+    decode_message,
+    encode_error,
+    encode_reply,
+    encode_request,
+)
+
+__all__ = ["Dispatcher", "Handler"]
+
+log = logging.getLogger("pydevts.dispatch")
+
+Handler = Callable[[str, Any], Awaitable[Any]]
+SendFrame = Callable[[str, bytes], Awaitable[None]]
+
+
+@dataclass
+class _Pending:
+    dest: str
+    name: str
+    done: anyio.Event = field(default_factory=anyio.Event)
+    message: Message | None = None
+    error: PydevtsError | None = None
+
+
+@dataclass
+class Statistics:
+    events_received: int = 0
+    events_unhandled: int = 0
+    handler_errors: int = 0
+    requests_served: int = 0
+    bad_frames: int = 0
+
+
+class Dispatcher:
+    """Handlers, inboxes and pending requests of one node."""
+
+    def __init__(
+        self,
+        node_id: str,
+        serializer: Serializer,
+        send_frame: SendFrame,
+        task_group: TaskGroup,
+        *,
+        inbox_batches: int = 16,
+        max_concurrent_requests: int = 256,
+    ) -> None:
+        self.node_id = node_id
+        self.serializer = serializer
+        self.handlers: dict[str, Handler] = {}
+        self.stats = Statistics()
+        self._send_frame = send_frame
+        self._tg = task_group
+        self._inbox_batches = inbox_batches
+        self._inboxes: dict[str, MemoryObjectSendStream[list[bytes]]] = {}
+        self._pending: dict[int, _Pending] = {}
+        self._next_id = 1
+        self._limiter = anyio.Semaphore(max_concurrent_requests)
+
+    # ------------------------------------------------------------- incoming
+
+    async def deliver(self, origin: str, frames: list[bytes]) -> None:
+        """Take core frames from ``origin``; may wait while its inbox is full."""
+        batch = []
+        for frame in frames:
+            kind = frame[0]
+            if kind == REPLY or kind == ERROR:
+                self._resolve(origin, frame)
+            else:
+                batch.append(frame)
+        if batch:
+            inbox = self._inboxes.get(origin)
+            if inbox is None:
+                inbox = self._open_inbox(origin)
+            await inbox.send(batch)
+
+    def _open_inbox(self, origin: str) -> MemoryObjectSendStream[list[bytes]]:
+        send, receive = anyio.create_memory_object_stream[list[bytes]](self._inbox_batches)
+        self._inboxes[origin] = send
+        self._tg.start_soon(self._drain_inbox, origin, receive, name=f"pydevts inbox {origin}")
+        return send
+
+    def close_inbox(self, origin: str) -> None:
+        """Stop taking from ``origin``: what is queued still runs, then the task ends."""
+        inbox = self._inboxes.pop(origin, None)
+        if inbox is not None:
+            inbox.close()
+
+    async def _drain_inbox(self, origin: str, receive: Any) -> None:
+        handlers = self.handlers
+        loads = self.serializer.loads
+        stats = self.stats
+        async with receive:
+            async for batch in receive:
+                for frame in batch:
+                    try:
+                        msg = decode_message(frame)
+                    except RemoteProtocolError as exc:
+                        stats.bad_frames += 1
+                        log.warning("dropping a frame from %s: %s", origin, exc)
+                        continue
+                    if msg.kind == EVENT:
+                        stats.events_received += 1
+                        handler = handlers.get(msg.name)
+                        if handler is None:
+                            stats.events_unhandled += 1
+                            log.debug("no handler for event %r from %s", msg.name, origin)
+                            continue
+                        try:
+                            await handler(origin, loads(msg.payload))
+                        except Exception:
+                            stats.handler_errors += 1
+                            log.exception("handler for event %r from %s raised", msg.name, origin)
+                    elif msg.kind == REQUEST:
+                        await self._limiter.acquire()
+                        self._tg.start_soon(self._serve_request, origin, msg)
+                    else:
+                        stats.bad_frames += 1
+                        log.warning("dropping a frame of kind 0x%02x from %s", msg.kind, origin)
+
+    async def _serve_request(self, origin: str, msg: Message) -> None:
+        try:
+            handler = self.handlers.get(msg.name)
+            if handler is None:
+                self.stats.events_unhandled += 1
+                reply = encode_error(
+                    msg.request_id, ErrorCode.NO_HANDLER,
+                    f"node {self.node_id} has no handler for {msg.name!r}",
+                )
+            else:
+                try:
+                    result = await handler(origin, self.serializer.loads(msg.payload))
+                    reply = encode_reply(msg.request_id, self.serializer.dumps(result))
+                    self.stats.requests_served += 1
+                except SerializationError as exc:
+                    reply = encode_error(msg.request_id, ErrorCode.BAD_PAYLOAD, str(exc))
+                except Exception as exc:
+                    self.stats.handler_errors += 1
+                    log.exception("handler for request %r from %s raised", msg.name, origin)
+                    text = f"{type(exc).__name__}: {exc}"
+                    reply = encode_error(msg.request_id, ErrorCode.HANDLER_FAILED, text)
+        finally:
+            self._limiter.release()
+        try:
+            await self._send_frame(origin, reply)
+        except PydevtsError as exc:
+            log.info("could not reply to %r from %s: %s", msg.name, origin, exc)
+
+    # ------------------------------------------------------------- requests
+
+    async def request(self, dest: str, name: str, payload: Any, timeout: float) -> Any:
+        """Send a request and wait for the reply; see :meth:`pydevts.Node.request`."""
+        request_id = self._next_id
+        self._next_id += 1
+        pending = _Pending(dest, name)
+        self._pending[request_id] = pending
+        try:
+            await self._send_frame(dest, encode_request(request_id, name, self.serializer.dumps(payload)))
+            with anyio.move_on_after(timeout):
+                await pending.done.wait()
+        finally:
+            del self._pending[request_id]
+        if pending.error is not None:
+            raise pending.error
+        if pending.message is None:
+            raise RequestTimeoutError(f"no reply from {dest} to request {name!r} within {timeout:g} s")
+        if pending.message.kind == REPLY:
+            return self.serializer.loads(pending.message.payload)
+        raise _remote_error(dest, name, pending.message)
+
+    def _resolve(self, origin: str, frame: bytes) -> None:
+        try:
+            msg = decode_message(frame)
+        except RemoteProtocolError as exc:
+            self.stats.bad_frames += 1
+            log.warning("dropping a reply from %s: %s", origin, exc)
+            return
+        pending = self._pending.get(msg.request_id)
+        if pending is None or pending.dest != origin:
+            log.debug("late or unknown reply %d from %s", msg.request_id, origin)
+            return
+        pending.message = msg
+        pending.done.set()
+
+    def fail_pending(self, dest: str, reason: str) -> None:
+        """Fail every request waiting on ``dest`` (it left or failed)."""
+        for pending in self._pending.values():
+            if pending.dest == dest and not pending.done.is_set():
+                pending.error = UnknownNodeError(dest, f"{reason} before replying to {pending.name!r}")
+                pending.done.set()
+
+
+def _remote_error(dest: str, name: str, msg: Message) -> DeliveryError:
+    text = msg.payload.decode(errors="replace")
+    if msg.code == ErrorCode.NO_HANDLER:
+        return NoHandlerError(text)
+    if msg.code == ErrorCode.UNREACHABLE:
+        return UnknownNodeError(dest, text)
+    remote_type = text.partition(":")[0] if msg.code == ErrorCode.HANDLER_FAILED else ""
+    return RemoteHandlerError(f"request {name!r} to {dest} failed remotely: {text}", remote_type)

@@ -1,0 +1,286 @@
+"""Links: transport connections after the handshake, with the plugin pipeline.
+
+A :class:`Link` is what routers work with. Sending never writes to the socket
+directly: frames are queued and a writer task sends everything queued since
+its last pass in one write (coalescing). When more than ``high_water`` bytes
+wait, :meth:`Link.send` blocks until the writer has taken them — so a slow
+peer pushes back on its sender instead of growing memory.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+
+import anyio
+
+from .errors import (
+    ConnectionClosedError,
+    FrameTooLargeError,
+    HandshakeRefusedError,
+    PydevtsError,
+    RemoteProtocolError,
+    TransportError,
+)
+from .protocols import Connection, ConnectionInfo, ConnectionPlugin
+from .wire import REFUSE, Hello, decode_refuse, encode_refuse, handshake_mismatch
+
+__all__ = ["DEFAULT_HIGH_WATER", "Link", "open_link"]
+
+log = logging.getLogger("pydevts.link")
+
+DEFAULT_HIGH_WATER = 1024 * 1024
+
+FramesHandler = Callable[["Link", list[bytes]], Awaitable[None]]
+
+
+class Link:
+    """A handshaked connection to one peer node."""
+
+    def __init__(
+        self,
+        conn: Connection,
+        local: Hello,
+        remote: Hello,
+        *,
+        initiated: bool,
+        plugins: Sequence[ConnectionPlugin] = (),
+        early_frames: list[bytes] | None = None,
+        high_water: int = DEFAULT_HIGH_WATER,
+    ) -> None:
+        self.conn = conn
+        self.local = local
+        self.peer = remote
+        self.peer_id = remote.node_id
+        self.initiated = initiated
+        self.plugins = tuple(plugins)
+        self.info = ConnectionInfo(local.node_id, remote.node_id, remote.address, initiated, remote.tags)
+        self.high_water = high_water
+        self.max_frame_size = conn.max_frame_size
+        self.closed = False
+        self.close_reason: str | None = None
+        self._early = early_frames or []
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
+        self._wake: anyio.Event | None = None
+        self._space: anyio.Event | None = None
+        self._idle: anyio.Event | None = None
+        self._writing = False
+        self._write_error: str | None = None
+        self._closed_event = anyio.Event()
+
+    def __repr__(self) -> str:
+        way = "to" if self.initiated else "from"
+        return f"<Link {way} {self.peer_id}@{self.peer.address}>"
+
+    # ------------------------------------------------------------- sending
+
+    def send_nowait(self, frame: bytes) -> None:
+        """Queue ``frame`` without waiting for queue space (small control frames only)."""
+        if self.closed:
+            raise ConnectionClosedError(f"link to {self.peer_id} is closed ({self.close_reason})")
+        if self.plugins:
+            out = self._filter_out(frame)
+            if out is None:
+                return
+            frame = out
+        n = len(frame)
+        if n > self.max_frame_size:
+            raise FrameTooLargeError(n, self.max_frame_size)
+        self._pending.append(frame)
+        self._pending_bytes += n
+        wake = self._wake
+        if wake is not None:
+            self._wake = None
+            wake.set()
+
+    async def send(self, frame: bytes) -> None:
+        """Queue ``frame``; wait only if more than ``high_water`` bytes are queued."""
+        self.send_nowait(frame)
+        while self._pending_bytes > self.high_water and not self.closed:
+            if self._space is None:
+                self._space = anyio.Event()
+            await self._space.wait()
+
+    def _filter_out(self, frame: bytes) -> bytes | None:
+        out: bytes | None = frame
+        for plugin in self.plugins:
+            out = plugin.on_frame_out(self.info, out)
+            if out is None:
+                return None
+        return out
+
+    def _filter_in(self, frames: list[bytes]) -> list[bytes]:
+        kept = []
+        for frame in frames:
+            out: bytes | None = frame
+            for plugin in self.plugins:
+                out = plugin.on_frame_in(self.info, out)
+                if out is None:
+                    break
+            if out is not None:
+                kept.append(out)
+        return kept
+
+    async def _write_loop(self, scope: anyio.CancelScope) -> None:
+        while True:
+            if not self._pending:
+                if self._idle is not None:
+                    self._idle.set()
+                    self._idle = None
+                self._wake = anyio.Event()
+                await self._wake.wait()
+                continue
+            frames = self._pending
+            self._pending = []
+            self._pending_bytes = 0
+            if self._space is not None:
+                self._space.set()
+                self._space = None
+            self._writing = True
+            try:
+                await self.conn.send_frames(frames)
+            except PydevtsError as exc:
+                self._write_error = f"send failed: {exc}"
+                scope.cancel()
+                return
+            finally:
+                self._writing = False
+
+    async def flush(self) -> None:
+        """Wait until every queued frame has been handed to the transport."""
+        while (self._pending or self._writing) and not self.closed:
+            if self._idle is None:
+                self._idle = anyio.Event()
+            if self._wake is not None:
+                self._wake.set()
+                self._wake = None
+            await self._idle.wait()
+
+    # ------------------------------------------------------------- running
+
+    async def run(self, on_frames: FramesHandler) -> None:
+        """Read frames into ``on_frames`` and write queued frames, until closed.
+
+        Returns when the connection ends; :attr:`close_reason` says why
+        (``None`` for a clean close by this side).
+        """
+        reason: str | None = None
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._write_loop, tg.cancel_scope)
+                try:
+                    if self._early:
+                        early, self._early = self._early, []
+                        await self._deliver(on_frames, early)
+                    while True:
+                        frames = await self.conn.receive_frames()
+                        await self._deliver(on_frames, frames)
+                except ConnectionClosedError as exc:
+                    reason = str(exc) or "connection closed by peer"
+                except RemoteProtocolError as exc:
+                    reason = f"protocol error: {exc}"
+                    log.warning("closing link to %s: %s", self.peer_id, exc)
+                except TransportError as exc:
+                    reason = f"transport error: {exc}"
+                finally:
+                    tg.cancel_scope.cancel()
+        finally:
+            if reason is None:
+                reason = self._write_error or self.close_reason
+            with anyio.CancelScope(shield=True):
+                await self.aclose(reason)
+
+    async def _deliver(self, on_frames: FramesHandler, frames: list[bytes]) -> None:
+        if self.plugins:
+            frames = self._filter_in(frames)
+        for frame in frames:
+            if frame and frame[0] == REFUSE:
+                raise ConnectionClosedError(f"peer closed the link: {decode_refuse(frame)}")
+        if frames:
+            await on_frames(self, frames)
+
+    async def aclose(self, reason: str | None = None) -> None:
+        """Close the link (idempotent); queued frames not yet written are dropped."""
+        if self.closed:
+            return
+        self.closed = True
+        self.close_reason = reason
+        if self._space is not None:
+            self._space.set()
+        if self._idle is not None:
+            self._idle.set()
+        try:
+            await self.conn.aclose()
+        except PydevtsError:
+            pass
+        for plugin in self.plugins:
+            try:
+                plugin.on_close(self.info, reason)
+            except Exception:
+                log.exception("connection plugin %s failed in on_close", plugin.name)
+        self._closed_event.set()
+
+    async def wait_closed(self) -> None:
+        await self._closed_event.wait()
+
+
+async def open_link(
+    conn: Connection,
+    local: Hello,
+    *,
+    initiated: bool,
+    plugins: Sequence[ConnectionPlugin] = (),
+    timeout: float = 5.0,
+) -> Link:
+    """Run the handshake on ``conn`` and return the link.
+
+    The side that ``initiated`` the connection speaks first. A mismatch makes
+    the checking side send a REFUSE frame with the reason and close; both
+    sides then raise :class:`HandshakeRefusedError` with that reason. On any
+    failure the connection is closed before this raises.
+    """
+    try:
+        with anyio.fail_after(timeout):
+            if initiated:
+                await conn.send_frames([local.to_frame()])
+            frames = await conn.receive_frames()
+            first, rest = frames[0], frames[1:]
+            if first and first[0] == REFUSE:
+                raise HandshakeRefusedError(decode_refuse(first))
+            remote = Hello.from_frame(first)
+            reason = handshake_mismatch(local, remote)
+            link = Link(conn, local, remote, initiated=initiated, plugins=plugins, early_frames=rest)
+            if reason is None:
+                reason = _plugins_refusal(plugins, link.info)
+            if reason is not None:
+                await conn.send_frames([encode_refuse(reason)])
+                raise HandshakeRefusedError(reason)
+            if not initiated:
+                await conn.send_frames([local.to_frame()])
+            return link
+    except TimeoutError:
+        await _close_quietly(conn)
+        raise RemoteProtocolError(
+            f"handshake with {conn.remote_address} did not complete within {timeout:g} s"
+        ) from None
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await _close_quietly(conn)
+        raise
+
+
+def _plugins_refusal(plugins: Sequence[ConnectionPlugin], info: ConnectionInfo) -> str | None:
+    for plugin in plugins:
+        try:
+            plugin.on_open(info)
+        except Exception as exc:
+            return f"refused by connection plugin {plugin.name!r}: {exc}"
+    return None
+
+
+async def _close_quietly(conn: Connection) -> None:
+    try:
+        await conn.aclose()
+    except Exception:
+        pass

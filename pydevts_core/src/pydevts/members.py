@@ -1,0 +1,111 @@
+"""The member view: who is in the cluster, and in what state (sans-IO).
+
+Routers feed the view (``upsert`` when a member is learned or changes,
+``set_state`` when it leaves or fails); the view answers what changed, and the
+node turns each change into a lifecycle event for user callbacks. The view is
+the same whatever router is used.
+
+A member that left or failed stays in the view (so ``members`` can show it)
+until a later ``upsert`` brings it back, e.g. a restarted process rejoining.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, replace
+
+__all__ = ["Member", "MemberEvent", "MemberState", "MemberView"]
+
+
+class MemberState(str, enum.Enum):
+    ALIVE = "alive"
+    SUSPECT = "suspect"
+    FAILED = "failed"
+    LEFT = "left"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """One node of the cluster as this node sees it."""
+
+    id: str
+    address: str
+    tags: Mapping[str, str] = field(default_factory=dict)
+    state: MemberState = MemberState.ALIVE
+    incarnation: int = 0
+
+    @property
+    def alive(self) -> bool:
+        return self.state in (MemberState.ALIVE, MemberState.SUSPECT)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "address": self.address,
+            "tags": dict(self.tags),
+            "state": self.state.value,
+            "incarnation": self.incarnation,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class MemberEvent:
+    """A lifecycle event.
+
+    ``kind`` is one of ``started``, ``stopping`` (this node; ``member`` is
+    this node) or ``joined``, ``left``, ``failed``, ``updated`` (another member).
+    """
+
+    kind: str
+    member: Member
+
+
+class MemberView:
+    """The members this node knows of, itself included."""
+
+    def __init__(self, local: Member) -> None:
+        self.local_id = local.id
+        self._members: dict[str, Member] = {local.id: local}
+
+    def __iter__(self) -> Iterator[Member]:
+        return iter(list(self._members.values()))
+
+    def __len__(self) -> int:
+        return len(self._members)
+
+    def __contains__(self, node_id: object) -> bool:
+        return node_id in self._members
+
+    def get(self, node_id: str) -> Member | None:
+        return self._members.get(node_id)
+
+    @property
+    def local(self) -> Member:
+        return self._members[self.local_id]
+
+    def alive_ids(self) -> list[str]:
+        """Ids of live members other than this node."""
+        return [m.id for m in self._members.values() if m.alive and m.id != self.local_id]
+
+    def upsert(self, member: Member) -> MemberEvent | None:
+        """Record ``member`` as given; return the event this makes, if any."""
+        old = self._members.get(member.id)
+        self._members[member.id] = member
+        if old is None or not old.alive:
+            return MemberEvent("joined", member) if member.alive else None
+        if not member.alive:
+            return MemberEvent(member.state.value, member)
+        if old.tags != member.tags or old.address != member.address:
+            return MemberEvent("updated", member)
+        return None
+
+    def set_state(self, node_id: str, state: MemberState) -> MemberEvent | None:
+        """Move a known member to ``state``; return the event, if it changed."""
+        old = self._members.get(node_id)
+        if old is None or old.state == state or node_id == self.local_id:
+            return None
+        return self.upsert(replace(old, state=state))

@@ -1,0 +1,349 @@
+"""The Node: the public face of pydevts.
+
+A node joins a cluster through a cluster port (or starts one there), then
+sends and receives named events::
+
+    node = Node(7000)
+
+    @node.on("greet")
+    async def greet(sender: str, payload: object) -> str:
+        return f"hello {sender}"
+
+    async with node:                       # joins; leaves on exit
+        await node.emit("greet", {"n": 1})          # every other member
+        await node.send(other_id, "greet", None)    # one member
+        reply = await node.request(other_id, "greet", None, timeout=2)
+
+``async with node`` runs the node in a task group of its own, inside whatever
+task group the caller is in; :meth:`Node.serve` is the same for
+``task_group.start(node.serve)``. Subclasses add handlers with
+:func:`pydevts.handler` on methods (custom node types).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import anyio
+from anyio.abc import TaskGroup
+
+from .dispatch import Dispatcher, Handler
+from .errors import ConfigurationError, LocalProtocolError, PydevtsError
+from .framing import DEFAULT_MAX_FRAME_SIZE
+from .link import Link, open_link
+from .members import Member, MemberEvent, MemberState, MemberView
+from .node_context import NodeContext
+from .plugins import Registry
+from .protocols import Address, Connection, ConnectionPlugin, Router, Serializer, Transport
+from .wire import Hello, encode_event
+
+__all__ = ["Node", "handler"]
+
+log = logging.getLogger("pydevts.node")
+
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+LifecycleCallback = Callable[[MemberEvent], Awaitable[None]]
+_WILDCARDS = ("", "0.0.0.0", "::")
+
+
+def handler(name: str) -> Callable[[F], F]:
+    """Mark a method of a Node subclass as the handler of event ``name``.
+
+    The method is called as ``await self.method(sender, payload)``; for a
+    request its return value is the reply.
+    """
+
+    def mark(func: F) -> F:
+        func._pydevts_event = name  # type: ignore[attr-defined]
+        return func
+
+    return mark
+
+
+class Node:
+    """A member of a pydevts cluster.
+
+    :param cluster_port: the port to join through; if nothing answers there
+        (on ``cluster_host``) this node starts a new cluster and serves it.
+    :param host: bind address of this node's listener.
+    :param port: this node's own port when it joins (0: any free port).
+    :param advertise: ``HOST`` or ``HOST:PORT`` other nodes should use to
+        reach this one, when it differs from the bound address (NAT, containers).
+    :param cluster: cluster name; nodes of another cluster are refused.
+    :param join_only: never start a new cluster; fail if nobody answers.
+    :param max_frame_size: largest frame sent or accepted, in bytes.
+    """
+
+    def __init__(
+        self,
+        cluster_port: int = 7000,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        cluster_host: str | None = None,
+        advertise: str | None = None,
+        cluster: str = "default",
+        node_id: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        transport: str | Transport = "tcp",
+        router: str | Router = "peer",
+        serializer: str | Serializer = "msgpack",
+        serializer_options: Mapping[str, Any] | None = None,
+        connection_plugins: Sequence[str | ConnectionPlugin] = (),
+        join_only: bool = False,
+        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+        request_timeout: float = 10.0,
+        handshake_timeout: float = 5.0,
+        join_timeout: float = 10.0,
+        registry: Registry | None = None,
+    ) -> None:
+        if max_frame_size < 1024:
+            raise ConfigurationError(f"max_frame_size must be at least 1024 bytes, got {max_frame_size}")
+        self.id = node_id or uuid.uuid4().hex[:12]
+        self.cluster = cluster
+        self.cluster_address = Address(cluster_host or _default_cluster_host(host), cluster_port)
+        self.host = host
+        self.port = port
+        self.advertise = advertise
+        self.tags: dict[str, str] = {str(k): str(v) for k, v in (tags or {}).items()}
+        self.join_only = join_only
+        self.max_frame_size = max_frame_size
+        self.request_timeout = request_timeout
+        self.handshake_timeout = handshake_timeout
+        self.join_timeout = join_timeout
+        self._choices = (transport, router, serializer, dict(serializer_options or {}), list(connection_plugins))
+        self._registry = registry
+        self._handlers: dict[str, Handler] = {}
+        self._lifecycle: list[LifecycleCallback] = []
+        self._tg: TaskGroup | None = None
+        self._running = False
+        self._stopped = anyio.Event()
+        self._collect_class_handlers()
+
+    # ----------------------------------------------------------- handlers
+
+    def _collect_class_handlers(self) -> None:
+        for klass in reversed(type(self).__mro__):
+            for attr, value in vars(klass).items():
+                event = getattr(value, "_pydevts_event", None)
+                if event is not None:
+                    self._handlers[event] = getattr(self, attr)
+
+    def on(self, name: str) -> Callable[[F], F]:
+        """Decorator: register ``async def handler(sender, payload)`` for event ``name``.
+
+        For a request, the handler's return value is the reply. One handler
+        per name; registering again replaces it.
+        """
+
+        def register(func: F) -> F:
+            self.add_handler(name, func)
+            return func
+
+        return register
+
+    def add_handler(self, name: str, func: Handler) -> None:
+        """Register ``func`` for event ``name`` (see :meth:`on`)."""
+        if not name or len(name.encode()) > 255:
+            raise LocalProtocolError(f"event name must be 1 to 255 UTF-8 bytes: {name!r}")
+        self._handlers[name] = func
+
+    def on_lifecycle(self, func: LifecycleCallback) -> LifecycleCallback:
+        """Decorator: ``async def callback(event: MemberEvent)`` for every lifecycle event.
+
+        Kinds: ``started``, ``stopping`` (this node), ``joined``, ``left``,
+        ``failed``, ``updated`` (other members). Callbacks run one at a time,
+        in order, in a task of their own.
+        """
+        self._lifecycle.append(func)
+        return func
+
+    # ----------------------------------------------------------- members
+
+    @property
+    def members(self) -> list[Member]:
+        """Every member this node knows, itself included, with its state."""
+        return sorted(self._ctx.members, key=lambda m: m.id) if self._running else []
+
+    def find(self, **tags: str) -> list[Member]:
+        """Live members (other than this one) whose tags include all of ``tags``."""
+        return [
+            m for m in self.members
+            if m.alive and m.id != self.id and all(m.tags.get(k) == v for k, v in tags.items())
+        ]
+
+    @property
+    def address(self) -> str:
+        """The advertised address other nodes use to reach this one."""
+        return self._ctx.hello.address
+
+    def statistics(self) -> dict[str, int]:
+        """Counters: events received/unhandled, handler errors, requests served, bad frames."""
+        return dict(vars(self._ctx.dispatcher.stats))
+
+    # ----------------------------------------------------------- messaging
+
+    async def emit(self, name: str, payload: Any = None) -> None:
+        """Send event ``name`` to every other live member (not to this node).
+
+        Members that join after the call do not get it; a member that fails
+        while it is being sent may or may not. Waits only for queue space.
+        """
+        ctx = self._require_running()
+        await ctx.router.broadcast(encode_event(name, ctx.serializer.dumps(payload)))
+
+    async def send(self, node_id: str, name: str, payload: Any = None) -> None:
+        """Send event ``name`` to one member; raise UnknownNodeError if it is not one."""
+        ctx = self._require_running()
+        await ctx.send_frame(node_id, encode_event(name, ctx.serializer.dumps(payload)))
+
+    async def request(self, node_id: str, name: str, payload: Any = None, *, timeout: float | None = None) -> Any:
+        """Send a request and return the reply of the remote handler.
+
+        Raises RequestTimeoutError (no reply within ``timeout``, default
+        ``request_timeout``), UnknownNodeError (no such member, or it left
+        before replying), NoHandlerError, or RemoteHandlerError.
+        """
+        ctx = self._require_running()
+        deadline = self.request_timeout if timeout is None else timeout
+        return await ctx.dispatcher.request(node_id, name, payload, deadline)
+
+    def _require_running(self) -> NodeContext:
+        if not self._running:
+            raise LocalProtocolError("the node is not running: use `async with node:` or `await node.serve()`")
+        return self._ctx
+
+    # ----------------------------------------------------------- running
+
+    async def __aenter__(self) -> Node:
+        if self._running or self._tg is not None:
+            raise LocalProtocolError("this node is already running")
+        tg = anyio.create_task_group()
+        await tg.__aenter__()
+        self._tg = tg
+        try:
+            await self._start(tg)
+        except BaseException as exc:
+            tg.cancel_scope.cancel()
+            await tg.__aexit__(type(exc), exc, exc.__traceback__)
+            self._tg = None
+            raise
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> bool | None:
+        tg, self._tg = self._tg, None
+        assert tg is not None
+        with anyio.CancelScope(shield=True):
+            await self.stop()
+        tg.cancel_scope.cancel()
+        return await tg.__aexit__(*exc_info)
+
+    async def serve(self, *, task_status: anyio.abc.TaskStatus[Node] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Run until cancelled or :meth:`stop`; for ``await task_group.start(node.serve)``."""
+        async with self:
+            task_status.started(self)
+            await self._stopped.wait()
+
+    async def stop(self) -> None:
+        """Leave the cluster gracefully: tell the others, flush, close. Idempotent."""
+        if not self._running:
+            return
+        self._running = False
+        ctx = self._ctx
+        await ctx.notify(MemberEvent("stopping", ctx.members.local))
+        with anyio.move_on_after(self.handshake_timeout):
+            await ctx.router.stop()
+        await ctx.listener.aclose()
+        await ctx.drain_lifecycle()
+        log.info("node %s stopped", self.id)
+        self._stopped.set()
+
+    async def _start(self, tg: TaskGroup) -> None:
+        from .join import join_or_start
+
+        transport_choice, router_choice, serializer_choice, ser_opts, plugin_choices = self._choices
+        registry = self._registry
+        if registry is None and any(isinstance(c, str) for c in (transport_choice, router_choice, serializer_choice)):
+            registry = self._registry = Registry()
+        transport: Transport = (
+            registry.create("transport", transport_choice, max_frame_size=self.max_frame_size)
+            if isinstance(transport_choice, str) and registry else transport_choice  # type: ignore[assignment]
+        )
+        router: Router = (
+            registry.create("router", router_choice)
+            if isinstance(router_choice, str) and registry else router_choice  # type: ignore[assignment]
+        )
+        serializer: Serializer = (
+            registry.create("serializer", serializer_choice, **ser_opts)
+            if isinstance(serializer_choice, str) and registry else serializer_choice  # type: ignore[assignment]
+        )
+        plugins = [
+            (registry or Registry()).create("connection_plugin", p) if isinstance(p, str) else p
+            for p in plugin_choices
+        ]
+
+        def make_hello(bound: Address) -> Hello:
+            return Hello(
+                cluster=self.cluster, node_id=self.id, address=self._advertised(bound),
+                serializer=serializer.name, tags=dict(self.tags),
+            )
+
+        joined = await join_or_start(
+            transport, cluster_address=self.cluster_address, bind_host=self.host, port=self.port,
+            make_hello=make_hello, join_only=self.join_only, plugins=plugins,
+            handshake_timeout=self.handshake_timeout, join_timeout=self.join_timeout,
+        )
+        hello = make_hello(joined.listener.address)
+        members = MemberView(Member(self.id, hello.address, dict(self.tags)))
+        self._ctx = ctx = NodeContext(
+            hello=hello, members=members, transport=transport, router=router,
+            serializer=serializer, plugins=plugins, listener=joined.listener, task_group=tg,
+            callbacks=self._lifecycle, handshake_timeout=self.handshake_timeout,
+        )
+        ctx.dispatcher = Dispatcher(self.id, serializer, ctx.send_frame, tg)
+        ctx.dispatcher.handlers = self._handlers
+        tg.start_soon(ctx.run_lifecycle, name="pydevts lifecycle")
+        if joined.entry is None:
+            log.info(
+                "node %s started a new cluster %r on cluster port %s",
+                self.id, self.cluster, joined.listener.address,
+            )
+        else:
+            log.info(
+                "node %s joined cluster %r through cluster port %s; listening on %s",
+                self.id, self.cluster, self.cluster_address, joined.listener.address,
+            )
+        await router.start(ctx, joined.entry)
+        tg.start_soon(joined.listener.serve, self._on_connection, name="pydevts listener")
+        self._running = True
+        await ctx.notify(MemberEvent("started", members.local))
+
+    def _advertised(self, bound: Address) -> str:
+        if self.advertise:
+            if ":" in self.advertise and not self.advertise.startswith("["):
+                return str(Address.parse(self.advertise))
+            return str(Address(self.advertise.strip("[]"), bound.port))
+        host = bound.host
+        if host in _WILDCARDS:
+            host = socket.gethostbyname(socket.gethostname())
+            log.warning("bound to a wildcard address; advertising %s (set advertise= to choose)", host)
+        return str(Address(host, bound.port))
+
+    async def _on_connection(self, conn: Connection) -> None:
+        ctx = self._ctx
+        try:
+            link: Link = await open_link(
+                conn, ctx.hello, initiated=False, plugins=ctx.plugins, timeout=self.handshake_timeout
+            )
+        except PydevtsError as exc:
+            log.warning("refused a connection from %s: %s", conn.remote_address, exc)
+            return
+        ctx.router.add_link(link)
+
+
+def _default_cluster_host(host: str) -> str:
+    return "127.0.0.1" if host in _WILDCARDS else host

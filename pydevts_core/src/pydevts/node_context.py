@@ -1,0 +1,131 @@
+"""What a running node gives its router (internal)."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from anyio.abc import TaskGroup
+
+from .link import Link, open_link
+from .members import Member, MemberEvent, MemberState, MemberView
+from .protocols import Address, ConnectionPlugin, Listener, Router, Serializer, Transport
+from .wire import Hello
+
+if TYPE_CHECKING:
+    from .dispatch import Dispatcher
+
+__all__ = ["NodeContext"]
+
+log = logging.getLogger("pydevts.node")
+
+
+class NodeContext:
+    """Implements :class:`~pydevts.protocols.RouterContext` for one running node."""
+
+    dispatcher: Dispatcher
+
+    def __init__(
+        self,
+        *,
+        hello: Hello,
+        members: MemberView,
+        transport: Transport,
+        router: Router,
+        serializer: Serializer,
+        plugins: Sequence[ConnectionPlugin],
+        listener: Listener,
+        task_group: TaskGroup,
+        callbacks: list[Callable[[MemberEvent], Awaitable[None]]],
+        handshake_timeout: float,
+    ) -> None:
+        self.hello = hello
+        self.members = members
+        self.transport = transport
+        self.router = router
+        self.serializer = serializer
+        self.plugins = plugins
+        self.listener = listener
+        self.task_group = task_group
+        self.handshake_timeout = handshake_timeout
+        self._callbacks = callbacks
+        self._events_in, self._events_out = anyio.create_memory_object_stream[MemberEvent](math.inf)
+        self._events_idle = anyio.Event()
+        self._events_idle.set()
+        self._events_queued = 0
+
+    @property
+    def node_id(self) -> str:
+        return self.hello.node_id
+
+    # ------------------------------------------------------------ router side
+
+    async def connect(self, address: Address) -> Link:
+        conn = await self.transport.connect(address)
+        return await open_link(
+            conn, self.hello, initiated=True, plugins=self.plugins, timeout=self.handshake_timeout
+        )
+
+    async def deliver(self, origin: str, frames: list[bytes]) -> None:
+        await self.dispatcher.deliver(origin, frames)
+
+    def spawn(self, func: Callable[..., Awaitable[Any]], *args: Any, name: str = "") -> None:
+        self.task_group.start_soon(func, *args, name=name or None)
+
+    def update_member(self, member: Member) -> None:
+        self._changed(self.members.upsert(member))
+
+    def set_member_state(self, node_id: str, state: MemberState) -> None:
+        self._changed(self.members.set_state(node_id, state))
+
+    def _changed(self, event: MemberEvent | None) -> None:
+        if event is None:
+            return
+        if event.kind in ("left", "failed"):
+            self.dispatcher.fail_pending(event.member.id, f"it {event.kind}")
+            self.dispatcher.close_inbox(event.member.id)
+        log.info("member %s %s (%s)", event.member.id, event.kind, event.member.address)
+        self._queue(event)
+
+    # ------------------------------------------------------------ node side
+
+    async def send_frame(self, dest: str, frame: bytes) -> None:
+        """Send a core frame to ``dest``; to this node itself, deliver it locally."""
+        if dest == self.hello.node_id:
+            await self.dispatcher.deliver(dest, [frame])
+        else:
+            await self.router.send(dest, frame)
+
+    async def notify(self, event: MemberEvent) -> None:
+        self._queue(event)
+
+    def _queue(self, event: MemberEvent) -> None:
+        # Lifecycle events are rare (one per member change), so this queue
+        # is not bounded; it is drained by one task.
+        try:
+            self._events_in.send_nowait(event)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            return  # the node is shutting down: nobody is listening any more
+        if self._events_queued == 0:
+            self._events_idle = anyio.Event()
+        self._events_queued += 1
+
+    async def run_lifecycle(self) -> None:
+        async with self._events_out:
+            async for event in self._events_out:
+                for callback in list(self._callbacks):
+                    try:
+                        await callback(event)
+                    except Exception:
+                        log.exception("lifecycle callback %r raised on %s", callback, event.kind)
+                self._events_queued -= 1
+                if self._events_queued == 0:
+                    self._events_idle.set()
+
+    async def drain_lifecycle(self) -> None:
+        """Wait (briefly) until queued lifecycle events have been handled."""
+        with anyio.move_on_after(1.0):
+            await self._events_idle.wait()

@@ -1,0 +1,161 @@
+"""Finding transports, routers, serializers and connection plugins.
+
+Nothing is loaded at import time. :func:`create_plugin_manager` loads the
+``pydevts`` entry points (unless ``PYDEVTS_DISABLE_PLUGIN_AUTOLOAD`` is set)
+plus any plugin objects given to it; a plugin that fails to import or whose
+hook raises is skipped with a logged reason. :class:`Registry` answers "which
+factory is called NAME" and "what is installed".
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pluggy
+
+from . import hookspecs
+from .errors import PluginNotFoundError
+
+__all__ = [
+    "AUTOLOAD_ENV",
+    "ENTRY_POINT_GROUP",
+    "KINDS",
+    "BrokenPlugin",
+    "PluginInfo",
+    "Registry",
+    "create_plugin_manager",
+]
+
+log = logging.getLogger("pydevts.plugins")
+
+ENTRY_POINT_GROUP = "pydevts"
+AUTOLOAD_ENV = "PYDEVTS_DISABLE_PLUGIN_AUTOLOAD"
+KINDS = ("transport", "router", "serializer", "connection_plugin")
+_HOOKS = {
+    "transport": "pydevts_register_transports",
+    "router": "pydevts_register_routers",
+    "serializer": "pydevts_register_serializers",
+    "connection_plugin": "pydevts_register_connection_plugins",
+}
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """One registered implementation."""
+
+    kind: str
+    name: str
+    distribution: str
+    version: str
+    factory: Any
+
+
+@dataclass(frozen=True)
+class BrokenPlugin:
+    """A plugin that was skipped, and why."""
+
+    name: str
+    distribution: str
+    reason: str
+
+
+def _autoload_disabled() -> bool:
+    return os.environ.get(AUTOLOAD_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def create_plugin_manager(
+    plugins: Iterable[object] = (), *, autoload: bool | None = None
+) -> pluggy.PluginManager:
+    """Build a plugin manager with the pydevts hookspecs.
+
+    ``plugins`` are registered first (and win over entry points that register
+    the same name). ``autoload=None`` loads entry points unless the
+    ``PYDEVTS_DISABLE_PLUGIN_AUTOLOAD`` environment variable is set.
+    """
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    pm.pydevts_dists = {}  # type: ignore[attr-defined]
+    pm.pydevts_broken = []  # type: ignore[attr-defined]
+    for plugin in plugins:
+        name = pm.register(plugin)
+        if name is not None:
+            pm.pydevts_dists[name] = ("(given)", "")  # type: ignore[attr-defined]
+    if autoload is None:
+        autoload = not _autoload_disabled()
+    if autoload:
+        _load_entry_points(pm)
+    return pm
+
+
+def _load_entry_points(pm: pluggy.PluginManager) -> None:
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        dist = ep.dist.name if ep.dist is not None else "?"
+        version = ep.dist.version if ep.dist is not None else ""
+        plugin_name = f"{dist}:{ep.name}"
+        if pm.has_plugin(plugin_name):
+            continue
+        try:
+            plugin = ep.load()
+            pm.register(plugin, name=plugin_name)
+        except Exception as exc:  # a broken plugin must not break the node
+            reason = f"{type(exc).__name__}: {exc}"
+            log.warning("skipping pydevts plugin %s from %s: %s", ep.name, dist, reason)
+            pm.pydevts_broken.append(BrokenPlugin(ep.name, dist, reason))  # type: ignore[attr-defined]
+            continue
+        pm.pydevts_dists[plugin_name] = (dist, version)  # type: ignore[attr-defined]
+
+
+class Registry:
+    """Names to factories, per kind, gathered from a plugin manager's hooks."""
+
+    def __init__(self, pm: pluggy.PluginManager | None = None) -> None:
+        self.pm = pm if pm is not None else create_plugin_manager()
+        self._infos: dict[str, dict[str, PluginInfo]] = {kind: {} for kind in KINDS}
+        self.broken: list[BrokenPlugin] = list(getattr(self.pm, "pydevts_broken", []))
+        dists: Mapping[str, tuple[str, str]] = getattr(self.pm, "pydevts_dists", {})
+        for kind, hook_name in _HOOKS.items():
+            hook = getattr(self.pm.hook, hook_name)
+            # pluggy lists implementations last-registered first; registration
+            # order is "given plugins, then entry points", and given ones win.
+            for impl in reversed(hook.get_hookimpls()):
+                dist, version = dists.get(impl.plugin_name, (impl.plugin_name, ""))
+                try:
+                    found = impl.function()
+                    items = dict(found or {})
+                except Exception as exc:
+                    reason = f"{hook_name} raised {type(exc).__name__}: {exc}"
+                    log.warning("skipping pydevts plugin %s: %s", impl.plugin_name, reason)
+                    self.broken.append(BrokenPlugin(impl.plugin_name, dist, reason))
+                    continue
+                for name, factory in items.items():
+                    known = self._infos[kind].get(name)
+                    if known is not None:
+                        log.warning(
+                            "%s %r from %s ignored: already provided by %s",
+                            kind, name, dist, known.distribution,
+                        )
+                        continue
+                    self._infos[kind][name] = PluginInfo(kind, name, dist, version, factory)
+
+    def names(self, kind: str) -> list[str]:
+        return sorted(self._infos[kind])
+
+    def info(self, kind: str, name: str) -> PluginInfo:
+        """Return the implementation ``name`` of ``kind``, or raise PluginNotFoundError."""
+        try:
+            return self._infos[kind][name]
+        except KeyError:
+            raise PluginNotFoundError(kind.replace("_", " "), name, self.names(kind)) from None
+
+    def create(self, kind: str, name: str, **settings: Any) -> Any:
+        """Instantiate the implementation ``name`` of ``kind`` with ``settings``."""
+        return self.info(kind, name).factory(**settings)
+
+    def all(self) -> list[PluginInfo]:
+        """Every registered implementation, ordered by kind then name."""
+        return [self._infos[kind][name] for kind in KINDS for name in self.names(kind)]

@@ -1,0 +1,265 @@
+"""The four extension protocols: Transport, Router, Serializer, ConnectionPlugin.
+
+Implementations are plain classes; they need not inherit from anything here.
+They are found by name through the hooks in :mod:`pydevts.hookspecs`.
+
+Layers, bottom up::
+
+    Transport   reliable, ordered, framed connections between addresses (bytes)
+    Link        (core) a connection after the handshake, with the plugin pipeline
+    Router      topology and delivery: which links exist, how a frame reaches a node
+    Node        (core) events, requests, handlers, members
+    Serializer  event payloads <-> bytes, one per cluster
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from .link import Link
+    from .members import Member, MemberState, MemberView
+    from .wire import Hello
+
+__all__ = [
+    "Address",
+    "Connection",
+    "ConnectionInfo",
+    "ConnectionPlugin",
+    "Listener",
+    "Router",
+    "RouterContext",
+    "Serializer",
+    "Transport",
+]
+
+
+class Address(NamedTuple):
+    """A transport address: host and port."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        if ":" in self.host:
+            return f"[{self.host}]:{self.port}"
+        return f"{self.host}:{self.port}"
+
+    @classmethod
+    def parse(cls, text: str) -> Address:
+        """Parse ``host:port`` or ``[v6]:port``; raise ``ValueError`` if malformed."""
+        host, sep, port = text.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ValueError(f"address {text!r} is not of the form HOST:PORT")
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        return cls(host, int(port))
+
+
+# --------------------------------------------------------------------------
+# Transport: bytes
+# --------------------------------------------------------------------------
+
+
+@runtime_checkable
+class Connection(Protocol):
+    """A reliable, ordered, framed, bidirectional connection.
+
+    Frames are whole ``bytes`` objects; the transport preserves their
+    boundaries and order. ``max_frame_size`` is enforced in both directions:
+    :meth:`send_frames` raises :class:`~pydevts.errors.FrameTooLargeError`
+    before writing anything, and a peer announcing a larger frame makes
+    :meth:`receive_frames` raise :class:`~pydevts.errors.RemoteProtocolError`.
+    """
+
+    max_frame_size: int
+
+    @property
+    def remote_address(self) -> str:
+        """Printable address of the other end (for logs)."""
+        ...
+
+    async def send_frames(self, frames: Sequence[bytes]) -> None:
+        """Write all ``frames``, in order, in as few writes as possible."""
+        ...
+
+    async def receive_frames(self) -> list[bytes]:
+        """Wait for and return one or more whole frames, in order.
+
+        Raises :class:`~pydevts.errors.ConnectionClosedError` at end of stream.
+        """
+        ...
+
+    async def aclose(self) -> None:
+        """Close the connection; pending writes are abandoned. Idempotent."""
+        ...
+
+
+@runtime_checkable
+class Listener(Protocol):
+    """A bound listening endpoint. Binding happened when it was created."""
+
+    @property
+    def address(self) -> Address:
+        """The address actually bound (the real port when 0 was asked)."""
+        ...
+
+    async def serve(self, handler: Callable[[Connection], Awaitable[None]]) -> None:
+        """Accept connections forever, running ``handler`` for each in its own task.
+
+        The handler owns the connection and must close it.
+        """
+        ...
+
+    async def aclose(self) -> None:
+        """Stop listening. Idempotent."""
+        ...
+
+
+@runtime_checkable
+class Transport(Protocol):
+    """Makes connections and listeners. Registered under a name (``tcp``)."""
+
+    name: str
+
+    async def listen(self, address: Address) -> Listener:
+        """Bind ``address`` now; raise :class:`~pydevts.errors.AddressInUseError` if taken."""
+        ...
+
+    async def connect(self, address: Address) -> Connection:
+        """Connect; raise :class:`~pydevts.errors.ConnectError` if nothing answers."""
+        ...
+
+
+# --------------------------------------------------------------------------
+# Serializer: payloads
+# --------------------------------------------------------------------------
+
+
+@runtime_checkable
+class Serializer(Protocol):
+    """Encodes event payloads. Every node of a cluster must use the same one."""
+
+    name: str
+
+    def dumps(self, obj: Any) -> bytes:
+        """Encode; raise :class:`~pydevts.errors.SerializationError` naming a bad type."""
+        ...
+
+    def loads(self, data: bytes) -> Any:
+        """Decode; raise :class:`~pydevts.errors.SerializationError` on bad input."""
+        ...
+
+
+# --------------------------------------------------------------------------
+# Connection plugins: observe or transform every frame of every link
+# --------------------------------------------------------------------------
+
+
+class ConnectionInfo(NamedTuple):
+    """What a connection plugin knows about a link."""
+
+    local_id: str
+    peer_id: str
+    peer_address: str
+    initiated: bool
+    peer_tags: Mapping[str, str]
+
+
+@runtime_checkable
+class ConnectionPlugin(Protocol):
+    """A plugin that sees every link of a node.
+
+    ``on_open`` may refuse the link by raising any exception (its message is
+    logged and sent to the peer). ``on_frame_out``/``on_frame_in`` return the
+    frame to pass on (possibly transformed) or ``None`` to drop it. They are
+    called on the hot path: keep them cheap.
+    """
+
+    name: str
+
+    def on_open(self, info: ConnectionInfo) -> None: ...
+
+    def on_frame_out(self, info: ConnectionInfo, frame: bytes) -> bytes | None: ...
+
+    def on_frame_in(self, info: ConnectionInfo, frame: bytes) -> bytes | None: ...
+
+    def on_close(self, info: ConnectionInfo, reason: str | None) -> None: ...
+
+
+# --------------------------------------------------------------------------
+# Router: topology and delivery
+# --------------------------------------------------------------------------
+
+
+class RouterContext(Protocol):
+    """What the node gives its router. The router owns links; the node owns none."""
+
+    @property
+    def node_id(self) -> str: ...
+
+    @property
+    def hello(self) -> Hello:
+        """This node's own handshake record (id, address, tags, ...)."""
+        ...
+
+    @property
+    def members(self) -> MemberView:
+        """Read-only use: change members through the two methods below."""
+        ...
+
+    def update_member(self, member: Member) -> None:
+        """Record a member (new, changed, or back); the node raises the lifecycle events."""
+        ...
+
+    def set_member_state(self, node_id: str, state: MemberState) -> None:
+        """Mark a member left/failed/suspect/alive; pending requests to it fail if it is gone."""
+        ...
+
+    async def connect(self, address: Address) -> Link:
+        """Open a transport connection, run the handshake and the plugin pipeline."""
+        ...
+
+    async def deliver(self, origin: str, frames: list[bytes]) -> None:
+        """Hand core messages (kinds below ``0x40``) from ``origin`` up to the node.
+
+        May wait: this is where a slow handler pushes back on the sender.
+        """
+        ...
+
+    def spawn(self, func: Callable[..., Awaitable[Any]], *args: Any, name: str = "") -> None:
+        """Run ``func(*args)`` in the node's task group."""
+        ...
+
+
+@runtime_checkable
+class Router(Protocol):
+    """Owns topology: which links to open, and how a frame reaches one node or all.
+
+    Frames whose first byte is ``0x40`` or above belong to the router; lower
+    kinds are core messages that the router hands to
+    :meth:`RouterContext.deliver` at their destination.
+    """
+
+    name: str
+
+    async def start(self, ctx: RouterContext, entry: Link | None) -> None:
+        """Begin routing. ``entry`` is the link we joined through (``None``: new cluster)."""
+        ...
+
+    def add_link(self, link: Link) -> None:
+        """Adopt an incoming link whose handshake succeeded."""
+        ...
+
+    async def send(self, dest: str, frame: bytes) -> None:
+        """Send one core message to ``dest``; raise UnknownNodeError if unreachable."""
+        ...
+
+    async def broadcast(self, frame: bytes) -> None:
+        """Send one core message to every other live member, once each."""
+        ...
+
+    async def stop(self) -> None:
+        """Announce leave, flush and close every link."""
+        ...

@@ -1,0 +1,224 @@
+"""The wire format of core messages and of the handshake (sans-IO).
+
+Theory of operation
+-------------------
+A transport carries *frames* (whole byte strings). The first byte of every
+frame is its *kind*:
+
+==========  =====  ===========================================================
+kind        byte   layout after the kind byte
+==========  =====  ===========================================================
+EVENT       0x01   name length (u8), name (UTF-8), payload
+REQUEST     0x02   request id (u64 BE), name length (u8), name, payload
+REPLY       0x03   request id (u64 BE), payload
+ERROR       0x04   request id (u64 BE), error code (u8), message (UTF-8)
+HELLO       0x30   JSON object (see :class:`Hello`)
+REFUSE      0x31   reason (UTF-8); the sender closes the connection after it
+router      0x40+  owned by the router (control messages, routing headers)
+==========  =====  ===========================================================
+
+Payloads are bytes produced by the cluster's serializer; core never looks
+inside them. The handshake is JSON so that core needs no serializer to refuse
+a peer that uses another one.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import LocalProtocolError, RemoteProtocolError
+
+__all__ = [
+    "EVENT",
+    "REQUEST",
+    "REPLY",
+    "ERROR",
+    "HELLO",
+    "REFUSE",
+    "ROUTER_KIND_MIN",
+    "PROTOCOL_VERSION",
+    "ErrorCode",
+    "Hello",
+    "Message",
+    "encode_event",
+    "encode_request",
+    "encode_reply",
+    "encode_error",
+    "decode_message",
+    "encode_refuse",
+    "decode_refuse",
+    "handshake_mismatch",
+]
+
+PROTOCOL_VERSION = 1
+MAGIC = "pydevts"
+
+EVENT = 0x01
+REQUEST = 0x02
+REPLY = 0x03
+ERROR = 0x04
+HELLO = 0x30
+REFUSE = 0x31
+ROUTER_KIND_MIN = 0x40
+
+_U64 = struct.Struct(">Q")
+_U64_U8 = struct.Struct(">QB")
+
+
+class ErrorCode:
+    """Codes carried by ERROR frames."""
+
+    NO_HANDLER = 1
+    HANDLER_FAILED = 2
+    UNREACHABLE = 3
+    BAD_PAYLOAD = 4
+
+
+def _name_bytes(name: str) -> bytes:
+    raw = name.encode()
+    if not raw or len(raw) > 255:
+        raise LocalProtocolError(f"event name must be 1 to 255 UTF-8 bytes, got {len(raw)}: {name!r}")
+    return raw
+
+
+def encode_event(name: str, payload: bytes) -> bytes:
+    raw = _name_bytes(name)
+    return b"".join((bytes((EVENT, len(raw))), raw, payload))
+
+
+def encode_request(request_id: int, name: str, payload: bytes) -> bytes:
+    raw = _name_bytes(name)
+    return b"".join((b"\x02", _U64_U8.pack(request_id, len(raw)), raw, payload))
+
+
+def encode_reply(request_id: int, payload: bytes) -> bytes:
+    return b"\x03" + _U64.pack(request_id) + payload
+
+
+def encode_error(request_id: int, code: int, message: str) -> bytes:
+    return b"\x04" + _U64_U8.pack(request_id, code) + message.encode()[:4096]
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A decoded core message. ``payload`` is serializer bytes (or an error message)."""
+
+    kind: int
+    name: str
+    request_id: int
+    payload: bytes
+    code: int = 0
+
+
+def decode_message(frame: bytes) -> Message:
+    """Decode a core message; raise :class:`RemoteProtocolError` if malformed."""
+    try:
+        kind = frame[0]
+        if kind == EVENT:
+            end = 2 + frame[1]
+            return Message(EVENT, frame[2:end].decode(), 0, frame[end:])
+        if kind == REQUEST:
+            request_id, n = _U64_U8.unpack_from(frame, 1)
+            end = 10 + n
+            return Message(REQUEST, frame[10:end].decode(), request_id, frame[end:])
+        if kind == REPLY:
+            return Message(REPLY, "", _U64.unpack_from(frame, 1)[0], frame[9:])
+        if kind == ERROR:
+            request_id, code = _U64_U8.unpack_from(frame, 1)
+            return Message(ERROR, "", request_id, frame[10:], code)
+    except (IndexError, struct.error, UnicodeDecodeError) as exc:
+        raise RemoteProtocolError(f"malformed message frame ({len(frame)} bytes): {exc}") from exc
+    raise RemoteProtocolError(f"unknown message kind 0x{kind:02x}")
+
+
+# --------------------------------------------------------------------------
+# Handshake
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Hello:
+    """What each side of a new connection says about itself.
+
+    ``role`` is ``"member"`` for a node, ``"client"`` for a one-off tool that
+    must not become a member. ``extensions`` is room for later additions
+    (authentication, capabilities); unknown keys are ignored.
+    """
+
+    cluster: str
+    node_id: str
+    address: str
+    serializer: str
+    tags: Mapping[str, str] = field(default_factory=dict)
+    role: str = "member"
+    protocol: int = PROTOCOL_VERSION
+    extensions: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_frame(self) -> bytes:
+        body = {
+            "magic": MAGIC,
+            "protocol": self.protocol,
+            "cluster": self.cluster,
+            "node_id": self.node_id,
+            "address": self.address,
+            "serializer": self.serializer,
+            "tags": dict(self.tags),
+            "role": self.role,
+            "extensions": dict(self.extensions),
+        }
+        return bytes((HELLO,)) + json.dumps(body, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_frame(cls, frame: bytes) -> Hello:
+        """Parse a HELLO frame; raise :class:`RemoteProtocolError` saying what is wrong."""
+        if not frame or frame[0] != HELLO:
+            kind = f"0x{frame[0]:02x}" if frame else "an empty frame"
+            raise RemoteProtocolError(f"expected a pydevts HELLO frame, got kind {kind}")
+        try:
+            body = json.loads(frame[1:])
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise RemoteProtocolError(f"HELLO is not valid JSON: {exc}") from exc
+        if not isinstance(body, dict) or body.get("magic") != MAGIC:
+            raise RemoteProtocolError("HELLO does not come from pydevts (no magic)")
+        try:
+            tags = body.get("tags") or {}
+            hello = cls(
+                cluster=str(body["cluster"]),
+                node_id=str(body["node_id"]),
+                address=str(body["address"]),
+                serializer=str(body["serializer"]),
+                tags={str(k): str(v) for k, v in tags.items()},
+                role=str(body.get("role", "member")),
+                protocol=int(body["protocol"]),
+                extensions=dict(body.get("extensions") or {}),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise RemoteProtocolError(f"HELLO is missing or has a bad field: {exc!r}") from exc
+        if not hello.node_id:
+            raise RemoteProtocolError("HELLO has an empty node id")
+        return hello
+
+
+def handshake_mismatch(local: Hello, remote: Hello) -> str | None:
+    """Return why ``remote`` cannot talk to ``local`` (``None`` if it can)."""
+    if remote.protocol != local.protocol:
+        return f"protocol version differs: local {local.protocol}, remote {remote.protocol}"
+    if remote.cluster != local.cluster:
+        return f"cluster name differs: local {local.cluster!r}, remote {remote.cluster!r}"
+    if remote.serializer != local.serializer:
+        return f"serializer differs: local {local.serializer!r}, remote {remote.serializer!r}"
+    if remote.node_id == local.node_id:
+        return f"node id {remote.node_id!r} is already in use by the node at {local.address}"
+    return None
+
+
+def encode_refuse(reason: str) -> bytes:
+    return bytes((REFUSE,)) + reason.encode()[:4096]
+
+
+def decode_refuse(frame: bytes) -> str:
+    return frame[1:].decode(errors="replace")

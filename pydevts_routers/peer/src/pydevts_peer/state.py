@@ -1,0 +1,177 @@
+"""The full-mesh ("everyone knows everyone") routing state machine (sans-IO).
+
+Theory of operation
+-------------------
+Every node keeps one link to every other node. A newcomer connects to the
+node at the cluster port (its *entry*). When a link comes up:
+
+- both sides send each other a ``sync``: the sender and every member it has
+  a link to;
+- if the peer was unknown until now, we ``intro``-duce it to every other
+  member we have a link to.
+
+On learning of a member it has no link to, a node connects to it if its own
+id is smaller (so each pair opens one link, not two); if no link has appeared
+after ``connect_after`` seconds, either side connects (a safety net for races
+between concurrent joins). A ``leave`` message before a link closes makes the
+member *left*; a link that drops without one makes it *failed*.
+
+The machine takes inputs (link up/down, control message, tick) with the
+current time and returns actions; it never touches a socket or a clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydevts.members import Member, MemberState
+
+__all__ = [
+    "Connect",
+    "MemberDown",
+    "MemberUp",
+    "PeerState",
+    "SendControl",
+]
+
+
+@dataclass(frozen=True)
+class SendControl:
+    peer_id: str
+    message: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Connect:
+    member: Member
+
+
+@dataclass(frozen=True)
+class MemberUp:
+    member: Member
+
+
+@dataclass(frozen=True)
+class MemberDown:
+    peer_id: str
+    state: MemberState
+
+
+Action = SendControl | Connect | MemberUp | MemberDown
+
+
+@dataclass
+class _Known:
+    member: Member
+    since: float
+    attempts: int = 0
+    connecting: bool = False
+
+
+def member_to_wire(member: Member) -> dict[str, Any]:
+    return {"id": member.id, "address": member.address, "tags": dict(member.tags)}
+
+
+def member_from_wire(data: Any) -> Member:
+    if not isinstance(data, dict):
+        raise ValueError(f"member entry is not an object: {data!r}")
+    tags = data.get("tags") or {}
+    return Member(str(data["id"]), str(data["address"]), {str(k): str(v) for k, v in tags.items()})
+
+
+@dataclass
+class PeerState:
+    """Membership and link bookkeeping of one node in a full mesh."""
+
+    local: Member
+    connect_after: float = 3.0
+    max_attempts: int = 3
+    linked: dict[str, Member] = field(default_factory=dict)
+    known: dict[str, _Known] = field(default_factory=dict)
+    leaving: set[str] = field(default_factory=set)
+
+    # ---------------------------------------------------------------- inputs
+
+    def link_up(self, member: Member, now: float) -> list[Action]:
+        """A link to ``member`` completed its handshake."""
+        was_known = member.id in self.known or member.id in self.linked
+        self.known.pop(member.id, None)
+        self.leaving.discard(member.id)
+        actions: list[Action] = [MemberUp(member)]
+        others = [pid for pid in self.linked if pid != member.id]
+        self.linked[member.id] = member
+        actions.append(SendControl(member.id, self._sync_message()))
+        if not was_known:
+            intro = {"t": "intro", "member": member_to_wire(member)}
+            actions.extend(SendControl(pid, intro) for pid in others)
+        return actions
+
+    def link_down(self, peer_id: str, now: float) -> list[Action]:
+        """The link to ``peer_id`` closed."""
+        if self.linked.pop(peer_id, None) is None:
+            return []
+        state = MemberState.LEFT if peer_id in self.leaving else MemberState.FAILED
+        self.leaving.discard(peer_id)
+        return [MemberDown(peer_id, state)]
+
+    def control(self, peer_id: str, message: Any, now: float) -> list[Action]:
+        """A control message arrived from ``peer_id``; raise ValueError if malformed."""
+        if not isinstance(message, dict):
+            raise ValueError(f"control message is not an object: {message!r}")
+        kind = message.get("t")
+        if kind == "sync":
+            members = message.get("members")
+            if not isinstance(members, list):
+                raise ValueError("sync without a member list")
+            return self._learn([member_from_wire(m) for m in members], now)
+        if kind == "intro":
+            return self._learn([member_from_wire(message.get("member"))], now)
+        if kind == "leave":
+            self.leaving.add(peer_id)
+            return []
+        raise ValueError(f"unknown control message type {kind!r}")
+
+    def connect_failed(self, peer_id: str, now: float) -> list[Action]:
+        """An attempt to connect to a known member failed."""
+        entry = self.known.get(peer_id)
+        if entry is not None:
+            entry.connecting = False
+            entry.since = now
+            if entry.attempts >= self.max_attempts:
+                del self.known[peer_id]
+        return []
+
+    def tick(self, now: float) -> list[Action]:
+        """Connect to members that have waited too long for a link."""
+        actions: list[Action] = []
+        for entry in self.known.values():
+            if not entry.connecting and now - entry.since >= self.connect_after:
+                actions.append(self._connect(entry))
+        return actions
+
+    def leave(self) -> list[Action]:
+        """This node is leaving: tell every linked member."""
+        return [SendControl(pid, {"t": "leave"}) for pid in self.linked]
+
+    # ---------------------------------------------------------------- helpers
+
+    def _sync_message(self) -> dict[str, Any]:
+        members = [member_to_wire(self.local)] + [member_to_wire(m) for m in self.linked.values()]
+        return {"t": "sync", "members": members}
+
+    def _learn(self, members: list[Member], now: float) -> list[Action]:
+        actions: list[Action] = []
+        for member in members:
+            if member.id == self.local.id or member.id in self.linked or member.id in self.known:
+                continue
+            entry = _Known(member, now)
+            self.known[member.id] = entry
+            if self.local.id < member.id:
+                actions.append(self._connect(entry))
+        return actions
+
+    def _connect(self, entry: _Known) -> Connect:
+        entry.connecting = True
+        entry.attempts += 1
+        return Connect(entry.member)
