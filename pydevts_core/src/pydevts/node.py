@@ -121,6 +121,8 @@ class Node:
         self._lifecycle: list[LifecycleCallback] = []
         self._tg: TaskGroup | None = None
         self._running = False
+        #: True when this node found nothing at the cluster port and started a new cluster.
+        self.started_cluster = False
         self._stopped = anyio.Event()
         self._collect_class_handlers()
 
@@ -297,6 +299,7 @@ class Node:
             make_hello=make_hello, join_only=self.join_only, plugins=plugins,
             handshake_timeout=self.handshake_timeout, join_timeout=self.join_timeout,
         )
+        self.started_cluster = joined.entry is None
         hello = make_hello(joined.listener.address)
         members = MemberView(Member(self.id, hello.address, dict(self.tags)))
         self._ctx = ctx = NodeContext(

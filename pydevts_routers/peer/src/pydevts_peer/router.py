@@ -103,9 +103,9 @@ class PeerRouter:
         finally:
             if self._links.get(link.peer_id) is link:
                 del self._links[link.peer_id]
-                if link.close_reason and not self._stopping:
+                if not self._stopping:  # while leaving, the others' state is no news
                     log.info("link to %s closed: %s", link.peer_id, link.close_reason)
-                self._apply(self._state.link_down(link.peer_id, anyio.current_time()))
+                    self._apply(self._state.link_down(link.peer_id, anyio.current_time()))
 
     async def _on_frames(self, link: Link, frames: list[bytes]) -> None:
         assert self._ctx is not None

@@ -1,0 +1,1 @@
+"""Benchmark harness for pydevts: driver helpers (procs, natsd, rows, report) and peer programs."""

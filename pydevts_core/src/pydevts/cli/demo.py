@@ -1,0 +1,104 @@
+"""``pydevts demo``: three nodes in three processes exchange events on loopback."""
+
+from __future__ import annotations
+
+import socket
+import time
+from typing import Any
+
+import anyio
+
+from .driver import AgentProcess
+
+__all__ = ["run_demo"]
+
+NAMES = ("node-1", "node-2", "node-3")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+async def run_demo() -> int:
+    port = free_port()
+    t0 = time.monotonic()
+    _say(f"pydevts demo: 3 nodes, each its own process, cluster port 127.0.0.1:{port}")
+    agents = [AgentProcess(name, [str(port), "--id", name, "--log-level", "WARNING"]) for name in NAMES]
+    first, second, third = agents
+    try:
+        async with anyio.create_task_group() as tg:
+            await first.start(tg)
+            started = await first.wait_for(lambda e: e.get("ev") == "started", 15, "start")
+            _say(f"  {first.name} found nothing on the cluster port: started a new cluster at {started['address']}")
+            for agent in (second, third):
+                await agent.start(tg)
+            for agent in (second, third):
+                ev = await agent.wait_for(lambda e: e.get("ev") in ("started", "error"), 15, "start")
+                if ev["ev"] == "error":
+                    raise RuntimeError(f"{agent.name}: {ev['message']}")
+                _say(f"  {agent.name} joined through the cluster port; listening on {ev['address']}")
+            for agent in agents:
+                await _wait_members(agent, 3)
+            _say(f"  all 3 nodes see 3 alive members ({time.monotonic() - t0:.2f} s since launch)")
+            _say()
+            _say('  node-1 emits "greet" to all; node-2 sends "greet" to node-3;')
+            _say('  node-3 sends a "ping" request to node-1 and waits for the reply')
+            await first.call(op="emit", name="greet", payload={"text": "hello, everyone"})
+            await second.call(op="send", to="node-3", name="greet", payload={"text": "hi node-3"})
+            reply = await third.call(op="request", to="node-1", name="ping", payload={"seq": 1}, timeout=5)
+            if not reply["ok"]:
+                raise RuntimeError(f"request failed: {reply}")
+            expected = {"node-1": 1, "node-2": 1, "node-3": 2}
+            for agent in agents:
+                await agent.wait_for(
+                    lambda e, a=agent: sum(x.get("ev") == "received" for x in a.events) >= expected[a.name],
+                    10, "received events",
+                )
+            _say()
+            _table(agents, reply)
+            _say()
+            await second.stop()
+            left = await first.wait_for(lambda e: e.get("ev") == "member" and e["id"] == "node-2" and e["kind"] != "joined", 10, "leave")
+            _say(f"  node-2 stopped gracefully; node-1 saw it: {left['kind']}")
+            for agent in (first, third):
+                await agent.stop()
+            tg.cancel_scope.cancel()
+    except (TimeoutError, RuntimeError) as exc:
+        _say(f"demo failed: {exc}")
+        return 1
+    finally:
+        with anyio.CancelScope(shield=True):
+            for agent in agents:
+                await agent.stop(timeout=5)
+    _say(f"demo finished in {time.monotonic() - t0:.1f} s")
+    return 0
+
+
+async def _wait_members(agent: AgentProcess, n: int) -> None:
+    with anyio.fail_after(15):
+        while True:
+            result = await agent.call(op="members")
+            if sum(m["state"] == "alive" for m in result["members"]) >= n:
+                return
+            await anyio.sleep(0.05)
+
+
+def _table(agents: list[AgentProcess], reply: dict[str, Any]) -> None:
+    rows = [("NODE", "RECEIVED")]
+    for agent in agents:
+        got = []
+        for e in agent.events:
+            if e.get("ev") == "received":
+                got.append(f'"{e["name"]}" from {e["sender"]}: {e["payload"]}')
+        if agent.name == "node-3":
+            got.append(f"reply from node-1: {reply['value']}")
+        rows.extend((agent.name if i == 0 else "", text) for i, text in enumerate(got))
+    width = max(len(r[0]) for r in rows)
+    for name, text in rows:
+        _say(f"  {name.ljust(width)}  {text}")
