@@ -229,10 +229,15 @@ class Node:
         self._tg = tg
         try:
             await self._start(tg)
-        except BaseException as exc:
-            tg.cancel_scope.cancel()
-            await tg.__aexit__(type(exc), exc, exc.__traceback__)
+        except BaseException:
+            # Report the start failure itself, not a task-group wrapper around it.
             self._tg = None
+            tg.cancel_scope.cancel()
+            with anyio.CancelScope(shield=True):
+                try:
+                    await tg.__aexit__(None, None, None)
+                except BaseException:
+                    log.debug("error while cleaning up a failed start", exc_info=True)
             raise
         return self
 

@@ -25,9 +25,9 @@ Event = dict[str, Any]
 class AgentProcess:
     """One agent process: its stdout events and stderr log lines, as they arrive."""
 
-    def __init__(self, name: str, argv: Sequence[str]) -> None:
+    def __init__(self, name: str, argv: Sequence[str], python: str | None = None) -> None:
         self.name = name
-        self.argv = [sys.executable, "-m", "pydevts.cli.agent", *argv]
+        self.argv = [python or sys.executable, "-m", "pydevts.cli.agent", *argv]
         self.events: list[Event] = []
         self.log: list[str] = []
         self.process: Process | None = None

@@ -141,5 +141,6 @@ class TCPTransport:
         except TimeoutError as exc:
             raise ConnectError(f"connecting to {address} timed out after {self.connect_timeout:g} s") from exc
         except OSError as exc:
-            raise ConnectError(f"cannot connect to {address}: {exc.strerror or exc}") from exc
+            cause = exc.__cause__ if isinstance(exc.__cause__, OSError) else exc
+            raise ConnectError(f"cannot connect to {address}: {cause.strerror or cause}") from exc
         return TCPConnection(stream, self.max_frame_size)
