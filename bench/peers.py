@@ -14,7 +14,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchlib.common import emit, peer_arguments, profiled, run_async  # noqa: E402
+from benchlib.common import emit, peer_arguments, profiled, run_async
 
 ASYNCIO_ONLY = {"nats"}
 

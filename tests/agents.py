@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 import anyio
-
 from pydevts.cli.driver import AgentProcess
 
 __all__ = ["AgentProcess", "agents", "free_port", "wait_alive"]
@@ -20,7 +19,9 @@ def free_port() -> int:
 
 
 @asynccontextmanager
-async def agents(specs: Sequence[tuple[str, Sequence[str]]], backend: str) -> AsyncIterator[list[AgentProcess]]:
+async def agents(
+    specs: Sequence[tuple[str, Sequence[str]]], backend: str
+) -> AsyncIterator[list[AgentProcess]]:
     """Start one agent process per (name, argv); stop (or kill) every one on exit."""
     procs = [AgentProcess(name, [*argv, "--backend", backend]) for name, argv in specs]
     try:
@@ -45,4 +46,6 @@ async def wait_alive(proc: AgentProcess, ids: set[str], timeout: float = 10.0) -
             if last == ids:
                 return
             await anyio.sleep(0.02)
-    raise AssertionError(f"{proc.name} sees {sorted(last)} alive, expected {sorted(ids)}; log: {proc.log[-10:]}")
+    raise AssertionError(
+        f"{proc.name} sees {sorted(last)} alive, expected {sorted(ids)}; log: {proc.log[-10:]}"
+    )

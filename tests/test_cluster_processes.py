@@ -12,7 +12,9 @@ pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 
 def _received(proc, name, sender):  # type: ignore[no-untyped-def]
-    return [e for e in proc.events if e.get("ev") == "received" and e["name"] == name and e["sender"] == sender]
+    return [
+        e for e in proc.events if e.get("ev") == "received" and e["name"] == name and e["sender"] == sender
+    ]
 
 
 async def test_three_processes_join_exchange_leave_and_die(anyio_backend: str) -> None:

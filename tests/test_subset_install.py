@@ -32,11 +32,24 @@ def subset_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("subset")
     wheels = tmp / "wheels"
     for dist in DISTS:
-        _run(sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-             "--wheel-dir", wheels, ROOT / dist)
+        _run(
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--wheel-dir",
+            wheels,
+            ROOT / dist,
+        )
     built = sorted(wheels.glob("*.whl"))
     assert [w.name.split("-")[0] for w in built] == [
-        "pydevts_core", "pydevts_msgpack", "pydevts_peer", "pydevts_tcp"
+        "pydevts_core",
+        "pydevts_msgpack",
+        "pydevts_peer",
+        "pydevts_tcp",
     ], built
     venv = tmp / "venv"
     _run(sys.executable, "-m", "venv", venv)
@@ -54,11 +67,17 @@ def test_subset_has_only_what_it_needs(subset_venv: Path) -> None:
     plugins = _run(subset_venv.parent / "pydevts", "plugins")
     assert "tcp" in plugins and "peer" in plugins and "msgpack" in plugins
     missing = subprocess.run(
-        [subset_venv, "-c", "import pydevts, anyio; from pydevts import Node\n"
-         "async def main():\n"
-         "    async with Node(1, transport='quic'): pass\n"
-         "anyio.run(main)"],
-        capture_output=True, text=True, timeout=60,
+        [
+            subset_venv,
+            "-c",
+            "import pydevts, anyio; from pydevts import Node\n"
+            "async def main():\n"
+            "    async with Node(1, transport='quic'): pass\n"
+            "anyio.run(main)",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert missing.returncode != 0
     assert "pip install pydevts-quic" in missing.stderr

@@ -53,12 +53,12 @@ def peer_arguments() -> argparse.ArgumentParser:
     return p
 
 
-def run_async(main: Callable[[], Awaitable[Result]], backend: str, use_uvloop: bool) -> Result:
+def run_async(main: Callable[[], Awaitable[Result | None]], backend: str, use_uvloop: bool) -> Result | None:
     """Run ``main`` with anyio on ``backend``; return its result."""
     import anyio
 
     options: dict[str, Any] = {"use_uvloop": True} if backend == "asyncio" and use_uvloop else {}
-    result: Result = anyio.run(main, backend=backend, backend_options=options)
+    result: Result | None = anyio.run(main, backend=backend, backend_options=options)
     return result
 
 

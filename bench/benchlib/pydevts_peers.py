@@ -16,7 +16,6 @@ import time
 from typing import Any
 
 import anyio
-
 from pydevts import MemberEvent, Node
 
 from .common import CHECK_EVERY, PAYLOAD, Counter, SendClock, emit, ready, rtt_summary

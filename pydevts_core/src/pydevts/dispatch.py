@@ -171,7 +171,8 @@ class Dispatcher:
             if handler is None:
                 self.stats.events_unhandled += 1
                 reply = encode_error(
-                    msg.request_id, ErrorCode.NO_HANDLER,
+                    msg.request_id,
+                    ErrorCode.NO_HANDLER,
                     f"node {self.node_id} has no handler for {msg.name!r}",
                 )
             else:

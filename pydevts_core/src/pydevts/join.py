@@ -71,8 +71,11 @@ async def join_or_start(
             listener = await transport.listen(Address(bind_host, port))
             try:
                 link = await open_link(
-                    conn, make_hello(listener.address), initiated=True,
-                    plugins=plugins, timeout=handshake_timeout,
+                    conn,
+                    make_hello(listener.address),
+                    initiated=True,
+                    plugins=plugins,
+                    timeout=handshake_timeout,
                 )
             except BaseException:
                 with anyio.CancelScope(shield=True):

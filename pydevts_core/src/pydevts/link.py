@@ -105,21 +105,23 @@ class Link:
     def _filter_out(self, frame: bytes) -> bytes | None:
         out: bytes | None = frame
         for plugin in self.plugins:
-            out = plugin.on_frame_out(self.info, out)
+            out = plugin.on_frame_out(self.info, frame)
             if out is None:
                 return None
-        return out
+            frame = out
+        return frame
 
     def _filter_in(self, frames: list[bytes]) -> list[bytes]:
         kept = []
         for frame in frames:
             out: bytes | None = frame
             for plugin in self.plugins:
-                out = plugin.on_frame_in(self.info, out)
+                out = plugin.on_frame_in(self.info, frame)
                 if out is None:
                     break
+                frame = out
             if out is not None:
-                kept.append(out)
+                kept.append(frame)
         return kept
 
     async def _write_loop(self, scope: anyio.CancelScope) -> None:

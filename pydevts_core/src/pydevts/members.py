@@ -18,14 +18,11 @@ from dataclasses import dataclass, field, replace
 __all__ = ["Member", "MemberEvent", "MemberState", "MemberView"]
 
 
-class MemberState(str, enum.Enum):
+class MemberState(enum.StrEnum):
     ALIVE = "alive"
     SUSPECT = "suspect"
     FAILED = "failed"
     LEFT = "left"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,7 +35,7 @@ from .dispatch import Dispatcher, Handler
 from .errors import ConfigurationError, LocalProtocolError, PydevtsError
 from .framing import DEFAULT_MAX_FRAME_SIZE
 from .link import Link, open_link
-from .members import Member, MemberEvent, MemberState, MemberView
+from .members import Member, MemberEvent, MemberView
 from .node_context import NodeContext
 from .plugins import Registry
 from .protocols import Address, Connection, ConnectionPlugin, Router, Serializer, Transport
@@ -115,7 +115,13 @@ class Node:
         self.request_timeout = request_timeout
         self.handshake_timeout = handshake_timeout
         self.join_timeout = join_timeout
-        self._choices = (transport, router, serializer, dict(serializer_options or {}), list(connection_plugins))
+        self._choices = (
+            transport,
+            router,
+            serializer,
+            dict(serializer_options or {}),
+            list(connection_plugins),
+        )
         self._registry = registry
         self._handlers: dict[str, Handler] = {}
         self._lifecycle: list[LifecycleCallback] = []
@@ -174,7 +180,8 @@ class Node:
     def find(self, **tags: str) -> list[Member]:
         """Live members (other than this one) whose tags include all of ``tags``."""
         return [
-            m for m in self.members
+            m
+            for m in self.members
             if m.alive and m.id != self.id and all(m.tags.get(k) == v for k, v in tags.items())
         ]
 
@@ -203,7 +210,9 @@ class Node:
         ctx = self._require_running()
         await ctx.send_frame(node_id, encode_event(name, ctx.serializer.dumps(payload)))
 
-    async def request(self, node_id: str, name: str, payload: Any = None, *, timeout: float | None = None) -> Any:
+    async def request(
+        self, node_id: str, name: str, payload: Any = None, *, timeout: float | None = None
+    ) -> Any:
         """Send a request and return the reply of the remote handler.
 
         Raises RequestTimeoutError (no reply within ``timeout``, default
@@ -216,7 +225,9 @@ class Node:
 
     def _require_running(self) -> NodeContext:
         if not self._running:
-            raise LocalProtocolError("the node is not running: use `async with node:` or `await node.serve()`")
+            raise LocalProtocolError(
+                "the node is not running: use `async with node:` or `await node.serve()`"
+            )
         return self._ctx
 
     # ----------------------------------------------------------- running
@@ -274,19 +285,24 @@ class Node:
 
         transport_choice, router_choice, serializer_choice, ser_opts, plugin_choices = self._choices
         registry = self._registry
-        if registry is None and any(isinstance(c, str) for c in (transport_choice, router_choice, serializer_choice)):
+        if registry is None and any(
+            isinstance(c, str) for c in (transport_choice, router_choice, serializer_choice)
+        ):
             registry = self._registry = Registry()
         transport: Transport = (
             registry.create("transport", transport_choice, max_frame_size=self.max_frame_size)
-            if isinstance(transport_choice, str) and registry else transport_choice  # type: ignore[assignment]
+            if isinstance(transport_choice, str) and registry
+            else transport_choice  # type: ignore[assignment]
         )
         router: Router = (
             registry.create("router", router_choice)
-            if isinstance(router_choice, str) and registry else router_choice  # type: ignore[assignment]
+            if isinstance(router_choice, str) and registry
+            else router_choice  # type: ignore[assignment]
         )
         serializer: Serializer = (
             registry.create("serializer", serializer_choice, **ser_opts)
-            if isinstance(serializer_choice, str) and registry else serializer_choice  # type: ignore[assignment]
+            if isinstance(serializer_choice, str) and registry
+            else serializer_choice  # type: ignore[assignment]
         )
         plugins = [
             (registry or Registry()).create("connection_plugin", p) if isinstance(p, str) else p
@@ -295,22 +311,38 @@ class Node:
 
         def make_hello(bound: Address) -> Hello:
             return Hello(
-                cluster=self.cluster, node_id=self.id, address=self._advertised(bound),
-                serializer=serializer.name, tags=dict(self.tags),
+                cluster=self.cluster,
+                node_id=self.id,
+                address=self._advertised(bound),
+                serializer=serializer.name,
+                tags=dict(self.tags),
             )
 
         joined = await join_or_start(
-            transport, cluster_address=self.cluster_address, bind_host=self.host, port=self.port,
-            make_hello=make_hello, join_only=self.join_only, plugins=plugins,
-            handshake_timeout=self.handshake_timeout, join_timeout=self.join_timeout,
+            transport,
+            cluster_address=self.cluster_address,
+            bind_host=self.host,
+            port=self.port,
+            make_hello=make_hello,
+            join_only=self.join_only,
+            plugins=plugins,
+            handshake_timeout=self.handshake_timeout,
+            join_timeout=self.join_timeout,
         )
         self.started_cluster = joined.entry is None
         hello = make_hello(joined.listener.address)
         members = MemberView(Member(self.id, hello.address, dict(self.tags)))
         self._ctx = ctx = NodeContext(
-            hello=hello, members=members, transport=transport, router=router,
-            serializer=serializer, plugins=plugins, listener=joined.listener, task_group=tg,
-            callbacks=self._lifecycle, handshake_timeout=self.handshake_timeout,
+            hello=hello,
+            members=members,
+            transport=transport,
+            router=router,
+            serializer=serializer,
+            plugins=plugins,
+            listener=joined.listener,
+            task_group=tg,
+            callbacks=self._lifecycle,
+            handshake_timeout=self.handshake_timeout,
         )
         ctx.dispatcher = Dispatcher(self.id, serializer, ctx.send_frame, tg)
         ctx.dispatcher.handlers = self._handlers
@@ -318,12 +350,17 @@ class Node:
         if joined.entry is None:
             log.info(
                 "node %s started a new cluster %r on cluster port %s",
-                self.id, self.cluster, joined.listener.address,
+                self.id,
+                self.cluster,
+                joined.listener.address,
             )
         else:
             log.info(
                 "node %s joined cluster %r through cluster port %s; listening on %s",
-                self.id, self.cluster, self.cluster_address, joined.listener.address,
+                self.id,
+                self.cluster,
+                self.cluster_address,
+                joined.listener.address,
             )
         await router.start(ctx, joined.entry)
         tg.start_soon(joined.listener.serve, self._on_connection, name="pydevts listener")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -72,7 +72,7 @@ class NodeContext:
     async def deliver(self, origin: str, frames: list[bytes]) -> None:
         await self.dispatcher.deliver(origin, frames)
 
-    def spawn(self, func: Callable[..., Awaitable[Any]], *args: Any, name: str = "") -> None:
+    def spawn(self, func: Callable[..., Coroutine[Any, Any, Any]], *args: Any, name: str = "") -> None:
         self.task_group.start_soon(func, *args, name=name or None)
 
     def update_member(self, member: Member) -> None:

@@ -137,7 +137,10 @@ class Registry:
                     if known is not None:
                         log.warning(
                             "%s %r from %s ignored: already provided by %s",
-                            kind, name, dist, known.distribution,
+                            kind,
+                            name,
+                            dist,
+                            known.distribution,
                         )
                         continue
                     self._infos[kind][name] = PluginInfo(kind, name, dist, version, factory)

@@ -14,7 +14,7 @@ Layers, bottom up::
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
@@ -228,7 +228,7 @@ class RouterContext(Protocol):
         """
         ...
 
-    def spawn(self, func: Callable[..., Awaitable[Any]], *args: Any, name: str = "") -> None:
+    def spawn(self, func: Callable[..., Coroutine[Any, Any, Any]], *args: Any, name: str = "") -> None:
         """Run ``func(*args)`` in the node's task group."""
         ...
 

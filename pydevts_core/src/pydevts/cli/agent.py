@@ -67,7 +67,9 @@ async def _serve(args: argparse.Namespace) -> int:
 
     try:
         async with node:
-            _out({"ev": "started", "id": node.id, "address": node.address, "new_cluster": node.started_cluster})
+            _out(
+                {"ev": "started", "id": node.id, "address": node.address, "new_cluster": node.started_cluster}
+            )
             stdin = anyio.wrap_file(sys.stdin)
             async with anyio.create_task_group() as tg:
                 async for line in stdin:
@@ -107,7 +109,16 @@ async def _command(node: Node, cmd: dict[str, Any]) -> None:
             _out({"ev": "result", "tag": tag, "ok": False, "error": "UnknownCommand", "message": str(op)})
             return
     except PydevtsError as exc:
-        _out({"ev": "result", "tag": tag, "op": op, "ok": False, "error": type(exc).__name__, "message": str(exc)})
+        _out(
+            {
+                "ev": "result",
+                "tag": tag,
+                "op": op,
+                "ok": False,
+                "error": type(exc).__name__,
+                "message": str(exc),
+            }
+        )
         return
     _out({"ev": "result", "tag": tag, "op": op, "ok": True, "value": value})
 

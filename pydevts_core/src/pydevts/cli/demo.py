@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -35,7 +36,8 @@ async def run_demo() -> int:
         async with anyio.create_task_group() as tg:
             await first.start(tg)
             started = await first.wait_for(lambda e: e.get("ev") == "started", 15, "start")
-            _say(f"  {first.name} found nothing on the cluster port: started a new cluster at {started['address']}")
+            where = started["address"]
+            _say(f"  {first.name} found nothing on the cluster port: started a new cluster at {where}")
             for agent in (second, third):
                 await agent.start(tg)
             for agent in (second, third):
@@ -56,15 +58,16 @@ async def run_demo() -> int:
                 raise RuntimeError(f"request failed: {reply}")
             expected = {"node-1": 1, "node-2": 1, "node-3": 2}
             for agent in agents:
-                await agent.wait_for(
-                    lambda e, a=agent: sum(x.get("ev") == "received" for x in a.events) >= expected[a.name],
-                    10, "received events",
-                )
+                await agent.wait_for(_nth_received(agent, expected[agent.name]), 10, "received events")
             _say()
             _table(agents, reply)
             _say()
             await second.stop()
-            left = await first.wait_for(lambda e: e.get("ev") == "member" and e["id"] == "node-2" and e["kind"] != "joined", 10, "leave")
+            left = await first.wait_for(
+                lambda e: e.get("ev") == "member" and e["id"] == "node-2" and e["kind"] != "joined",
+                10,
+                "leave",
+            )
             _say(f"  node-2 stopped gracefully; node-1 saw it: {left['kind']}")
             for agent in (first, third):
                 await agent.stop()
@@ -78,6 +81,10 @@ async def run_demo() -> int:
                 await agent.stop(timeout=5)
     _say(f"demo finished in {time.monotonic() - t0:.1f} s")
     return 0
+
+
+def _nth_received(agent: AgentProcess, n: int) -> Callable[[dict[str, Any]], bool]:
+    return lambda _event: sum(x.get("ev") == "received" for x in agent.events) >= n
 
 
 async def _wait_members(agent: AgentProcess, n: int) -> None:

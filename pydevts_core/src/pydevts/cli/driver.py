@@ -89,7 +89,9 @@ class AgentProcess:
         self._changed.set()
         self._changed = anyio.Event()
 
-    async def wait_for(self, predicate: Callable[[Event], bool], timeout: float = 10.0, what: str = "") -> Event:
+    async def wait_for(
+        self, predicate: Callable[[Event], bool], timeout: float = 10.0, what: str = ""
+    ) -> Event:
         """Return the first event (past or future) matching ``predicate``; fail after ``timeout``."""
         with anyio.move_on_after(timeout):
             while True:
@@ -112,7 +114,9 @@ class AgentProcess:
                     if text in line:
                         return line
                 await self._changed.wait()
-        raise TimeoutError(f"{self.name}: no log line with {text!r} within {timeout:g} s; tail: {self.log[-15:]}")
+        raise TimeoutError(
+            f"{self.name}: no log line with {text!r} within {timeout:g} s; tail: {self.log[-15:]}"
+        )
 
     async def command(self, **cmd: Any) -> None:
         assert self.process is not None and self.process.stdin is not None
@@ -124,7 +128,7 @@ class AgentProcess:
         await self.command(tag=tag, **cmd)
         return await self.wait_for(lambda e: e.get("tag") == tag, timeout, f"result of {cmd}")
 
-    def signal(self, sig: int = signal.SIGKILL) -> None:
+    def signal(self, sig: signal.Signals = signal.SIGKILL) -> None:
         if self.process is not None and self.process.returncode is None:
             self.process.send_signal(sig)
 

@@ -17,13 +17,17 @@ def add_node_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=0, help="own port when joining (default: any free port)")
     parser.add_argument("--cluster-host", default=None, help="host of the cluster port (default: --host)")
-    parser.add_argument("--advertise", default=None, help="HOST or HOST:PORT other nodes use to reach this one")
+    parser.add_argument(
+        "--advertise", default=None, help="HOST or HOST:PORT other nodes use to reach this one"
+    )
     parser.add_argument("--cluster", default="default", help="cluster name (default 'default')")
     parser.add_argument("--id", dest="node_id", default=None, help="node id (default: random)")
     parser.add_argument("--transport", default="tcp", help="transport plugin (default tcp)")
     parser.add_argument("--router", default="peer", help="router plugin (default peer)")
     parser.add_argument("--serializer", default="msgpack", help="serializer plugin (default msgpack)")
-    parser.add_argument("--plugin", action="append", default=[], help="enable a connection plugin (repeatable)")
+    parser.add_argument(
+        "--plugin", action="append", default=[], help="enable a connection plugin (repeatable)"
+    )
     parser.add_argument(
         "--tag", action="append", default=[], metavar="K=V", help="a tag of this node (repeatable)"
     )

@@ -79,7 +79,9 @@ class PeerRouter:
             self._ctx.spawn(link.aclose, "this node is leaving")
             return
         if link.peer.role != "member":
-            log.info("closing link from %s: role %r is not served by the peer router", link.peer_id, link.peer.role)
+            log.info(
+                "closing link from %s: role %r is not served by the peer router", link.peer_id, link.peer.role
+            )
             self._ctx.spawn(link.aclose, f"role {link.peer.role!r} not served")
             return
         existing = self._links.get(link.peer_id)
@@ -93,7 +95,9 @@ class PeerRouter:
             return
         self._links[link.peer_id] = link
         peer = link.peer
-        self._apply(self._state.link_up(Member(peer.node_id, peer.address, dict(peer.tags)), anyio.current_time()))
+        self._apply(
+            self._state.link_up(Member(peer.node_id, peer.address, dict(peer.tags)), anyio.current_time())
+        )
         self._ctx.spawn(self._run_link, link, name=f"pydevts link {link.peer_id}")
 
     async def _run_link(self, link: Link) -> None:

@@ -30,9 +30,7 @@ class MsgpackSerializer:
             return self._packer.pack(obj)
         except TypeError as exc:
             self._packer.reset()
-            raise SerializationError(
-                f"msgpack cannot encode a value of type {_culprit(obj)}: {exc}"
-            ) from exc
+            raise SerializationError(f"msgpack cannot encode a value of type {_culprit(obj)}: {exc}") from exc
         except (ValueError, OverflowError) as exc:
             self._packer.reset()
             raise SerializationError(f"msgpack cannot encode the payload: {exc}") from exc

@@ -31,6 +31,12 @@ READ_SIZE = 256 * 1024
 _CLOSED = (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream, OSError)
 
 
+def _format(sockaddr: object) -> str:
+    if isinstance(sockaddr, tuple) and len(sockaddr) >= 2:
+        return str(Address(str(sockaddr[0]), int(sockaddr[1])))
+    return str(sockaddr)
+
+
 class TCPConnection:
     """One TCP connection carrying length-prefixed frames."""
 
@@ -39,8 +45,7 @@ class TCPConnection:
         self.max_frame_size = max_frame_size
         self._decoder = FrameDecoder(max_frame_size)
         try:
-            host, port = stream.extra(anyio.abc.SocketAttribute.remote_address)[:2]
-            self._remote = str(Address(str(host), int(port)))
+            self._remote = _format(stream.extra(anyio.abc.SocketAttribute.remote_address))
         except Exception:
             self._remote = "?"
 
@@ -82,8 +87,9 @@ class TCPListener:
     def __init__(self, listener: anyio.abc.SocketListener, max_frame_size: int) -> None:
         self._listener = listener
         self._max_frame_size = max_frame_size
-        host, port = listener.extra(anyio.abc.SocketAttribute.local_address)[:2]
-        self._address = Address(str(host), int(port))
+        local = listener.extra(anyio.abc.SocketAttribute.local_address)
+        assert isinstance(local, tuple), "TCP listeners have (host, port, ...) addresses"
+        self._address = Address(str(local[0]), int(local[1]))
 
     @property
     def address(self) -> Address:
@@ -132,6 +138,7 @@ class TCPTransport:
         first, *extra = listener.listeners
         for other in extra:
             await other.aclose()
+        assert isinstance(first, anyio.abc.SocketListener)
         return TCPListener(first, self.max_frame_size)
 
     async def connect(self, address: Address) -> TCPConnection:

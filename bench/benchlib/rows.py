@@ -1,0 +1,161 @@
+"""The rows of the table and how one test of a row runs: a server process, then a client process.
+
+A throughput test starts the receiver, waits for its ``ready``, starts the
+sender, and takes ``msgs/s`` from the receiver (first to last message
+received). A round-trip test starts the responder, then the client, and takes
+the percentiles from the client. Both processes are always stopped at the end.
+"""
+
+from __future__ import annotations
+
+import sys
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .procs import PeerError, free_port, spawn
+
+PEERS_SCRIPT = Path(__file__).resolve().parent.parent / "peers.py"
+READY_TIMEOUT = 20.0
+EXIT_TIMEOUT = 15.0  # profiled runs: time for a peer to leave and write its stats
+
+
+@dataclass(frozen=True)
+class Test:
+    server: str  # role started first (receiver / responder)
+    client: str  # role started once the server is ready (sender / requester)
+    extra: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    kind: str  # peer module: raw, pydevts, zmq, nats
+    throughput: Test | None
+    rtt: Test | None
+    note: str = ""
+
+
+ROWS: list[Row] = [
+    Row("pydevts", "pydevts", Test("recv", "send"), Test("recv", "ping"), "send() / request()"),
+    Row("raw anyio (1 send/frame)", "raw", Test("recv", "send"), Test("echo", "ping"), "RTT: ping-pong"),
+    Row("raw anyio (64 KiB batches)", "raw", Test("recv", "send", ("--batch", "65536")), None),
+    Row("pyzmq PUSH/PULL", "zmq", Test("pull", "push"), None, "blocking pyzmq"),
+    Row("pyzmq REQ/REP", "zmq", None, Test("rep", "req"), "blocking pyzmq"),
+    Row("nats-py pub/sub", "nats", Test("sub", "pub"), None, "asyncio; nats-server"),
+    Row("nats-py request/reply", "nats", None, Test("reply", "request"), "asyncio; nats-server"),
+]
+
+
+@dataclass
+class Settings:
+    backend: str = "asyncio"
+    uvloop: bool = False
+    n: int = 200_000
+    seconds: float = 10.0
+    count: int = 2000
+    warmup: int = 200
+    deadline: float = 40.0  # per process
+    nats_url: str = ""
+    python: str = sys.executable
+
+
+@dataclass
+class RowResult:
+    name: str
+    note: str = ""
+    msgs_per_s: float | None = None
+    p50_us: float | None = None
+    p99_us: float | None = None
+    errors: list[str] = field(default_factory=list)
+    throughput: dict[str, Any] = field(default_factory=dict)
+    rtt: dict[str, Any] = field(default_factory=dict)
+
+
+def _argv(row: Row, role: str, settings: Settings, extra: list[str]) -> list[str]:
+    argv = [settings.python, str(PEERS_SCRIPT), row.kind, role, "--backend", settings.backend]
+    argv += ["--n", str(settings.n), "--seconds", str(settings.seconds)]
+    argv += ["--count", str(settings.count), "--warmup", str(settings.warmup)]
+    argv += ["--deadline", str(settings.deadline)]
+    if settings.uvloop:
+        argv.append("--uvloop")
+    if row.kind == "nats":
+        argv += ["--url", settings.nats_url]
+    return argv + extra
+
+
+def run_pair(
+    row: Row, test: Test, settings: Settings, *, want_server_result: bool, profile_dir: Path | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run one server/client pair; return (server result or {}, client result)."""
+    server_extra = list(test.extra)
+    client_extra = list(test.extra)
+    cluster_port = free_port() if row.kind == "pydevts" else 0
+    if cluster_port:
+        server_extra += ["--port", str(cluster_port)]  # the receiver owns the new cluster
+    if profile_dir is not None:
+        server_extra += ["--profile", str(profile_dir / f"{test.server}.prof")]
+        client_extra += ["--profile", str(profile_dir / f"{test.client}.prof")]
+    with ExitStack() as stack:
+        server = stack.enter_context(
+            spawn(f"{row.kind} {test.server}", _argv(row, test.server, settings, server_extra))
+        )
+        info = server.message("ready", READY_TIMEOUT)
+        if row.kind == "pydevts":
+            client_extra += [
+                "--port",
+                server_extra[server_extra.index("--port") + 1],
+                "--peer-id",
+                info["id"],
+            ]
+        elif "port" in info:
+            client_extra += ["--port", str(info["port"])]
+        client = stack.enter_context(
+            spawn(f"{row.kind} {test.client}", _argv(row, test.client, settings, client_extra))
+        )
+        client_result = client.message("result", settings.deadline + READY_TIMEOUT)
+        server_result = server.message("result", settings.deadline) if want_server_result else {}
+        if profile_dir is not None:
+            for peer in (client, server):
+                if peer.wait_exit(EXIT_TIMEOUT) is None:
+                    raise PeerError(f"{peer.name} did not exit to write its profile")
+    return server_result, client_result
+
+
+def run_row(row: Row, settings: Settings) -> RowResult:
+    """Both tests of ``row``; a failing test is recorded in ``errors`` and the other still runs."""
+    result = RowResult(row.name, row.note)
+    if row.throughput is not None:
+        try:
+            recv, sent = run_pair(row, row.throughput, settings, want_server_result=True)
+            result.throughput = {"receiver": recv, "sender": sent}
+            result.msgs_per_s = recv["msgs_per_s"] or None
+            _throughput_notes(result, recv, sent)
+        except Exception as exc:  # a failed row is reported, the run goes on
+            result.errors.append(f"throughput: {_describe(exc)}")
+    if row.rtt is not None:
+        try:
+            _, rtt = run_pair(row, row.rtt, settings, want_server_result=False)
+            result.rtt = rtt
+            result.p50_us = rtt.get("p50_us")
+            result.p99_us = rtt.get("p99_us")
+        except Exception as exc:
+            result.errors.append(f"rtt: {_describe(exc)}")
+    return result
+
+
+def _throughput_notes(result: RowResult, recv: dict[str, Any], sent: dict[str, Any]) -> None:
+    notes = [result.note] if result.note else []
+    if sent.get("time_limited"):
+        notes.append(f"time-limited: {sent['sent']} sent")
+    if recv.get("received", 0) < sent.get("sent", 0):
+        notes.append(f"lost {sent['sent'] - recv['received']}")
+    if not recv.get("ended", True):
+        notes.append("receiver timed out")
+    result.note = "; ".join(notes)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if len(text) < 600 else text[:600] + "..."

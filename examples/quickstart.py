@@ -1,0 +1,46 @@
+"""Quickstart: a node that greets the cluster and answers "add" requests.
+
+Run it in two or three terminals (same cluster port); the first one starts the
+cluster, the others join it:
+
+    python examples/quickstart.py 7000
+    python examples/quickstart.py 7000 --backend trio
+"""
+
+import argparse
+
+import anyio
+from pydevts import Node
+
+
+async def main(cluster_port: int) -> None:
+    node = Node(cluster_port)
+
+    @node.on("greet")
+    async def greet(sender: str, payload: dict) -> None:
+        print(f"{sender} says {payload['text']!r}")
+
+    @node.on("add")
+    async def add(sender: str, payload: list[int]) -> int:
+        return sum(payload)
+
+    async with anyio.create_task_group() as tg:  # your own application's task group
+        await tg.start(node.serve)  # join (or start) the cluster, then keep serving
+        await node.emit("greet", {"text": f"hello from {node.id}"})
+        for member in node.members:
+            if member.id != node.id:
+                await node.send(member.id, "greet", {"text": "just for you"})
+                total = await node.request(member.id, "add", [1, 2, 3], timeout=5)
+                print(f"{member.id} added 1+2+3 = {total}")
+        await anyio.sleep_forever()  # serve until Ctrl-C
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("cluster_port", type=int)
+    parser.add_argument("--backend", default="asyncio", choices=["asyncio", "trio"])
+    args = parser.parse_args()
+    try:
+        anyio.run(main, args.cluster_port, backend=args.backend)
+    except KeyboardInterrupt:
+        pass
