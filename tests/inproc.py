@@ -30,6 +30,7 @@ __all__ = [
     "pydevts_warnings",
     "raw_hello",
     "wait_for_mesh",
+    "wait_stalled",
     "wait_until",
 ]
 
@@ -48,6 +49,19 @@ async def wait_until(pred: Callable[[], object], timeout: float = 5.0, what: str
             await anyio.sleep(0.005)
         return
     raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+async def wait_stalled(value: Callable[[], object], quiet: float = 0.3, timeout: float = 8.0) -> None:
+    """Wait until ``value()`` has not changed for ``quiet`` seconds (e.g. a sender blocked for good)."""
+    with anyio.move_on_after(timeout):
+        last, since = value(), anyio.current_time()
+        while anyio.current_time() - since < quiet:
+            await anyio.sleep(0.01)
+            now = value()
+            if now != last:
+                last, since = now, anyio.current_time()
+        return
+    raise AssertionError(f"value still changing after {timeout:g} s")
 
 
 def alive_ids(node: Node) -> set[str]:

@@ -97,14 +97,15 @@ class Peer:
         except subprocess.TimeoutExpired:
             return None
 
-    def stderr_tail(self, lines: int = 12) -> str:
+    def stderr_tail(self, lines: int = 3) -> str:
+        """The last few meaningful lines of stderr (or of the output, when merged), on one line."""
         if self._stderr is None:
-            text = "\n".join(self.output[-lines:])
+            text = "\n".join(self.output)
         else:
             self._stderr.seek(0)
             text = self._stderr.read().decode(errors="replace")
-        tail = [t for t in text.strip().splitlines() if t.strip()][-lines:]
-        return ("| " + " | ".join(tail)) if tail else ""
+        kept = [t.strip() for t in text.splitlines() if t.strip().strip("^~")]
+        return ("| " + " | ".join(kept[-lines:])) if kept else ""
 
     def stop(self) -> None:
         """Terminate (then kill) the child if it still runs; release its pipes."""

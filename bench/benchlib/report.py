@@ -21,6 +21,10 @@ def _num(value: float | None, digits: int = 0) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
 
+def _short(text: str, limit: int = 240) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _ratio(a: float | None, b: float | None) -> str:
     return "-" if a is None or b is None or b == 0 else f"{a / b:.2f}"
 
@@ -31,7 +35,8 @@ def table(results: Sequence[RowResult]) -> str:
     base_p50 = base.p50_us if base else None
     rows: list[tuple[str, ...]] = []
     for r in results:
-        notes = "; ".join([r.note, *(f"FAILED {e}" for e in r.errors)] if r.note else r.errors)
+        failures = [f"SKIPPED: {r.skipped}"] if r.skipped else [f"FAILED {_short(e)}" for e in r.errors]
+        notes = "; ".join(filter(None, [r.note, *failures]))
         rows.append((
             r.name, _num(r.msgs_per_s), _num(r.p50_us), _num(r.p99_us),
             _ratio(base_msgs, r.msgs_per_s), _ratio(base_p50, r.p50_us), notes,
@@ -40,7 +45,10 @@ def table(results: Sequence[RowResult]) -> str:
     right = {1, 2, 3, 4, 5}
 
     def line(cells: Sequence[str]) -> str:
-        out = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=False))]
+        out = [
+            c.rjust(w) if i in right else c.ljust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=False))
+        ]
         return "  ".join([*out, cells[-1]]).rstrip()
 
     sep = "  ".join("-" * w for w in widths) + "  " + "-" * 5
@@ -69,6 +77,8 @@ def goals(results: Sequence[RowResult]) -> list[str]:
     return out
 
 
-def write_json(path: Path, machine: dict[str, Any], settings: dict[str, Any], results: Sequence[RowResult]) -> None:
+def write_json(
+    path: Path, machine: dict[str, Any], settings: dict[str, Any], results: Sequence[RowResult]
+) -> None:
     data = {"machine": machine, "settings": settings, "rows": [asdict(r) for r in results]}
     path.write_text(json.dumps(data, indent=2) + "\n")

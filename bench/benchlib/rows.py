@@ -26,6 +26,7 @@ class Test:
     server: str  # role started first (receiver / responder)
     client: str  # role started once the server is ready (sender / requester)
     extra: tuple[str, ...] = ()
+    n_factor: int = 1  # the sender sends n_factor * N (for rows so fast that N alone takes milliseconds)
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ class Row:
 ROWS: list[Row] = [
     Row("pydevts", "pydevts", Test("recv", "send"), Test("recv", "ping"), "send() / request()"),
     Row("raw anyio (1 send/frame)", "raw", Test("recv", "send"), Test("echo", "ping"), "RTT: ping-pong"),
-    Row("raw anyio (64 KiB batches)", "raw", Test("recv", "send", ("--batch", "65536")), None),
+    Row("raw anyio (64 KiB batches)", "raw", Test("recv", "send", ("--batch", "65536"), n_factor=10), None),
     Row("pyzmq PUSH/PULL", "zmq", Test("pull", "push"), None, "blocking pyzmq"),
     Row("pyzmq REQ/REP", "zmq", None, Test("rep", "req"), "blocking pyzmq"),
     Row("nats-py pub/sub", "nats", Test("sub", "pub"), None, "asyncio; nats-server"),
@@ -69,6 +70,7 @@ class RowResult:
     p50_us: float | None = None
     p99_us: float | None = None
     errors: list[str] = field(default_factory=list)
+    skipped: str = ""
     throughput: dict[str, Any] = field(default_factory=dict)
     rtt: dict[str, Any] = field(default_factory=dict)
 
@@ -90,7 +92,7 @@ def run_pair(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Run one server/client pair; return (server result or {}, client result)."""
     server_extra = list(test.extra)
-    client_extra = list(test.extra)
+    client_extra = [*test.extra, "--n", str(settings.n * test.n_factor)]
     cluster_port = free_port() if row.kind == "pydevts" else 0
     if cluster_port:
         server_extra += ["--port", str(cluster_port)]  # the receiver owns the new cluster
@@ -131,7 +133,7 @@ def run_row(row: Row, settings: Settings) -> RowResult:
             recv, sent = run_pair(row, row.throughput, settings, want_server_result=True)
             result.throughput = {"receiver": recv, "sender": sent}
             result.msgs_per_s = recv["msgs_per_s"] or None
-            _throughput_notes(result, recv, sent)
+            _throughput_notes(result, recv, sent, settings.n)
         except Exception as exc:  # a failed row is reported, the run goes on
             result.errors.append(f"throughput: {_describe(exc)}")
     if row.rtt is not None:
@@ -145,8 +147,10 @@ def run_row(row: Row, settings: Settings) -> RowResult:
     return result
 
 
-def _throughput_notes(result: RowResult, recv: dict[str, Any], sent: dict[str, Any]) -> None:
+def _throughput_notes(result: RowResult, recv: dict[str, Any], sent: dict[str, Any], settings_n: int) -> None:
     notes = [result.note] if result.note else []
+    if sent.get("target") != settings_n:
+        notes.append(f"N={sent.get('target'):,}")
     if sent.get("time_limited"):
         notes.append(f"time-limited: {sent['sent']} sent")
     if recv.get("received", 0) < sent.get("sent", 0):

@@ -196,9 +196,6 @@ class Link:
     async def _deliver(self, on_frames: FramesHandler, frames: list[bytes]) -> None:
         if self.plugins:
             frames = self._filter_in(frames)
-        for frame in frames:
-            if frame and frame[0] == REFUSE:
-                raise ConnectionClosedError(f"peer closed the link: {decode_refuse(frame)}")
         if frames:
             await on_frames(self, frames)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +20,8 @@ if TYPE_CHECKING:
 __all__ = ["NodeContext"]
 
 log = logging.getLogger("pydevts.node")
+
+LIFECYCLE_QUEUE = 10_000
 
 
 class NodeContext:
@@ -52,7 +53,8 @@ class NodeContext:
         self.task_group = task_group
         self.handshake_timeout = handshake_timeout
         self._callbacks = callbacks
-        self._events_in, self._events_out = anyio.create_memory_object_stream[MemberEvent](math.inf)
+        self._events_in, self._events_out = anyio.create_memory_object_stream[MemberEvent](LIFECYCLE_QUEUE)
+        self.lifecycle_dropped = 0
         self._events_idle = anyio.Event()
         self._events_idle.set()
         self._events_queued = 0
@@ -103,12 +105,19 @@ class NodeContext:
         self._queue(event)
 
     def _queue(self, event: MemberEvent) -> None:
-        # Lifecycle events are rare (one per member change), so this queue
-        # is not bounded; it is drained by one task.
+        # One event per member change: the queue only fills if a callback
+        # blocks for a long time. Then events are dropped, counted and logged.
         try:
             self._events_in.send_nowait(event)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
             return  # the node is shutting down: nobody is listening any more
+        except anyio.WouldBlock:
+            self.lifecycle_dropped += 1
+            log.error(
+                "lifecycle queue full (%d events; is a callback stuck?): dropped %s of %s",
+                LIFECYCLE_QUEUE, event.kind, event.member.id,
+            )
+            return
         if self._events_queued == 0:
             self._events_idle = anyio.Event()
         self._events_queued += 1

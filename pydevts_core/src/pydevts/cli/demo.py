@@ -26,11 +26,12 @@ def _say(text: str = "") -> None:
     print(text, flush=True)
 
 
-async def run_demo() -> int:
+async def run_demo(backend: str = "asyncio") -> int:
     port = free_port()
     t0 = time.monotonic()
     _say(f"pydevts demo: 3 nodes, each its own process, cluster port 127.0.0.1:{port}")
-    agents = [AgentProcess(name, [str(port), "--id", name, "--log-level", "WARNING"]) for name in NAMES]
+    argv = ["--log-level", "WARNING", "--backend", backend]
+    agents = [AgentProcess(name, [str(port), "--id", name, *argv]) for name in NAMES]
     first, second, third = agents
     try:
         async with anyio.create_task_group() as tg:

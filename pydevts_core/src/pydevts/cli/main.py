@@ -45,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             from .demo import run_demo
 
-            return anyio.run(run_demo, backend=args.backend)
+            return anyio.run(run_demo, args.backend, backend=args.backend)
     except PydevtsError as exc:
         print(f"pydevts: error: {exc}", file=sys.stderr)
         return 1
