@@ -6,7 +6,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DISTS := pydevts_core pydevts_transports/tcp pydevts_routers/peer pydevts_serializers/msgpack
-PYPROJECTS := pyproject.toml $(addsuffix /pyproject.toml,$(DISTS))
+EXAMPLE_PACKAGES := examples/connection_plugin
+PYPROJECTS := pyproject.toml $(addsuffix /pyproject.toml,$(DISTS) $(EXAMPLE_PACKAGES))
 
 .PHONY: install demo test test-fast lint bench wheels clean
 
@@ -15,7 +16,7 @@ install: $(STAMP)
 $(STAMP): $(PYPROJECTS) requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
-		$(addprefix -e ,$(DISTS)) -e . -r requirements-dev.txt
+		$(addprefix -e ,$(DISTS) $(EXAMPLE_PACKAGES)) -e . -r requirements-dev.txt
 	touch $(STAMP)
 
 demo: install

@@ -36,6 +36,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--n", type=int, help="messages per throughput test (default 200000; quick 20000)")
     p.add_argument("--seconds", type=float, help="time bound of a sender (default 10; quick 3)")
     p.add_argument("--count", type=int, help="timed round trips (default 2000; quick 300)")
+    p.add_argument("--repeat", type=int, help="runs of each test, the median is shown (default 3; quick 1)")
     p.add_argument("--profile", action="store_true",
                    help="also profile the pydevts throughput test (cProfile, top 25 by tottime)")  # fmt: skip
     p.add_argument("--json", type=Path, default=HERE / "results.json", help="where to write the results")
@@ -51,6 +52,7 @@ def make_settings(args: argparse.Namespace) -> Settings:
         seconds=args.seconds or (3.0 if quick else 10.0),
         count=args.count or (300 if quick else 2000),
         warmup=50 if quick else 200,
+        repeat=args.repeat or (1 if quick else 3),
         deadline=20.0 if quick else 40.0,
     )
 
@@ -135,7 +137,7 @@ def main() -> int:
     print(
         f"100-byte payloads, two processes on loopback; throughput: N={settings.n:,} "
         f"(a sender stops after {settings.seconds:g} s); RTT: {settings.count:,} sequential round trips "
-        f"after {settings.warmup:,} warm-up"
+        f"after {settings.warmup:,} warm-up; median of {settings.repeat} run(s) per test"
     )
     print(report.table(results))
     print(

@@ -9,6 +9,7 @@ the percentiles from the client. Both processes are always stopped at the end.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +58,7 @@ class Settings:
     seconds: float = 10.0
     count: int = 2000
     warmup: int = 200
+    repeat: int = 3  # runs of each test; the median is shown
     deadline: float = 40.0  # per process
     nats_url: str = ""
     python: str = sys.executable
@@ -126,25 +128,57 @@ def run_pair(
 
 
 def run_row(row: Row, settings: Settings) -> RowResult:
-    """Both tests of ``row``; a failing test is recorded in ``errors`` and the other still runs."""
+    """Both tests of ``row``, ``settings.repeat`` times each; the run with the median result is shown.
+
+    A failing run is recorded in ``errors``; the other runs and the other test still go on.
+    """
     result = RowResult(row.name, row.note)
     if row.throughput is not None:
-        try:
-            recv, sent = run_pair(row, row.throughput, settings, want_server_result=True)
-            result.throughput = {"receiver": recv, "sender": sent}
-            result.msgs_per_s = recv["msgs_per_s"] or None
-            _throughput_notes(result, recv, sent, settings.n)
-        except Exception as exc:  # a failed row is reported, the run goes on
-            result.errors.append(f"throughput: {_describe(exc)}")
+        runs = _repeat(
+            result, "throughput", settings.repeat, lambda: _throughput_run(row, row.throughput, settings)
+        )
+        if runs:
+            best = _median(runs, "msgs_per_s")
+            result.throughput = {**best, "runs_msgs_per_s": [r["msgs_per_s"] for r in runs]}
+            result.msgs_per_s = best["msgs_per_s"] or None
+            _throughput_notes(result, best["receiver"], best["sender"], settings.n)
     if row.rtt is not None:
-        try:
-            _, rtt = run_pair(row, row.rtt, settings, want_server_result=False)
-            result.rtt = rtt
-            result.p50_us = rtt.get("p50_us")
-            result.p99_us = rtt.get("p99_us")
-        except Exception as exc:
-            result.errors.append(f"rtt: {_describe(exc)}")
+        runs = _repeat(
+            result,
+            "rtt",
+            settings.repeat,
+            lambda: run_pair(row, row.rtt, settings, want_server_result=False)[1],
+        )
+        if runs:
+            best = _median(runs, "p50_us")
+            result.rtt = {**best, "runs_p50_us": [r.get("p50_us") for r in runs]}
+            result.p50_us = best.get("p50_us")
+            result.p99_us = best.get("p99_us")
     return result
+
+
+def _throughput_run(row: Row, test: Test | None, settings: Settings) -> dict[str, Any]:
+    assert test is not None
+    recv, sent = run_pair(row, test, settings, want_server_result=True)
+    return {"msgs_per_s": recv["msgs_per_s"], "receiver": recv, "sender": sent}
+
+
+def _repeat(
+    result: RowResult, label: str, times: int, run: Callable[[], dict[str, Any]]
+) -> list[dict[str, Any]]:
+    runs: list[dict[str, Any]] = []
+    for _ in range(max(1, times)):
+        try:
+            runs.append(run())
+        except Exception as exc:  # a failed run is reported, the benchmark goes on
+            result.errors.append(f"{label}: {_describe(exc)}")
+    return runs
+
+
+def _median(runs: list[dict[str, Any]], key: str) -> dict[str, Any]:
+    """The run whose ``key`` is the median (the lower middle one for an even count)."""
+    ordered = sorted(runs, key=lambda r: r.get(key) or 0.0)
+    return ordered[(len(ordered) - 1) // 2]
 
 
 def _throughput_notes(result: RowResult, recv: dict[str, Any], sent: dict[str, Any], settings_n: int) -> None:

@@ -244,11 +244,10 @@ class Node:
             # Report the start failure itself, not a task-group wrapper around it.
             self._tg = None
             tg.cancel_scope.cancel()
-            with anyio.CancelScope(shield=True):
-                try:
-                    await tg.__aexit__(None, None, None)
-                except BaseException:
-                    log.debug("error while cleaning up a failed start", exc_info=True)
+            try:
+                await tg.__aexit__(None, None, None)
+            except Exception:
+                log.debug("error while cleaning up a failed start", exc_info=True)
             raise
         return self
 
