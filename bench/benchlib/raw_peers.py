@@ -13,7 +13,7 @@ import struct
 import time
 
 import anyio
-from anyio.abc import SocketStream
+from anyio.abc import SocketListener, SocketStream
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from .common import CHECK_EVERY, PAYLOAD, Counter, Result, SendClock, ready, rtt_summary
@@ -28,6 +28,7 @@ async def _accept_one(args: argparse.Namespace) -> SocketStream:
     listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
     async with listener:
         sock_listener = listener.listeners[0]
+        assert isinstance(sock_listener, SocketListener)
         ready(port=sock_listener.extra(anyio.abc.SocketAttribute.local_port))
         with anyio.fail_after(args.deadline):
             return await sock_listener.accept()

@@ -133,32 +133,46 @@ def run_row(row: Row, settings: Settings) -> RowResult:
     A failing run is recorded in ``errors``; the other runs and the other test still go on.
     """
     result = RowResult(row.name, row.note)
-    if row.throughput is not None:
+    thr_test, rtt_test = row.throughput, row.rtt
+    if thr_test is not None:
         runs = _repeat(
-            result, "throughput", settings.repeat, lambda: _throughput_run(row, row.throughput, settings)
+            result, "throughput", settings.repeat, lambda: _throughput_run(row, thr_test, settings)
         )
         if runs:
             best = _median(runs, "msgs_per_s")
             result.throughput = {**best, "runs_msgs_per_s": [r["msgs_per_s"] for r in runs]}
             result.msgs_per_s = best["msgs_per_s"] or None
             _throughput_notes(result, best["receiver"], best["sender"], settings.n)
-    if row.rtt is not None:
+            if len(runs) > 1:
+                rates = [r["msgs_per_s"] for r in runs]
+                result.note = _join(result.note, f"runs {_k(min(rates))}-{_k(max(rates))}/s")
+    if rtt_test is not None:
         runs = _repeat(
             result,
             "rtt",
             settings.repeat,
-            lambda: run_pair(row, row.rtt, settings, want_server_result=False)[1],
+            lambda: run_pair(row, rtt_test, settings, want_server_result=False)[1],
         )
         if runs:
             best = _median(runs, "p50_us")
             result.rtt = {**best, "runs_p50_us": [r.get("p50_us") for r in runs]}
             result.p50_us = best.get("p50_us")
             result.p99_us = best.get("p99_us")
+            p50s = [r["p50_us"] for r in runs if r.get("p50_us") is not None]
+            if len(p50s) > 1:
+                result.note = _join(result.note, f"p50 runs {min(p50s):.0f}-{max(p50s):.0f} µs")
     return result
 
 
-def _throughput_run(row: Row, test: Test | None, settings: Settings) -> dict[str, Any]:
-    assert test is not None
+def _join(*parts: str) -> str:
+    return "; ".join(p for p in parts if p)
+
+
+def _k(rate: float) -> str:
+    return f"{rate / 1e6:.2f}M" if rate >= 1e6 else f"{rate / 1e3:.0f}k"
+
+
+def _throughput_run(row: Row, test: Test, settings: Settings) -> dict[str, Any]:
     recv, sent = run_pair(row, test, settings, want_server_result=True)
     return {"msgs_per_s": recv["msgs_per_s"], "receiver": recv, "sender": sent}
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import __future__
 import inspect
 import re
 import types
@@ -102,7 +101,7 @@ def _public_names() -> set[str]:
         for name, value in vars(pydevts).items()
         if not name.startswith("_")
         and not isinstance(value, types.ModuleType)  # submodules appear once imported
-        and not isinstance(value, __future__._Feature)  # `from __future__ import annotations`
+        and type(value).__module__ != "__future__"  # `from __future__ import annotations`
     }
 
 

@@ -6,6 +6,7 @@ parametrized cases plus a seeded random fuzz loop (deterministic, reproducible).
 
 from __future__ import annotations
 
+import itertools
 import random
 import struct
 
@@ -147,7 +148,7 @@ def test_round_trip_random_frames_random_chunks(seed: int) -> None:
     data = encode_frames(frames, LIMIT)
     cuts = sorted(rng.sample(range(len(data) + 1), k=min(len(data) + 1, rng.randrange(1, 40))))
     bounds = [0, *cuts, len(data)]
-    chunks = [data[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    chunks = [data[a:b] for a, b in itertools.pairwise(bounds)]
     assert b"".join(chunks) == data
     decoder = FrameDecoder(LIMIT)
     assert _feed_all(decoder, chunks) == frames

@@ -264,7 +264,7 @@ def test_member_entry_missing_fields_raises_value_error(entry: dict[str, Any]) -
 BAD_TAGS_REASON = (
     "BUG: state.py:80 member_from_wire calls tags.items() without checking that 'tags' is an "
     "object, so a member with tags that are a list/string/number raises AttributeError instead "
-    "of ValueError; router.py:130 only catches (ValueError, KeyError, UnicodeDecodeError), so a "
+    "of ValueError; router.py:134 only catches (ValueError, KeyError, UnicodeDecodeError), so a "
     "peer can crash the link task (and the node's task group) with one control message"
 )
 

@@ -126,7 +126,7 @@ def test_unsupported_type_names_type_and_path(
 
 @pytest.mark.xfail(
     reason=(
-        "BUG: pydevts_msgpack/__init__.py:54 _culprit walks a LIFO stack (stack.pop()), so with "
+        "BUG: pydevts_msgpack/__init__.py:52 _culprit walks a LIFO stack (stack.pop()), so with "
         "several unsupported values it names the LAST one (here 'Other' at payload[1]) while its "
         "docstring says it names the first one msgpack cannot encode (msgpack itself fails on "
         "'Custom' at payload[0]); the message then contradicts the msgpack error text it embeds"
@@ -148,7 +148,7 @@ def test_int_out_of_range_is_refused(ser: MsgpackSerializer, value: int) -> None
 @pytest.mark.xfail(
     reason=(
         "BUG: MsgpackSerializer.dumps accepts a dict with a tuple key ({(1, 2): 3}, encoded as an "
-        "array key) but loads (use_list=True, pydevts_msgpack/__init__.py:42) turns it into an "
+        "array key) but loads (use_list=True, pydevts_msgpack/__init__.py:40) turns it into an "
         "unhashable list key and raises SerializationError: a payload that encodes fine cannot be "
         "decoded by the receiver. dumps should refuse it (the docstring says only scalar keys)"
     ),
