@@ -268,17 +268,6 @@ async def test_initiator_plugin_refusal_refuses_and_closes_the_responders_link()
     assert conn_b.closed
 
 
-@pytest.mark.xfail(
-    reason=(
-        "BUG (regression from commit 0dec254 'drop a per-frame check from the link reader'): "
-        "Link._deliver (link.py:196-200) no longer turns a REFUSE frame into ConnectionClosedError, so "
-        "a REFUSE that arrives after the responder accepted (the initiator's connection plugin refused) "
-        "is handed to on_frames as a data frame (the peer router passes it to the dispatcher, which logs "
-        "'unknown message kind 0x31' and counts a bad frame) and the link's close_reason loses the "
-        "refusal reason"
-    ),
-    strict=True,
-)
 async def test_refuse_on_a_running_link_closes_it_with_the_reason() -> None:
     conn_a, conn_b = memory_pair()
     link = raw_link(conn_a)
@@ -507,7 +496,9 @@ async def test_plugins_transform_and_drop_incoming_frames() -> None:
     assert batches == [[b"in:in:a", b"in:in:b"], [b"in:in:c"]]
 
 
-async def test_incoming_plugin_can_hide_a_refuse_frame() -> None:
+async def test_refuse_is_part_of_the_handshake_not_seen_by_plugins() -> None:
+    """A late REFUSE ends the link before connection plugins could hide it."""
+
     class HideRefuse(Recorder):
         def on_frame_in(self, info: ConnectionInfo, frame: bytes) -> bytes | None:
             return None if frame[:1] == bytes([REFUSE]) else frame
@@ -523,4 +514,5 @@ async def test_incoming_plugin_can_hide_a_refuse_frame() -> None:
     with anyio.fail_after(DEADLINE):
         await conn_b.send_frames([bytes([REFUSE]) + b"go away", b"still here"])
         await link.run(on_frames)
-    assert got == [b"still here"]
+    assert got == []
+    assert link.close_reason is not None and "go away" in link.close_reason

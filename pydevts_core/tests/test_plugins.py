@@ -141,15 +141,6 @@ def test_given_plugin_adds_names_next_to_entry_points() -> None:
     assert registry.info("router", "peer").distribution == "pydevts-peer"
 
 
-@pytest.mark.xfail(
-    reason=(
-        "BUG: plugins.py:125 iterates reversed(hook.get_hookimpls()) assuming pluggy lists "
-        "last-registered first, but pluggy (1.7) returns registration order, so entry points "
-        "(registered after given plugins) are processed first and win; the given plugin's 'tcp' "
-        "is ignored with a warning"
-    ),
-    strict=True,
-)
 def test_given_plugin_wins_over_entry_point_of_same_name(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="pydevts.plugins"):
         registry = Registry(create_plugin_manager([GivenTransports]))

@@ -166,14 +166,6 @@ def test_unknown_kinds_raise_remote_protocol_error(kind: int) -> None:
         decode_message(bytes([kind]) + b"whatever")
 
 
-@pytest.mark.xfail(
-    reason=(
-        "BUG: wire.decode_message (wire.py:122 and :126) does not check that the announced name "
-        "length fits in the frame; slicing silently returns a shorter name and an empty payload "
-        "instead of raising RemoteProtocolError for a truncated EVENT/REQUEST frame"
-    ),
-    strict=True,
-)
 @pytest.mark.parametrize(
     "frame",
     [

@@ -67,6 +67,7 @@ class Link:
         self._idle: anyio.Event | None = None
         self._writing = False
         self._write_error: str | None = None
+        self._check_refuse = True
         self._closed_event = anyio.Event()
 
     def __repr__(self) -> str:
@@ -194,6 +195,13 @@ class Link:
                 await self.aclose(reason)
 
     async def _deliver(self, on_frames: FramesHandler, frames: list[bytes]) -> None:
+        if self._check_refuse:
+            # The initiator checks our HELLO after we sent it and may still
+            # refuse: a REFUSE can only be among the first frames of a link.
+            self._check_refuse = False
+            for frame in frames:
+                if frame and frame[0] == REFUSE:
+                    raise ConnectionClosedError(f"peer refused the link: {decode_refuse(frame)}")
         if self.plugins:
             frames = self._filter_in(frames)
         if frames:

@@ -120,9 +120,9 @@ class Registry:
         dists: Mapping[str, tuple[str, str]] = getattr(self.pm, "pydevts_dists", {})
         for kind, hook_name in _HOOKS.items():
             hook = getattr(self.pm.hook, hook_name)
-            # pluggy lists implementations last-registered first; registration
-            # order is "given plugins, then entry points", and given ones win.
-            for impl in reversed(hook.get_hookimpls()):
+            # Registration order is "given plugins, then entry points"; the
+            # first to register a name keeps it, so given plugins win.
+            for impl in hook.get_hookimpls():
                 dist, version = dists.get(impl.plugin_name, (impl.plugin_name, ""))
                 try:
                     found = impl.function()

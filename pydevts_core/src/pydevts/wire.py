@@ -120,10 +120,14 @@ def decode_message(frame: bytes) -> Message:
         kind = frame[0]
         if kind == EVENT:
             end = 2 + frame[1]
+            if end > len(frame):
+                raise IndexError("the event name runs past the end of the frame")
             return Message(EVENT, frame[2:end].decode(), 0, frame[end:])
         if kind == REQUEST:
             request_id, n = _U64_U8.unpack_from(frame, 1)
             end = 10 + n
+            if end > len(frame):
+                raise IndexError("the request name runs past the end of the frame")
             return Message(REQUEST, frame[10:end].decode(), request_id, frame[end:])
         if kind == REPLY:
             return Message(REPLY, "", _U64.unpack_from(frame, 1)[0], frame[9:])

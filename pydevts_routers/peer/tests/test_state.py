@@ -244,15 +244,6 @@ def test_malformed_control_messages_raise_value_error(message: Any) -> None:
     assert state.known == {} and state.linked == {}
 
 
-@pytest.mark.xfail(
-    reason=(
-        "BUG: state.py:80 member_from_wire indexes data['id'] / data['address'] directly, so a "
-        "member entry missing them raises KeyError, not the ValueError control() documents "
-        "(the router happens to catch KeyError too)"
-    ),
-    raises=KeyError,
-    strict=True,
-)
 @pytest.mark.parametrize(
     "entry", [pytest.param({"address": "h:1"}, id="no-id"), pytest.param({"id": "b"}, id="no-address")]
 )
@@ -261,15 +252,6 @@ def test_member_entry_missing_fields_raises_value_error(entry: dict[str, Any]) -
         PeerState(m("a")).control("b", {"t": "sync", "members": [entry]}, 0.0)
 
 
-BAD_TAGS_REASON = (
-    "BUG: state.py:80 member_from_wire calls tags.items() without checking that 'tags' is an "
-    "object, so a member with tags that are a list/string/number raises AttributeError instead "
-    "of ValueError; router.py:134 only catches (ValueError, KeyError, UnicodeDecodeError), so a "
-    "peer can crash the link task (and the node's task group) with one control message"
-)
-
-
-@pytest.mark.xfail(reason=BAD_TAGS_REASON, raises=AttributeError, strict=True)
 @pytest.mark.parametrize("tags", [["zone", "eu"], "zone=eu", 5])
 def test_member_entry_with_bad_tags_raises_value_error(tags: Any) -> None:
     message = {"t": "intro", "member": {"id": "b", "address": "h:1", "tags": tags}}
@@ -308,7 +290,6 @@ async def test_router_turns_malformed_control_into_remote_protocol_error() -> No
 
 
 @pytest.mark.anyio
-@pytest.mark.xfail(reason=BAD_TAGS_REASON, raises=AttributeError, strict=True)
 async def test_router_turns_control_with_bad_tags_into_remote_protocol_error() -> None:
     from pydevts_peer.router import PeerRouter, encode_control
 

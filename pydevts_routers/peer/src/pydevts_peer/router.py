@@ -131,7 +131,7 @@ class PeerRouter:
             if frame[0] != CONTROL:
                 raise ValueError(f"unknown router frame kind 0x{frame[0]:02x}")
             actions = self._state.control(link.peer_id, json.loads(frame[1:]), anyio.current_time())
-        except (ValueError, KeyError, UnicodeDecodeError) as exc:
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
             raise RemoteProtocolError(f"bad peer-router control message from {link.peer_id}: {exc}") from exc
         self._apply(actions)
 

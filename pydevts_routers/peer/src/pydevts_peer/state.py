@@ -74,10 +74,17 @@ def member_to_wire(member: Member) -> dict[str, Any]:
 
 
 def member_from_wire(data: Any) -> Member:
+    """Parse a member entry; raise ValueError saying what is wrong with it."""
     if not isinstance(data, dict):
         raise ValueError(f"member entry is not an object: {data!r}")
-    tags = data.get("tags") or {}
-    return Member(str(data["id"]), str(data["address"]), {str(k): str(v) for k, v in tags.items()})
+    node_id, address, tags = data.get("id"), data.get("address"), data.get("tags", {})
+    if not isinstance(node_id, str) or not node_id:
+        raise ValueError(f"member entry has no valid id: {data!r}")
+    if not isinstance(address, str) or not address:
+        raise ValueError(f"member entry has no valid address: {data!r}")
+    if not isinstance(tags, dict):
+        raise ValueError(f"member tags are not an object: {tags!r}")
+    return Member(node_id, address, {str(k): str(v) for k, v in tags.items()})
 
 
 @dataclass

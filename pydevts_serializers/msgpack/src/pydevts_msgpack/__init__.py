@@ -16,8 +16,9 @@ class MsgpackSerializer:
     """Encodes payloads with MessagePack.
 
     Encodes ``None``, bool, int, float, str, bytes, and lists, tuples and
-    dicts of them (tuples come back as lists; dict keys may be any of these
-    scalar types). Anything else is refused with an error naming its type.
+    dicts of them. Tuples come back as lists, except as dict keys, where they
+    come back as tuples. Anything else is refused with an error naming its
+    type and where it is in the payload.
     """
 
     name = "msgpack"
@@ -38,8 +39,23 @@ class MsgpackSerializer:
     def loads(self, data: bytes) -> Any:
         try:
             return msgpack.unpackb(data, raw=False, strict_map_key=False, use_list=True)
+        except TypeError:
+            # A map key that is an array (a tuple when it was sent): decode
+            # again, turning such keys into tuples. Only on this rare path.
+            try:
+                return msgpack.unpackb(data, raw=False, strict_map_key=False, object_pairs_hook=_tuple_keys)
+            except Exception as exc:
+                raise SerializationError(f"payload is not valid msgpack ({len(data)} bytes): {exc}") from exc
         except Exception as exc:
             raise SerializationError(f"payload is not valid msgpack ({len(data)} bytes): {exc}") from exc
+
+
+def _freeze(value: Any) -> Any:
+    return tuple(_freeze(v) for v in value) if isinstance(value, list) else value
+
+
+def _tuple_keys(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
+    return {_freeze(k): v for k, v in pairs}
 
 
 _SCALARS = (type(None), bool, int, float, str, bytes, bytearray, memoryview)
@@ -52,13 +68,16 @@ def _culprit(obj: Any) -> str:
         path, value = stack.pop()
         if isinstance(value, _SCALARS):
             continue
+        # Push children in reverse so the first one is looked at first.
         if isinstance(value, (list, tuple)):
-            stack.extend((f"{path}[{i}]", v) for i, v in enumerate(value))
+            stack.extend(reversed([(f"{path}[{i}]", v) for i, v in enumerate(value)]))
         elif isinstance(value, dict):
+            children = []
             for k, v in value.items():
-                if not isinstance(k, _SCALARS):
+                if not isinstance(k, (*_SCALARS, tuple)):
                     return f"{type(k).__qualname__!r} (a key of {path})"
-                stack.append((f"{path}[{k!r}]", v))
+                children.append((f"{path}[{k!r}]", v))
+            stack.extend(reversed(children))
         else:
             return f"{type(value).__qualname__!r} (at {path})"
     return repr(type(obj).__qualname__)
