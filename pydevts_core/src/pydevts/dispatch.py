@@ -21,8 +21,10 @@ back on its senders and memory stays bounded. Nothing is dropped silently.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+import math
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import anyio
@@ -39,6 +41,7 @@ from .errors import (
     SerializationError,
     UnknownNodeError,
 )
+from .link import SEND_DEADLINE
 from .protocols import Serializer
 from .wire import (
     ERROR,
@@ -58,6 +61,8 @@ __all__ = ["Dispatcher", "Handler"]
 log = logging.getLogger("pydevts.dispatch")
 
 Handler = Callable[[str, Any], Awaitable[Any]]
+Tail = Callable[[], Coroutine[Any, Any, None]]
+_DROPPED = Message(0, "", 0, b"")  # a malformed request, already logged
 SendFrame = Callable[[str, bytes], Awaitable[None]]
 
 
@@ -65,9 +70,16 @@ SendFrame = Callable[[str, bytes], Awaitable[None]]
 class _Pending:
     dest: str
     name: str
+    deadline: float
     done: anyio.Event = field(default_factory=anyio.Event)
     message: Message | None = None
     error: PydevtsError | None = None
+
+
+@dataclass
+class _Inbox:
+    stream: MemoryObjectSendStream[list[bytes]]
+    queued: int = 0  # batches sent to the stream and not yet fully handled
 
 
 @dataclass
@@ -99,41 +111,78 @@ class Dispatcher:
         self._send_frame = send_frame
         self._tg = task_group
         self._inbox_batches = inbox_batches
-        self._inboxes: dict[str, MemoryObjectSendStream[list[bytes]]] = {}
+        self._inboxes: dict[str, _Inbox] = {}
         self._pending: dict[int, _Pending] = {}
         self._next_id = 1
         self._limiter = anyio.Semaphore(max_concurrent_requests)
+        self._sweep_at = math.inf  # when the deadline sweeper will next look
+        self._sweep_wake: anyio.Event | None = None
 
     # ------------------------------------------------------------- incoming
 
-    async def deliver(self, origin: str, frames: list[bytes]) -> None:
-        """Take core frames from ``origin``; may wait while its inbox is full."""
-        batch = []
-        for frame in frames:
+    async def deliver(self, origin: str, frames: list[bytes]) -> Tail | None:
+        """Take core frames from ``origin``; may wait while its inbox is full.
+
+        A request with nothing of its origin queued before it starts at once.
+        If it is the last frame, it is returned as a *tail* for the caller to
+        run in its own task (see :meth:`pydevts.link.Link.run`); otherwise it
+        gets a task of its own.
+        """
+        batch: list[bytes] = []
+        last = len(frames) - 1
+        for i, frame in enumerate(frames):
             kind = frame[0]
             if kind == REPLY or kind == ERROR:
                 self._resolve(origin, frame)
+            elif kind == REQUEST and not batch and self._idle(origin):
+                msg = self._claim_request(origin, frame)
+                if msg is None:
+                    batch.append(frame)  # no request slot free: the inbox waits for one
+                elif msg is not _DROPPED:
+                    if i == last:
+                        return partial(self._serve_request, origin, msg)
+                    self._tg.start_soon(self._serve_request, origin, msg)
             else:
                 batch.append(frame)
         if batch:
             inbox = self._inboxes.get(origin)
             if inbox is None:
                 inbox = self._open_inbox(origin)
-            await inbox.send(batch)
+            inbox.queued += 1
+            await inbox.stream.send(batch)
+        return None
 
-    def _open_inbox(self, origin: str) -> MemoryObjectSendStream[list[bytes]]:
+    def _idle(self, origin: str) -> bool:
+        inbox = self._inboxes.get(origin)
+        return inbox is None or inbox.queued == 0
+
+    def _claim_request(self, origin: str, frame: bytes) -> Message | None:
+        """Take a request slot and decode; ``None`` if no slot is free."""
+        try:
+            self._limiter.acquire_nowait()
+        except anyio.WouldBlock:
+            return None
+        try:
+            return decode_message(frame)
+        except RemoteProtocolError as exc:
+            self._limiter.release()
+            self.stats.bad_frames += 1
+            log.warning("dropping a frame from %s: %s", origin, exc)
+            return _DROPPED
+
+    def _open_inbox(self, origin: str) -> _Inbox:
         send, receive = anyio.create_memory_object_stream[list[bytes]](self._inbox_batches)
-        self._inboxes[origin] = send
-        self._tg.start_soon(self._drain_inbox, origin, receive, name=f"pydevts inbox {origin}")
-        return send
+        inbox = self._inboxes[origin] = _Inbox(send)
+        self._tg.start_soon(self._drain_inbox, origin, inbox, receive, name=f"pydevts inbox {origin}")
+        return inbox
 
     def close_inbox(self, origin: str) -> None:
         """Stop taking from ``origin``: what is queued still runs, then the task ends."""
         inbox = self._inboxes.pop(origin, None)
         if inbox is not None:
-            inbox.close()
+            inbox.stream.close()
 
-    async def _drain_inbox(self, origin: str, receive: Any) -> None:
+    async def _drain_inbox(self, origin: str, inbox: _Inbox, receive: Any) -> None:
         handlers = self.handlers
         loads = self.serializer.loads
         stats = self.stats
@@ -164,6 +213,7 @@ class Dispatcher:
                     else:
                         stats.bad_frames += 1
                         log.warning("dropping a frame of kind 0x%02x from %s", msg.kind, origin)
+                inbox.queued -= 1
 
     async def _serve_request(self, origin: str, msg: Message) -> None:
         try:
@@ -200,13 +250,21 @@ class Dispatcher:
         """Send a request and wait for the reply; see :meth:`pydevts.Node.request`."""
         request_id = self._next_id
         self._next_id += 1
-        pending = _Pending(dest, name)
+        pending = _Pending(dest, name, anyio.current_time() + timeout)
         self._pending[request_id] = pending
+        if pending.deadline < self._sweep_at:
+            self._wake_sweeper()
+        token = SEND_DEADLINE.set(pending.deadline)
         try:
-            await self._send_frame(dest, encode_request(request_id, name, self.serializer.dumps(payload)))
-            with anyio.move_on_after(timeout):
-                await pending.done.wait()
+            frame = encode_request(request_id, name, self.serializer.dumps(payload))
+            try:
+                await self._send_frame(dest, frame)
+            except TimeoutError:
+                pending.done.set()  # queue space did not come in time: a timeout
+            else:
+                await pending.done.wait()  # set by the reply, by fail_pending, or by the sweeper
         finally:
+            SEND_DEADLINE.reset(token)
             del self._pending[request_id]
         if pending.error is not None:
             raise pending.error
@@ -215,6 +273,34 @@ class Dispatcher:
         if pending.message.kind == REPLY:
             return self.serializer.loads(pending.message.payload)
         raise _remote_error(dest, name, pending.message)
+
+    # Deadlines: one sweeper task instead of a cancel scope per request (a
+    # scope costs several microseconds on the round-trip path). It sleeps
+    # until the earliest deadline of the requests in flight; a request with
+    # an earlier deadline than that wakes it.
+
+    def _wake_sweeper(self) -> None:
+        if self._sweep_wake is None:
+            self._sweep_wake = anyio.Event()
+            self._tg.start_soon(self._sweep, name="pydevts request deadlines")
+        else:
+            self._sweep_wake.set()
+
+    async def _sweep(self) -> None:
+        while True:
+            now = anyio.current_time()
+            earliest = math.inf
+            for pending in self._pending.values():
+                if pending.done.is_set():
+                    continue
+                if pending.deadline <= now:
+                    pending.done.set()  # no message, no error: a timeout
+                elif pending.deadline < earliest:
+                    earliest = pending.deadline
+            self._sweep_at = earliest
+            self._sweep_wake = wake = anyio.Event()
+            with anyio.move_on_after(earliest - now):
+                await wake.wait()
 
     def _resolve(self, origin: str, frame: bytes) -> None:
         try:

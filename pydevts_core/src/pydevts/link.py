@@ -10,7 +10,9 @@ peer pushes back on its sender instead of growing memory.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from contextvars import ContextVar
+from typing import Any
 
 import anyio
 
@@ -23,7 +25,7 @@ from .errors import (
     TransportError,
 )
 from .protocols import Connection, ConnectionInfo, ConnectionPlugin
-from .wire import REFUSE, Hello, decode_refuse, encode_refuse, handshake_mismatch
+from .wire import ERROR, REFUSE, REPLY, REQUEST, Hello, decode_refuse, encode_refuse, handshake_mismatch
 
 __all__ = ["DEFAULT_HIGH_WATER", "Link", "open_link"]
 
@@ -31,7 +33,16 @@ log = logging.getLogger("pydevts.link")
 
 DEFAULT_HIGH_WATER = 1024 * 1024
 
-FramesHandler = Callable[["Link", list[bytes]], Awaitable[None]]
+#: A deadline (``anyio.current_time()`` clock) for waiting for queue space in
+#: :meth:`Link.send`; past it, ``send`` raises TimeoutError (the frame stays
+#: queued). Set by ``request`` so that its timeout covers a blocked send too,
+#: without a cancel scope on the fast path.
+SEND_DEADLINE: ContextVar[float | None] = ContextVar("pydevts_send_deadline", default=None)
+_DIRECT_KINDS = frozenset((REQUEST, REPLY, ERROR))
+
+Tail = Callable[[], Coroutine[Any, Any, None]]
+FramesHandler = Callable[["Link", list[bytes]], Awaitable[Tail | None]]
+Spawn = Callable[..., Any]
 
 
 class Link:
@@ -68,6 +79,13 @@ class Link:
         self._writing = False
         self._write_error: str | None = None
         self._check_refuse = True
+        self._scope: anyio.CancelScope | None = None
+        # Transports that can write without waiting offer send_frames_nowait.
+        self._write_now: Callable[[Sequence[bytes]], bool] | None = getattr(conn, "send_frames_nowait", None)
+        self._flush_needed = False
+        self._spawn: Spawn | None = None
+        self._on_frames: FramesHandler | None = None
+        self._read_error: str | None = None
         self._closed_event = anyio.Event()
 
     def __repr__(self) -> str:
@@ -76,32 +94,84 @@ class Link:
 
     # ------------------------------------------------------------- sending
 
-    def send_nowait(self, frame: bytes) -> None:
-        """Queue ``frame`` without waiting for queue space (small control frames only)."""
+    def _prepare(self, frame: bytes) -> bytes | None:
         if self.closed:
             raise ConnectionClosedError(f"link to {self.peer_id} is closed ({self.close_reason})")
         if self.plugins:
             out = self._filter_out(frame)
             if out is None:
-                return
+                return None
             frame = out
-        n = len(frame)
-        if n > self.max_frame_size:
-            raise FrameTooLargeError(n, self.max_frame_size)
-        self._pending.append(frame)
-        self._pending_bytes += n
+        if len(frame) > self.max_frame_size:
+            raise FrameTooLargeError(len(frame), self.max_frame_size)
+        return frame
+
+    def send_nowait(self, frame: bytes) -> None:
+        """Queue ``frame`` without waiting for queue space (small control frames only)."""
+        prepared = self._prepare(frame)
+        if prepared is None:
+            return
+        self._pending.append(prepared)
+        self._pending_bytes += len(prepared)
         wake = self._wake
-        if wake is not None:
+        if wake is not None and not self._writing:
             self._wake = None
             wake.set()
 
     async def send(self, frame: bytes) -> None:
-        """Queue ``frame``; wait only if more than ``high_water`` bytes are queued."""
+        """Queue ``frame``; wait only if more than ``high_water`` bytes are queued.
+
+        Requests and replies sent while nothing else is queued or being
+        written go straight to the transport from the caller's task, without
+        waiting (``send_frames_nowait``): one task switch less on the
+        round-trip path. Everything else is batched by the writer task.
+        """
+        if (
+            frame[0] in _DIRECT_KINDS
+            and self._write_now is not None
+            and not self._pending
+            and not self._writing
+            and not self._flush_needed
+            and self._scope is not None
+        ):
+            prepared = self._prepare(frame)
+            if prepared is not None:
+                self._write_direct(self._write_now, prepared)
+            return
         self.send_nowait(frame)
+        if self._pending_bytes > self.high_water and not self.closed:
+            deadline = SEND_DEADLINE.get()
+            if deadline is None:
+                await self._wait_for_space()
+            else:
+                with anyio.fail_after(max(0.0, deadline - anyio.current_time())):
+                    await self._wait_for_space()
+
+    async def _wait_for_space(self) -> None:
         while self._pending_bytes > self.high_water and not self.closed:
             if self._space is None:
                 self._space = anyio.Event()
             await self._space.wait()
+
+    def _write_direct(self, write_now: Callable[[Sequence[bytes]], bool], frame: bytes) -> None:
+        try:
+            complete = write_now([frame])
+        except PydevtsError as exc:
+            self._fail(f"send failed: {exc}")
+            raise ConnectionClosedError(f"link to {self.peer_id} failed: {exc}") from exc
+        if not complete:
+            # The transport kept the rest of the frame: the writer sends it next.
+            self._flush_needed = True
+            wake = self._wake
+            if wake is not None:
+                self._wake = None
+                wake.set()
+
+    def _fail(self, reason: str) -> None:
+        if self._write_error is None:
+            self._write_error = reason
+        if self._scope is not None:
+            self._scope.cancel()
 
     def _filter_out(self, frame: bytes) -> bytes | None:
         out: bytes | None = frame
@@ -125,15 +195,16 @@ class Link:
                 kept.append(frame)
         return kept
 
-    async def _write_loop(self, scope: anyio.CancelScope) -> None:
+    async def _write_loop(self) -> None:
         while True:
-            if not self._pending:
+            if not (self._pending or self._flush_needed):
                 if self._idle is not None:
                     self._idle.set()
                     self._idle = None
                 self._wake = anyio.Event()
                 await self._wake.wait()
                 continue
+            self._flush_needed = False
             frames = self._pending
             self._pending = []
             self._pending_bytes = 0
@@ -144,15 +215,14 @@ class Link:
             try:
                 await self.conn.send_frames(frames)
             except PydevtsError as exc:
-                self._write_error = f"send failed: {exc}"
-                scope.cancel()
+                self._fail(f"send failed: {exc}")
                 return
             finally:
                 self._writing = False
 
     async def flush(self) -> None:
         """Wait until every queued frame has been handed to the transport."""
-        while (self._pending or self._writing) and not self.closed:
+        while (self._pending or self._writing or self._flush_needed) and not self.closed:
             if self._idle is None:
                 self._idle = anyio.Event()
             if self._wake is not None:
@@ -162,39 +232,68 @@ class Link:
 
     # ------------------------------------------------------------- running
 
-    async def run(self, on_frames: FramesHandler) -> None:
+    async def run(self, on_frames: FramesHandler, spawn: Spawn | None = None) -> None:
         """Read frames into ``on_frames`` and write queued frames, until closed.
 
         Returns when the connection ends; :attr:`close_reason` says why
         (``None`` for a clean close by this side).
+
+        ``on_frames`` may return a *tail*: work to do at once for the frames
+        it was given (a request to answer). The reading task then starts its
+        successor with ``spawn`` and runs the tail itself, so the answer
+        leaves without a task switch (leader/follower). Readers run in the
+        tasks ``spawn`` makes (the node's task group), so closing the link
+        does not cancel a tail that is running.
         """
-        reason: str | None = None
+        self._on_frames = on_frames
         try:
             async with anyio.create_task_group() as tg:
-                tg.start_soon(self._write_loop, tg.cancel_scope)
-                try:
-                    if self._early:
-                        early, self._early = self._early, []
-                        await self._deliver(on_frames, early)
-                    while True:
-                        frames = await self.conn.receive_frames()
-                        await self._deliver(on_frames, frames)
-                except ConnectionClosedError as exc:
-                    reason = str(exc) or "connection closed by peer"
-                except RemoteProtocolError as exc:
-                    reason = f"protocol error: {exc}"
-                    log.warning("closing link to %s: %s", self.peer_id, exc)
-                except TransportError as exc:
-                    reason = f"transport error: {exc}"
-                finally:
-                    tg.cancel_scope.cancel()
+                self._scope = tg.cancel_scope
+                self._spawn = spawn if spawn is not None else tg.start_soon
+                tg.start_soon(self._write_loop)
+                self._spawn(self._read_loop)
         finally:
-            if reason is None:
-                reason = self._write_error or self.close_reason
+            reason = self._read_error or self._write_error or self.close_reason
             with anyio.CancelScope(shield=True):
                 await self.aclose(reason)
 
-    async def _deliver(self, on_frames: FramesHandler, frames: list[bytes]) -> None:
+    async def _read_loop(self) -> None:
+        on_frames = self._on_frames
+        assert on_frames is not None
+        try:
+            if self._early:
+                early, self._early = self._early, []
+                tail = await self._deliver(on_frames, early)
+                if tail is not None:
+                    return await self._hand_over(tail)
+            receive = self.conn.receive_frames
+            while not self.closed:
+                tail = await self._deliver(on_frames, await receive())
+                if tail is not None:
+                    return await self._hand_over(tail)
+        except ConnectionClosedError as exc:
+            self._stop_reading(str(exc) or "connection closed by peer")
+        except RemoteProtocolError as exc:
+            log.warning("closing link to %s: %s", self.peer_id, exc)
+            self._stop_reading(f"protocol error: {exc}")
+        except TransportError as exc:
+            self._stop_reading(f"transport error: {exc}")
+        except Exception as exc:  # a bug above us: close this link, keep the node
+            log.exception("closing link to %s after an internal error", self.peer_id)
+            self._stop_reading(f"internal error: {exc!r}")
+
+    async def _hand_over(self, tail: Tail) -> None:
+        assert self._spawn is not None
+        self._spawn(self._read_loop)
+        await tail()
+
+    def _stop_reading(self, reason: str) -> None:
+        if self._read_error is None and not self.closed:
+            self._read_error = reason
+        if self._scope is not None:
+            self._scope.cancel()
+
+    async def _deliver(self, on_frames: FramesHandler, frames: list[bytes]) -> Tail | None:
         if self._check_refuse:
             # The initiator checks our HELLO after we sent it and may still
             # refuse: a REFUSE can only be among the first frames of a link.
@@ -205,7 +304,8 @@ class Link:
         if self.plugins:
             frames = self._filter_in(frames)
         if frames:
-            await on_frames(self, frames)
+            return await on_frames(self, frames)
+        return None
 
     async def aclose(self, reason: str | None = None) -> None:
         """Close the link (idempotent); queued frames not yet written are dropped."""
@@ -213,6 +313,8 @@ class Link:
             return
         self.closed = True
         self.close_reason = reason
+        if self._scope is not None:
+            self._scope.cancel()
         if self._space is not None:
             self._space.set()
         if self._idle is not None:

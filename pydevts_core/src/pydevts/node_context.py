@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from anyio.abc import TaskGroup
 
-from .link import Link, open_link
+from .link import Link, Tail, open_link
 from .members import Member, MemberEvent, MemberState, MemberView
 from .protocols import Address, ConnectionPlugin, Listener, Router, Serializer, Transport
 from .wire import Hello
@@ -71,8 +71,8 @@ class NodeContext:
             conn, self.hello, initiated=True, plugins=self.plugins, timeout=self.handshake_timeout
         )
 
-    async def deliver(self, origin: str, frames: list[bytes]) -> None:
-        await self.dispatcher.deliver(origin, frames)
+    async def deliver(self, origin: str, frames: list[bytes]) -> Tail | None:
+        return await self.dispatcher.deliver(origin, frames)
 
     def spawn(self, func: Callable[..., Coroutine[Any, Any, Any]], *args: Any, name: str = "") -> None:
         self.task_group.start_soon(func, *args, name=name or None)

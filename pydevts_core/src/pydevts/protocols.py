@@ -221,10 +221,14 @@ class RouterContext(Protocol):
         """Open a transport connection, run the handshake and the plugin pipeline."""
         ...
 
-    async def deliver(self, origin: str, frames: list[bytes]) -> None:
+    async def deliver(
+        self, origin: str, frames: list[bytes]
+    ) -> Callable[[], Coroutine[Any, Any, None]] | None:
         """Hand core messages (kinds below ``0x40``) from ``origin`` up to the node.
 
-        May wait: this is where a slow handler pushes back on the sender.
+        May wait: this is where a slow handler pushes back on the sender. May
+        return a *tail* (a request to answer now), which the router passes
+        back as the return value of its ``Link.run`` frames handler.
         """
         ...
 

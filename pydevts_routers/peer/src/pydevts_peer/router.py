@@ -14,7 +14,7 @@ import random
 
 import anyio
 from pydevts.errors import ConnectionClosedError, PydevtsError, RemoteProtocolError, UnknownNodeError
-from pydevts.link import Link
+from pydevts.link import Link, Tail
 from pydevts.members import Member
 from pydevts.protocols import Address, RouterContext
 from pydevts.wire import ROUTER_KIND_MIN
@@ -101,9 +101,9 @@ class PeerRouter:
         self._ctx.spawn(self._run_link, link, name=f"pydevts link {link.peer_id}")
 
     async def _run_link(self, link: Link) -> None:
-        assert self._state is not None
+        assert self._state is not None and self._ctx is not None
         try:
-            await link.run(self._on_frames)
+            await link.run(self._on_frames, spawn=self._ctx.spawn)
         finally:
             if self._links.get(link.peer_id) is link:
                 del self._links[link.peer_id]
@@ -111,19 +111,26 @@ class PeerRouter:
                     log.info("link to %s closed: %s", link.peer_id, link.close_reason)
                     self._apply(self._state.link_down(link.peer_id, anyio.current_time()))
 
-    async def _on_frames(self, link: Link, frames: list[bytes]) -> None:
+    async def _on_frames(self, link: Link, frames: list[bytes]) -> Tail | None:
         assert self._ctx is not None
         start = 0
         for i, frame in enumerate(frames):
             if frame[0] >= ROUTER_KIND_MIN:
                 if i > start:
-                    await self._ctx.deliver(link.peer_id, frames[start:i])
+                    await self._run_tail(await self._ctx.deliver(link.peer_id, frames[start:i]))
                 start = i + 1
                 self._on_control(link, frame)
         if start == 0:
-            await self._ctx.deliver(link.peer_id, frames)
-        elif start < len(frames):
-            await self._ctx.deliver(link.peer_id, frames[start:])
+            return await self._ctx.deliver(link.peer_id, frames)
+        if start < len(frames):
+            return await self._ctx.deliver(link.peer_id, frames[start:])
+        return None
+
+    async def _run_tail(self, tail: Tail | None) -> None:
+        # A request before a control frame in one batch: give it a task.
+        if tail is not None:
+            assert self._ctx is not None
+            self._ctx.spawn(tail)
 
     def _on_control(self, link: Link, frame: bytes) -> None:
         assert self._state is not None
