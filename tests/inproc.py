@@ -45,7 +45,7 @@ def free_port() -> int:
 async def wait_until(pred: Callable[[], object], timeout: float = 5.0, what: str = "a condition") -> None:
     """Poll ``pred`` until it is true; fail the test if it is not within ``timeout`` seconds."""
     with anyio.move_on_after(timeout):
-        while not pred():
+        while not pred():  # noqa: ASYNC110 - polling state owned by the code under test
             await anyio.sleep(0.005)
         return
     raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
@@ -91,9 +91,7 @@ async def cluster(*nodes: Node, timeout: float = 8.0) -> AsyncIterator[tuple[Nod
 
 def pydevts_warnings(records: Iterable[logging.LogRecord]) -> list[str]:
     """Messages of WARNING-or-worse records from ``pydevts.*`` loggers."""
-    return [
-        r.getMessage() for r in records if r.name.startswith("pydevts") and r.levelno >= logging.WARNING
-    ]
+    return [r.getMessage() for r in records if r.name.startswith("pydevts") and r.levelno >= logging.WARNING]
 
 
 # --------------------------------------------------------------------------- raw TCP
