@@ -319,21 +319,11 @@ CRASHERS = [
         False,
         frame(b"\x30" + DEEP_JSON),
         id="hello-deeply-nested-json",
-        marks=pytest.mark.xfail(
-            reason="BUG: Hello.from_frame lets json's RecursionError escape; node._on_connection only "
-            "catches PydevtsError, so one unauthenticated connection kills the whole node",
-            strict=True,
-        ),
     ),
     pytest.param(
         False,
         frame(hello_json(protocol=float("inf"))),
         id="hello-protocol-infinity",
-        marks=pytest.mark.xfail(
-            reason="BUG: Hello.from_frame does int(body['protocol']); OverflowError for Infinity is not "
-            "caught and kills the node",
-            strict=True,
-        ),
     ),
     # After the handshake these once killed the node too (PeerRouter._on_frames read frame[0] of an
     # empty frame; _on_control let json's RecursionError escape); the link reader now contains them.

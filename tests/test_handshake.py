@@ -148,11 +148,6 @@ async def test_duplicate_node_id_of_the_entry_node_is_refused() -> None:
             await assert_still_serving(port, first)
 
 
-@pytest.mark.xfail(
-    reason="BUG: the handshake only compares the joiner's id with the entry node's own id; a node "
-    "reusing the id of another live member is accepted and evicts that member's link",
-    strict=True,
-)
 async def test_duplicate_node_id_of_another_member_is_refused() -> None:
     port = free_port()
     a, b = Node(port, node_id="a"), Node(port, node_id="b")

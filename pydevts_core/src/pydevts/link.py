@@ -341,11 +341,13 @@ async def open_link(
     initiated: bool,
     plugins: Sequence[ConnectionPlugin] = (),
     timeout: float = 5.0,
+    check: Callable[[Hello], str | None] | None = None,
 ) -> Link:
     """Run the handshake on ``conn`` and return the link.
 
     The side that ``initiated`` the connection speaks first. A mismatch makes
-    the checking side send a REFUSE frame with the reason and close; both
+    the checking side send a REFUSE frame with the reason and close (``check``
+    adds the caller's own reasons to refuse, e.g. an id in use); both
     sides then raise :class:`HandshakeRefusedError` with that reason. On any
     failure the connection is closed before this raises.
     """
@@ -359,6 +361,8 @@ async def open_link(
                 raise HandshakeRefusedError(decode_refuse(first))
             remote = Hello.from_frame(first)
             reason = handshake_mismatch(local, remote)
+            if reason is None and check is not None:
+                reason = check(remote)
             link = Link(conn, local, remote, initiated=initiated, plugins=plugins, early_frames=rest)
             if reason is None:
                 reason = _plugins_refusal(plugins, link.info)

@@ -381,10 +381,18 @@ class Node:
         ctx = self._ctx
         try:
             link: Link = await open_link(
-                conn, ctx.hello, initiated=False, plugins=ctx.plugins, timeout=self.handshake_timeout
+                conn,
+                ctx.hello,
+                initiated=False,
+                plugins=ctx.plugins,
+                timeout=self.handshake_timeout,
+                check=ctx.check_peer,
             )
         except PydevtsError as exc:
             log.warning("refused a connection from %s: %s", conn.remote_address, exc)
+            return
+        except Exception:  # a bug must cost this connection, never the node
+            log.exception("dropped a connection from %s after an internal error", conn.remote_address)
             return
         ctx.router.add_link(link)
 

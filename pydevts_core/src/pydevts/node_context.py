@@ -68,8 +68,20 @@ class NodeContext:
     async def connect(self, address: Address) -> Link:
         conn = await self.transport.connect(address)
         return await open_link(
-            conn, self.hello, initiated=True, plugins=self.plugins, timeout=self.handshake_timeout
+            conn,
+            self.hello,
+            initiated=True,
+            plugins=self.plugins,
+            timeout=self.handshake_timeout,
+            check=self.check_peer,
         )
+
+    def check_peer(self, remote: Hello) -> str | None:
+        """Refuse a peer that claims the id of another live member."""
+        member = self.members.get(remote.node_id)
+        if member is not None and member.alive and member.address != remote.address:
+            return f"node id {remote.node_id!r} is already in use by the member at {member.address}"
+        return None
 
     async def deliver(self, origin: str, frames: list[bytes]) -> Tail | None:
         return await self.dispatcher.deliver(origin, frames)
@@ -115,7 +127,9 @@ class NodeContext:
             self.lifecycle_dropped += 1
             log.error(
                 "lifecycle queue full (%d events; is a callback stuck?): dropped %s of %s",
-                LIFECYCLE_QUEUE, event.kind, event.member.id,
+                LIFECYCLE_QUEUE,
+                event.kind,
+                event.member.id,
             )
             return
         if self._events_queued == 0:

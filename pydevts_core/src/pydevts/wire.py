@@ -184,12 +184,14 @@ class Hello:
             raise RemoteProtocolError(f"expected a pydevts HELLO frame, got kind {kind}")
         try:
             body = json.loads(frame[1:])
-        except (UnicodeDecodeError, ValueError) as exc:
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
             raise RemoteProtocolError(f"HELLO is not valid JSON: {exc}") from exc
         if not isinstance(body, dict) or body.get("magic") != MAGIC:
             raise RemoteProtocolError("HELLO does not come from pydevts (no magic)")
         try:
             tags = body.get("tags") or {}
+            if not isinstance(body["protocol"], int):
+                raise TypeError(f"protocol must be an integer, not {body['protocol']!r}")
             hello = cls(
                 cluster=str(body["cluster"]),
                 node_id=str(body["node_id"]),
@@ -200,7 +202,7 @@ class Hello:
                 protocol=int(body["protocol"]),
                 extensions=dict(body.get("extensions") or {}),
             )
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
             raise RemoteProtocolError(f"HELLO is missing or has a bad field: {exc!r}") from exc
         if not hello.node_id:
             raise RemoteProtocolError("HELLO has an empty node id")

@@ -115,7 +115,7 @@ class PeerRouter:
         assert self._ctx is not None
         start = 0
         for i, frame in enumerate(frames):
-            if frame[0] >= ROUTER_KIND_MIN:
+            if not frame or frame[0] >= ROUTER_KIND_MIN:
                 if i > start:
                     await self._run_tail(await self._ctx.deliver(link.peer_id, frames[start:i]))
                 start = i + 1
@@ -135,10 +135,12 @@ class PeerRouter:
     def _on_control(self, link: Link, frame: bytes) -> None:
         assert self._state is not None
         try:
+            if not frame:
+                raise ValueError("empty frame")
             if frame[0] != CONTROL:
                 raise ValueError(f"unknown router frame kind 0x{frame[0]:02x}")
             actions = self._state.control(link.peer_id, json.loads(frame[1:]), anyio.current_time())
-        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError) as exc:
             raise RemoteProtocolError(f"bad peer-router control message from {link.peer_id}: {exc}") from exc
         self._apply(actions)
 
