@@ -243,4 +243,3 @@ class TCPTransport:
                 raise
             sock.close()
         raise error
-
