@@ -71,6 +71,13 @@ class Connection(Protocol):
     :meth:`send_frames` raises :class:`~pydevts.errors.FrameTooLargeError`
     before writing anything, and a peer announcing a larger frame makes
     :meth:`receive_frames` raise :class:`~pydevts.errors.RemoteProtocolError`.
+
+    Optional fast path: a connection may also offer
+    ``send_frames_nowait(frames) -> bool``, which writes without waiting,
+    keeps whatever the transport would not take at once, writes that first
+    on the next :meth:`send_frames`, and returns ``False`` if it kept
+    anything. Links use it to send requests and replies from the caller's
+    task, saving a task switch per round trip.
     """
 
     max_frame_size: int
