@@ -62,7 +62,8 @@ log = logging.getLogger("pydevts.dispatch")
 
 Handler = Callable[[str, Any], Awaitable[Any]]
 Tail = Callable[[], Coroutine[Any, Any, None]]
-_DROPPED = Message(0, "", 0, b"")  # a malformed request, already logged
+_DROPPED = Message(0, "", 0, b"")
+NAME_CACHE = 1024  # a malformed request, already logged
 SendFrame = Callable[[str, bytes], Awaitable[None]]
 
 
@@ -115,6 +116,7 @@ class Dispatcher:
         self._pending: dict[int, _Pending] = {}
         self._next_id = 1
         self._limiter = anyio.Semaphore(max_concurrent_requests)
+        self._names: dict[bytes, str] = {}  # raw event name -> name
         self._sweep_at = math.inf  # when the deadline sweeper will next look
         self._sweep_wake: anyio.Event | None = None
 
@@ -186,34 +188,55 @@ class Dispatcher:
         handlers = self.handlers
         loads = self.serializer.loads
         stats = self.stats
+        names = self._names
         async with receive:
             async for batch in receive:
                 for frame in batch:
+                    # Events are the hot path: decoded inline, names cached.
+                    if frame[0] == EVENT and len(frame) >= 2 and (end := 2 + frame[1]) <= len(frame):
+                        raw = frame[2:end]
+                        name = names.get(raw)
+                        if name is None:
+                            name = self._name(raw, origin)
+                            if name is None:
+                                continue
+                        stats.events_received += 1
+                        handler = handlers.get(name)
+                        if handler is None:
+                            stats.events_unhandled += 1
+                            log.debug("no handler for event %r from %s", name, origin)
+                            continue
+                        try:
+                            await handler(origin, loads(frame[end:]))
+                        except Exception:
+                            stats.handler_errors += 1
+                            log.exception("handler for event %r from %s raised", name, origin)
+                        continue
                     try:
                         msg = decode_message(frame)
                     except RemoteProtocolError as exc:
                         stats.bad_frames += 1
                         log.warning("dropping a frame from %s: %s", origin, exc)
                         continue
-                    if msg.kind == EVENT:
-                        stats.events_received += 1
-                        handler = handlers.get(msg.name)
-                        if handler is None:
-                            stats.events_unhandled += 1
-                            log.debug("no handler for event %r from %s", msg.name, origin)
-                            continue
-                        try:
-                            await handler(origin, loads(msg.payload))
-                        except Exception:
-                            stats.handler_errors += 1
-                            log.exception("handler for event %r from %s raised", msg.name, origin)
-                    elif msg.kind == REQUEST:
+                    if msg.kind == REQUEST:
                         await self._limiter.acquire()
                         self._tg.start_soon(self._serve_request, origin, msg)
                     else:
                         stats.bad_frames += 1
                         log.warning("dropping a frame of kind 0x%02x from %s", msg.kind, origin)
                 inbox.queued -= 1
+
+    def _name(self, raw: bytes, origin: str) -> str | None:
+        """Decode an event name, caching up to NAME_CACHE of them; None if not UTF-8."""
+        try:
+            name = raw.decode()
+        except UnicodeDecodeError:
+            self.stats.bad_frames += 1
+            log.warning("dropping an event from %s: its name is not UTF-8", origin)
+            return None
+        if len(self._names) < NAME_CACHE:
+            self._names[raw] = name
+        return name
 
     async def _serve_request(self, origin: str, msg: Message) -> None:
         try:

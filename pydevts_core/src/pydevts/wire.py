@@ -24,6 +24,7 @@ a peer that uses another one.
 
 from __future__ import annotations
 
+import functools
 import json
 import struct
 from collections.abc import Mapping
@@ -85,9 +86,14 @@ def _name_bytes(name: str) -> bytes:
     return raw
 
 
-def encode_event(name: str, payload: bytes) -> bytes:
+@functools.lru_cache(maxsize=1024)
+def _event_header(name: str) -> bytes:
     raw = _name_bytes(name)
-    return b"".join((bytes((EVENT, len(raw))), raw, payload))
+    return bytes((EVENT, len(raw))) + raw
+
+
+def encode_event(name: str, payload: bytes) -> bytes:
+    return _event_header(name) + payload
 
 
 def encode_request(request_id: int, name: str, payload: bytes) -> bytes:
