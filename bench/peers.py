@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from benchlib.common import emit, peer_arguments, profiled, run_async
 
-ASYNCIO_ONLY = {"nats"}
+ASYNCIO_ONLY = {"nats", "zmq_asyncio"}  # always on asyncio, whatever --backend says
 
 
 def main() -> int:

@@ -36,7 +36,7 @@ def ready(**data: Any) -> None:
 
 def peer_arguments() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="one side of a benchmark (started by bench/run.py)")
-    p.add_argument("kind", choices=["raw", "pydevts", "zmq", "nats"])
+    p.add_argument("kind", choices=["raw", "pydevts", "zmq", "zmq_asyncio", "nats"])
     p.add_argument("role")
     p.add_argument("--backend", default="asyncio", choices=["asyncio", "trio"])
     p.add_argument("--uvloop", action="store_true", help="asyncio with uvloop")

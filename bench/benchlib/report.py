@@ -14,6 +14,10 @@ PYDEVTS = "pydevts"
 RAW_PING = "raw anyio (1 send/frame)"
 GOAL_MSGS = 200_000
 GOAL_P50_RATIO = 1.3
+ZMQ_ASYNC = "pyzmq asyncio PUSH/PULL"
+NATS_PUB = "nats-py pub/sub"
+GOAL_ZMQ_ASYNC_RATIO = 1.0  # pydevts msgs/s at least pyzmq (asyncio) msgs/s
+GOAL_NATS_RATIO = 1.8  # pydevts msgs/s at least 1.8x nats-py pub/sub msgs/s
 HEADERS = ("row", "msgs/s", "RTT p50 (µs)", "RTT p99 (µs)", "pydevts/row msgs/s", "pydevts/row p50", "notes")
 
 
@@ -74,7 +78,33 @@ def goals(results: Sequence[RowResult]) -> list[str]:
             f"goal RTT p50 <= {GOAL_P50_RATIO}x raw anyio ping-pong: pydevts {base.p50_us:,.0f} µs vs "
             f"raw {raw.p50_us:,.0f} µs = {ratio:.2f}x -> {'MET' if ratio <= GOAL_P50_RATIO else 'NOT MET'}"
         )
+    line = _relative_throughput_goal(base, by_name.get(ZMQ_ASYNC), by_name.get(NATS_PUB))
+    if line:
+        out.append(line)
     return out
+
+
+def _relative_throughput_goal(base: RowResult, zmq_row: RowResult | None, nats: RowResult | None) -> str:
+    """pydevts one-way throughput against pyzmq (asyncio) and nats-py pub/sub.
+
+    Nothing when none of the rows ran (``--only``); a "skipped" line when a row ran without a number.
+    """
+    label = f"goal one-way >= pyzmq (asyncio) and >= {GOAL_NATS_RATIO}x nats-py pub/sub"
+    if zmq_row is None and nats is None:
+        return ""
+    mine = base.msgs_per_s
+    zmq_rate = zmq_row.msgs_per_s if zmq_row else None
+    nats_rate = nats.msgs_per_s if nats else None
+    if not (mine and zmq_rate and nats_rate):
+        rates = ((PYDEVTS, mine), (ZMQ_ASYNC, zmq_rate), (NATS_PUB, nats_rate))
+        return f"{label}: skipped (no msgs/s for {', '.join(name for name, rate in rates if not rate)})"
+    zmq_ratio, nats_ratio = mine / zmq_rate, mine / nats_rate
+    ok = zmq_ratio >= GOAL_ZMQ_ASYNC_RATIO and nats_ratio >= GOAL_NATS_RATIO
+    return (
+        f"{label}: pydevts {mine:,.0f}/s = {zmq_ratio:.2f}x pyzmq asyncio "
+        f"({zmq_rate:,.0f}/s), {nats_ratio:.2f}x nats-py ({nats_rate:,.0f}/s) -> "
+        f"{'MET' if ok else 'NOT MET'}"
+    )
 
 
 def write_json(

@@ -33,7 +33,7 @@ class Test:
 @dataclass(frozen=True)
 class Row:
     name: str
-    kind: str  # peer module: raw, pydevts, zmq, nats
+    kind: str  # peer module: raw, pydevts, zmq, zmq_asyncio, nats
     throughput: Test | None
     rtt: Test | None
     note: str = ""
@@ -45,6 +45,8 @@ ROWS: list[Row] = [
     Row("raw anyio (64 KiB batches)", "raw", Test("recv", "send", ("--batch", "65536"), n_factor=10), None),
     Row("pyzmq PUSH/PULL", "zmq", Test("pull", "push"), None, "blocking pyzmq"),
     Row("pyzmq REQ/REP", "zmq", None, Test("rep", "req"), "blocking pyzmq"),
+    Row("pyzmq asyncio PUSH/PULL", "zmq_asyncio", Test("pull", "push"), None, "asyncio; zmq.asyncio"),
+    Row("pyzmq asyncio REQ/REP", "zmq_asyncio", None, Test("rep", "req"), "asyncio; zmq.asyncio"),
     Row("nats-py pub/sub", "nats", Test("sub", "pub"), None, "asyncio; nats-server"),
     Row("nats-py request/reply", "nats", None, Test("reply", "request"), "asyncio; nats-server"),
 ]

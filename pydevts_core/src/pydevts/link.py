@@ -10,7 +10,7 @@ peer pushes back on its sender instead of growing memory.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
 from contextvars import ContextVar
 from typing import Any
 
@@ -43,6 +43,39 @@ _DIRECT_KINDS = frozenset((REQUEST, REPLY, ERROR))
 Tail = Callable[[], Coroutine[Any, Any, None]]
 FramesHandler = Callable[["Link", list[bytes]], Awaitable[Tail | None]]
 Spawn = Callable[..., Any]
+
+
+class _Resume:
+    """Await a coroutine that was already started and is suspended on ``first``.
+
+    Forwards the event loop's sends and throws, exactly as ``await`` would
+    have done had the coroutine not been started by hand.
+    """
+
+    __slots__ = ("coro", "first")
+
+    def __init__(self, coro: Coroutine[Any, Any, None], first: Any) -> None:
+        self.coro = coro
+        self.first = first
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        coro, value = self.coro, self.first
+        while True:
+            try:
+                sent = yield value
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:
+                try:
+                    value = coro.throw(exc)
+                except StopIteration:
+                    return
+            else:
+                try:
+                    value = coro.send(sent)
+                except StopIteration:
+                    return
 
 
 class Link:
@@ -264,13 +297,13 @@ class Link:
             if self._early:
                 early, self._early = self._early, []
                 tail = await self._deliver(on_frames, early)
-                if tail is not None:
-                    return await self._hand_over(tail)
+                if tail is not None and not await self._run_tail(tail):
+                    return  # a successor reads now
             receive = self.conn.receive_frames
             while not self.closed:
                 tail = await self._deliver(on_frames, await receive())
-                if tail is not None:
-                    return await self._hand_over(tail)
+                if tail is not None and not await self._run_tail(tail):
+                    return  # a successor reads now
         except ConnectionClosedError as exc:
             self._stop_reading(str(exc) or "connection closed by peer")
         except RemoteProtocolError as exc:
@@ -282,10 +315,30 @@ class Link:
             log.exception("closing link to %s after an internal error", self.peer_id)
             self._stop_reading(f"internal error: {exc!r}")
 
-    async def _hand_over(self, tail: Tail) -> None:
+    async def _run_tail(self, tail: Tail) -> bool:
+        """Run ``tail`` in this task; return True to go on reading here.
+
+        Most requests are answered without ever waiting: then this task simply
+        goes on reading, and no task was started at all. At the tail's first
+        real wait, a successor is started to read meanwhile (so the tail may
+        wait for anything, even a reply on this link), and this task finishes
+        the tail and ends.
+        """
+        coro = tail()
+        try:
+            first = coro.send(None)
+        except StopIteration:
+            return True
+        except Exception:
+            log.exception("answering a request from %s failed", self.peer_id)
+            return True
         assert self._spawn is not None
         self._spawn(self._read_loop)
-        await tail()
+        try:
+            await _Resume(coro, first)
+        except Exception:
+            log.exception("answering a request from %s failed", self.peer_id)
+        return False
 
     def _stop_reading(self, reason: str) -> None:
         if self._read_error is None and not self.closed:
