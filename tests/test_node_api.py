@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 from typing import Any
 
 import anyio
@@ -464,3 +465,46 @@ async def test_graceful_stop_is_seen_as_left_and_fails_pending_requests() -> Non
                 await a.request("b", "hang", timeout=5)
             assert await a.request("c", "echo", "c still serves", timeout=5) == "c still serves"
     assert events[-1] == ("stopping", "a")
+
+
+# --------------------------------------------------------------------------- mixed load
+
+
+async def test_large_requests_and_replies_interleaved_with_an_event_flood() -> None:
+    """Requests/replies take the direct-write path, events the writer's batches; big frames
+    overflow the socket buffer mid-write. Everything must arrive whole, once, and in order."""
+    port = free_port()
+    a, b = Node(port, node_id="a"), Node(port, node_id="b")
+    seen: list[int] = []
+    big = bytes(range(256)) * 3500  # ~900 KB: more than a socket buffer takes at once
+
+    @b.on("tick")
+    async def tick(sender: str, payload: int) -> None:
+        seen.append(payload)
+
+    @b.on("echo")
+    async def echo(sender: str, payload: Any) -> Any:
+        if payload["wait"]:
+            await anyio.sleep(0)  # this handler waits: a successor reader takes over
+        return payload
+
+    replies: list[Any] = []
+
+    async def ask(i: int) -> None:
+        replies.append(await a.request("b", "echo", {"i": i, "wait": i % 2 == 0, "data": big}, timeout=10))
+
+    with anyio.fail_after(30):
+        async with cluster(a, b), anyio.create_task_group() as tg:
+            for node, peer in ((a, "b"), (b, "a")):  # small kernel buffers: writes get cut short
+                sock = node._ctx.router.links[peer].conn._sock  # type: ignore[attr-defined]
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16 * 1024)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
+            for i in range(12):
+                tg.start_soon(ask, i)
+            await wait_until(lambda: a.statistics() is not None, 1, "the requests to start")  # a checkpoint
+            for n in range(3000):
+                await a.send("b", "tick", n)
+            await wait_until(lambda: len(replies) == 12 and len(seen) == 3000, 20, "all replies and events")
+    assert seen == list(range(3000))
+    assert sorted(r["i"] for r in replies) == list(range(12))
+    assert all(r["data"] == big for r in replies)

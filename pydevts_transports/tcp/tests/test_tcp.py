@@ -302,3 +302,36 @@ async def test_listener_serves_many_connections_and_stops_on_close() -> None:
         # serving() closed the listener: nothing answers there any more
         with pytest.raises(ConnectError):
             await transport.connect(listener.address)
+
+
+# ------------------------------------------------------------------ send_frames_nowait
+
+
+async def test_send_frames_nowait_keeps_what_the_socket_refuses_and_sends_it_first() -> None:
+    """Fill the socket while the peer does not read: the kept tail goes out before later frames."""
+    big = [bytes([i % 251]) * 60_000 for i in range(200)]  # 12 MB: far more than socket buffers hold
+    with anyio.fail_after(DEADLINE):
+        async with tcp_pair() as (client, server):
+            assert isinstance(client, TCPConnection)
+            written = 0
+            kept = False
+            for frame in big:
+                written += 1
+                if not client.send_frames_nowait([frame]):
+                    kept = True
+                    break
+            assert kept, "the socket buffer never filled"
+            with pytest.raises(RuntimeError, match="kept bytes"):
+                client.send_frames_nowait([b"too early"])
+            tail = [b"after-1", b"after-2"]
+
+            async def flush() -> None:
+                await client.send_frames(tail)  # writes the kept bytes first, then these
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(flush)
+                got = await receive_n(server, written + len(tail))
+            assert got == big[:written] + tail
+            # once flushed, the fast path works again
+            assert client.send_frames_nowait([b"again"])
+            assert await server.receive_frames() == [b"again"]
