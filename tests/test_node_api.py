@@ -7,6 +7,7 @@ import socket
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 from inproc import alive_ids, cluster, free_port, wait_for_mesh, wait_stalled, wait_until
 from pydevts import (
@@ -485,7 +486,7 @@ async def test_large_requests_and_replies_interleaved_with_an_event_flood() -> N
     @b.on("echo")
     async def echo(sender: str, payload: Any) -> Any:
         if payload["wait"]:
-            await anyio.sleep(0)  # this handler waits: a successor reader takes over
+            await anyio.lowlevel.checkpoint()  # this handler waits: a successor reader takes over
         return payload
 
     replies: list[Any] = []
@@ -501,7 +502,7 @@ async def test_large_requests_and_replies_interleaved_with_an_event_flood() -> N
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
             for i in range(12):
                 tg.start_soon(ask, i)
-            await wait_until(lambda: a.statistics() is not None, 1, "the requests to start")  # a checkpoint
+            await anyio.lowlevel.checkpoint()  # let the requests start first
             for n in range(3000):
                 await a.send("b", "tick", n)
             await wait_until(lambda: len(replies) == 12 and len(seen) == 3000, 20, "all replies and events")
