@@ -399,7 +399,9 @@ async def test_send_blocked_on_backpressure_is_released_when_link_closes() -> No
             done = anyio.Event()
 
             async def blocked_sender() -> None:
-                await link.send(b"z" * 20)
+                # It waited for space before queueing: the close tells it the frame was not sent.
+                with pytest.raises(ConnectionClosedError, match="test over"):
+                    await link.send(b"z" * 20)
                 done.set()
 
             tg.start_soon(blocked_sender)

@@ -62,8 +62,8 @@ log = logging.getLogger("pydevts.dispatch")
 
 Handler = Callable[[str, Any], Awaitable[Any]]
 Tail = Callable[[], Coroutine[Any, Any, None]]
-_DROPPED = Message(0, "", 0, b"")
-NAME_CACHE = 1024  # a malformed request, already logged
+_DROPPED = Message(0, "", 0, b"")  # a malformed request, already logged
+NAME_CACHE = 1024
 SendFrame = Callable[[str, bytes], Awaitable[None]]
 
 
@@ -90,6 +90,7 @@ class Statistics:
     handler_errors: int = 0
     requests_served: int = 0
     bad_frames: int = 0
+    dropped_after_leave: int = 0
 
 
 class Dispatcher:
@@ -151,7 +152,13 @@ class Dispatcher:
             if inbox is None:
                 inbox = self._open_inbox(origin)
             inbox.queued += 1
-            await inbox.stream.send(batch)
+            try:
+                await inbox.stream.send(batch)
+            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                # The member left or failed while we waited for inbox space.
+                inbox.queued -= 1
+                self.stats.dropped_after_leave += len(batch)
+                log.info("dropped %d frames from %s: it is no longer a member", len(batch), origin)
         return None
 
     def _idle(self, origin: str) -> bool:
@@ -185,6 +192,7 @@ class Dispatcher:
             inbox.stream.close()
 
     async def _drain_inbox(self, origin: str, inbox: _Inbox, receive: Any) -> None:
+        SEND_DEADLINE.set(None)  # this task's own context: not a requester's deadline
         handlers = self.handlers
         loads = self.serializer.loads
         stats = self.stats
@@ -239,33 +247,41 @@ class Dispatcher:
         return name
 
     async def _serve_request(self, origin: str, msg: Message) -> None:
+        SEND_DEADLINE.set(None)  # this task's own context: not the requester's deadline
         try:
-            handler = self.handlers.get(msg.name)
-            if handler is None:
-                self.stats.events_unhandled += 1
-                reply = encode_error(
-                    msg.request_id,
-                    ErrorCode.NO_HANDLER,
-                    f"node {self.node_id} has no handler for {msg.name!r}",
-                )
-            else:
-                try:
-                    result = await handler(origin, self.serializer.loads(msg.payload))
-                    reply = encode_reply(msg.request_id, self.serializer.dumps(result))
-                    self.stats.requests_served += 1
-                except SerializationError as exc:
-                    reply = encode_error(msg.request_id, ErrorCode.BAD_PAYLOAD, str(exc))
-                except Exception as exc:
-                    self.stats.handler_errors += 1
-                    log.exception("handler for request %r from %s raised", msg.name, origin)
-                    text = f"{type(exc).__name__}: {exc}"
-                    reply = encode_error(msg.request_id, ErrorCode.HANDLER_FAILED, text)
+            await self._answer(origin, msg)
         finally:
+            # Released only once the reply is queued, so that replies to a
+            # requester that does not read are bounded by the slots too.
             self._limiter.release()
+
+    async def _answer(self, origin: str, msg: Message) -> None:
+        handler = self.handlers.get(msg.name)
+        if handler is None:
+            self.stats.events_unhandled += 1
+            reply = encode_error(
+                msg.request_id,
+                ErrorCode.NO_HANDLER,
+                f"node {self.node_id} has no handler for {msg.name!r}",
+            )
+        else:
+            try:
+                result = await handler(origin, self.serializer.loads(msg.payload))
+                reply = encode_reply(msg.request_id, self.serializer.dumps(result))
+                self.stats.requests_served += 1
+            except SerializationError as exc:
+                reply = encode_error(msg.request_id, ErrorCode.BAD_PAYLOAD, str(exc))
+            except Exception as exc:
+                self.stats.handler_errors += 1
+                log.exception("handler for request %r from %s raised", msg.name, origin)
+                text = f"{type(exc).__name__}: {exc}"
+                reply = encode_error(msg.request_id, ErrorCode.HANDLER_FAILED, text)
         try:
             await self._send_frame(origin, reply)
         except PydevtsError as exc:
             log.info("could not reply to %r from %s: %s", msg.name, origin, exc)
+        except Exception:
+            log.exception("could not reply to %r from %s", msg.name, origin)
 
     # ------------------------------------------------------------- requests
 
@@ -339,11 +355,11 @@ class Dispatcher:
         pending.message = msg
         pending.done.set()
 
-    def fail_pending(self, dest: str, reason: str) -> None:
-        """Fail every request waiting on ``dest`` (it left or failed)."""
+    def fail_pending(self, dest: str | None, reason: str) -> None:
+        """Fail every request waiting on ``dest`` (it left or failed), or on anyone (``None``)."""
         for pending in self._pending.values():
-            if pending.dest == dest and not pending.done.is_set():
-                pending.error = UnknownNodeError(dest, f"{reason} before replying to {pending.name!r}")
+            if (dest is None or pending.dest == dest) and not pending.done.is_set():
+                pending.error = UnknownNodeError(pending.dest, f"{reason}; no reply to {pending.name!r}")
                 pending.done.set()
 
 

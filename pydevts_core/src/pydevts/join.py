@@ -68,7 +68,12 @@ async def join_or_start(
                     delay = min(delay * 2, 0.5)
                     continue
                 return JoinResult(listener, None)
-            listener = await transport.listen(Address(bind_host, port))
+            try:
+                listener = await transport.listen(Address(bind_host, port))
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    await conn.aclose()
+                raise
             try:
                 link = await open_link(
                     conn,

@@ -116,6 +116,7 @@ class Link:
         # Transports that can write without waiting offer send_frames_nowait.
         self._write_now: Callable[[Sequence[bytes]], bool] | None = getattr(conn, "send_frames_nowait", None)
         self._flush_needed = False
+        self._inflight = 0  # bytes the writer is writing now
         self._spawn: Spawn | None = None
         self._on_frames: FramesHandler | None = None
         self._read_error: str | None = None
@@ -171,17 +172,19 @@ class Link:
             if prepared is not None:
                 self._write_direct(self._write_now, prepared)
             return
-        self.send_nowait(frame)
-        if self._pending_bytes > self.high_water and not self.closed:
+        if self._pending_bytes + self._inflight >= self.high_water and not self.closed:
             deadline = SEND_DEADLINE.get()
             if deadline is None:
                 await self._wait_for_space()
             else:
                 with anyio.fail_after(max(0.0, deadline - anyio.current_time())):
                     await self._wait_for_space()
+        self.send_nowait(frame)
 
     async def _wait_for_space(self) -> None:
-        while self._pending_bytes > self.high_water and not self.closed:
+        # Wait *before* queueing: queued plus in-flight bytes stay under
+        # high_water + one frame, however many tasks send at once.
+        while self._pending_bytes + self._inflight >= self.high_water and not self.closed:
             if self._space is None:
                 self._space = anyio.Event()
             await self._space.wait()
@@ -209,7 +212,15 @@ class Link:
     def _filter_out(self, frame: bytes) -> bytes | None:
         out: bytes | None = frame
         for plugin in self.plugins:
-            out = plugin.on_frame_out(self.info, frame)
+            try:
+                out = plugin.on_frame_out(self.info, frame)
+            except Exception as exc:
+                # A plugin bug costs this link, never the node or the caller's task.
+                log.exception("connection plugin %r failed on a frame to %s", plugin.name, self.peer_id)
+                self._fail(f"connection plugin {plugin.name!r} failed: {exc!r}")
+                raise ConnectionClosedError(
+                    f"link to {self.peer_id} closed: plugin {plugin.name!r} failed"
+                ) from exc
             if out is None:
                 return None
             frame = out
@@ -220,7 +231,11 @@ class Link:
         for frame in frames:
             out: bytes | None = frame
             for plugin in self.plugins:
-                out = plugin.on_frame_in(self.info, frame)
+                try:
+                    out = plugin.on_frame_in(self.info, frame)
+                except Exception as exc:
+                    log.exception("connection plugin %r failed on a frame from %s", plugin.name, self.peer_id)
+                    raise ConnectionClosedError(f"connection plugin {plugin.name!r} failed: {exc!r}") from exc
                 if out is None:
                     break
                 frame = out
@@ -229,6 +244,8 @@ class Link:
         return kept
 
     async def _write_loop(self) -> None:
+        # Takes everything queued (at most about high_water bytes, see send)
+        # and writes it in one call; space is given back when the write ends.
         while True:
             if not (self._pending or self._flush_needed):
                 if self._idle is not None:
@@ -240,10 +257,8 @@ class Link:
             self._flush_needed = False
             frames = self._pending
             self._pending = []
+            self._inflight = self._pending_bytes
             self._pending_bytes = 0
-            if self._space is not None:
-                self._space.set()
-                self._space = None
             self._writing = True
             try:
                 await self.conn.send_frames(frames)
@@ -252,6 +267,11 @@ class Link:
                 return
             finally:
                 self._writing = False
+                self._inflight = 0
+                del frames
+            if self._space is not None:
+                self._space.set()
+                self._space = None
 
     async def flush(self) -> None:
         """Wait until every queued frame has been handed to the transport."""

@@ -34,6 +34,7 @@ from anyio.abc import TaskGroup
 from .dispatch import Dispatcher, Handler
 from .errors import ConfigurationError, LocalProtocolError, PydevtsError
 from .framing import DEFAULT_MAX_FRAME_SIZE
+from .join import JoinResult, join_or_start
 from .link import Link, open_link
 from .members import Member, MemberEvent, MemberView
 from .node_context import NodeContext
@@ -109,6 +110,7 @@ class Node:
         self.host = host
         self.port = port
         self.advertise = advertise
+        self._advertise_host_given, self._advertise_port = _parse_advertise(advertise)
         self.tags: dict[str, str] = {str(k): str(v) for k, v in (tags or {}).items()}
         self.join_only = join_only
         self.max_frame_size = max_frame_size
@@ -188,11 +190,11 @@ class Node:
     @property
     def address(self) -> str:
         """The advertised address other nodes use to reach this one."""
-        return self._ctx.hello.address
+        return self._require_running().hello.address
 
     def statistics(self) -> dict[str, int]:
         """Counters: events received/unhandled, handler errors, requests served, bad frames."""
-        return dict(vars(self._ctx.dispatcher.stats))
+        return dict(vars(self._require_running().dispatcher.stats))
 
     # ----------------------------------------------------------- messaging
 
@@ -235,6 +237,7 @@ class Node:
     async def __aenter__(self) -> Node:
         if self._running or self._tg is not None:
             raise LocalProtocolError("this node is already running")
+        self._stopped = anyio.Event()
         tg = anyio.create_task_group()
         await tg.__aenter__()
         self._tg = tg
@@ -272,6 +275,7 @@ class Node:
         self._running = False
         ctx = self._ctx
         await ctx.notify(MemberEvent("stopping", ctx.members.local))
+        ctx.dispatcher.fail_pending(None, "this node stopped")
         with anyio.move_on_after(self.handshake_timeout):
             await ctx.router.stop()
         await ctx.listener.aclose()
@@ -279,40 +283,36 @@ class Node:
         log.info("node %s stopped", self.id)
         self._stopped.set()
 
-    async def _start(self, tg: TaskGroup) -> None:
-        from .join import join_or_start
-
+    def _resolve_plugins(self) -> tuple[Transport, Router, Serializer, list[ConnectionPlugin]]:
         transport_choice, router_choice, serializer_choice, ser_opts, plugin_choices = self._choices
-        registry = self._registry
-        if registry is None and any(
-            isinstance(c, str) for c in (transport_choice, router_choice, serializer_choice)
+        if self._registry is None and any(
+            isinstance(c, str) for c in (transport_choice, router_choice, serializer_choice, *plugin_choices)
         ):
-            registry = self._registry = Registry()
-        transport: Transport = (
-            registry.create("transport", transport_choice, max_frame_size=self.max_frame_size)
-            if isinstance(transport_choice, str) and registry
-            else transport_choice  # type: ignore[assignment]
+            self._registry = Registry()
+        registry = self._registry
+
+        def pick(kind: str, choice: Any, **settings: Any) -> Any:
+            if isinstance(choice, str):
+                assert registry is not None
+                return registry.create(kind, choice, **settings)
+            return choice
+
+        return (
+            pick("transport", transport_choice, max_frame_size=self.max_frame_size),
+            pick("router", router_choice),
+            pick("serializer", serializer_choice, **ser_opts),
+            [pick("connection_plugin", p) for p in plugin_choices],
         )
-        router: Router = (
-            registry.create("router", router_choice)
-            if isinstance(router_choice, str) and registry
-            else router_choice  # type: ignore[assignment]
-        )
-        serializer: Serializer = (
-            registry.create("serializer", serializer_choice, **ser_opts)
-            if isinstance(serializer_choice, str) and registry
-            else serializer_choice  # type: ignore[assignment]
-        )
-        plugins = [
-            (registry or Registry()).create("connection_plugin", p) if isinstance(p, str) else p
-            for p in plugin_choices
-        ]
+
+    async def _start(self, tg: TaskGroup) -> None:
+        transport, router, serializer, plugins = self._resolve_plugins()
+        advertise_host = await self._advertise_host()
 
         def make_hello(bound: Address) -> Hello:
             return Hello(
                 cluster=self.cluster,
                 node_id=self.id,
-                address=self._advertised(bound),
+                address=str(Address(advertise_host or bound.host, self._advertise_port or bound.port)),
                 serializer=serializer.name,
                 tags=dict(self.tags),
             )
@@ -328,6 +328,25 @@ class Node:
             handshake_timeout=self.handshake_timeout,
             join_timeout=self.join_timeout,
         )
+        try:
+            await self._begin(tg, joined, make_hello, transport, router, serializer, plugins)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                if joined.entry is not None:
+                    await joined.entry.aclose("start failed")
+                await joined.listener.aclose()
+            raise
+
+    async def _begin(
+        self,
+        tg: TaskGroup,
+        joined: JoinResult,
+        make_hello: Callable[[Address], Hello],
+        transport: Transport,
+        router: Router,
+        serializer: Serializer,
+        plugins: list[ConnectionPlugin],
+    ) -> None:
         self.started_cluster = joined.entry is None
         hello = make_hello(joined.listener.address)
         members = MemberView(Member(self.id, hello.address, dict(self.tags)))
@@ -366,16 +385,19 @@ class Node:
         self._running = True
         await ctx.notify(MemberEvent("started", members.local))
 
-    def _advertised(self, bound: Address) -> str:
-        if self.advertise:
-            if ":" in self.advertise and not self.advertise.startswith("["):
-                return str(Address.parse(self.advertise))
-            return str(Address(self.advertise.strip("[]"), bound.port))
-        host = bound.host
-        if host in _WILDCARDS:
-            host = socket.gethostbyname(socket.gethostname())
-            log.warning("bound to a wildcard address; advertising %s (set advertise= to choose)", host)
-        return str(Address(host, bound.port))
+    async def _advertise_host(self) -> str | None:
+        """The host to advertise, or None for the bound one."""
+        if self._advertise_host_given:
+            return self._advertise_host_given
+        if self.host not in _WILDCARDS:
+            return None
+        try:
+            infos = await anyio.getaddrinfo(socket.gethostname(), None, family=socket.AF_INET)
+            host = str(infos[0][4][0])
+        except (OSError, IndexError):
+            host = "127.0.0.1"
+        log.warning("bound to a wildcard address; advertising %s (set advertise= to choose)", host)
+        return host
 
     async def _on_connection(self, conn: Connection) -> None:
         ctx = self._ctx
@@ -394,7 +416,27 @@ class Node:
         except Exception:  # a bug must cost this connection, never the node
             log.exception("dropped a connection from %s after an internal error", conn.remote_address)
             return
-        ctx.router.add_link(link)
+        try:
+            ctx.router.add_link(link)
+        except Exception as exc:
+            log.exception("dropped the link from %s after an internal error", link.peer_id)
+            await link.aclose(f"internal error: {exc!r}")
+
+
+def _parse_advertise(advertise: str | None) -> tuple[str | None, int | None]:
+    """``HOST``, ``HOST:PORT`` or ``[V6]:PORT`` -> (host, port); ConfigurationError if malformed."""
+    if not advertise:
+        return None, None
+    text = advertise.strip()
+    if text.startswith("[") and text.endswith("]"):
+        return text[1:-1], None
+    if text.count(":") == 1 or text.startswith("["):
+        try:
+            parsed = Address.parse(text)
+        except ValueError as exc:
+            raise ConfigurationError(f"advertise={advertise!r}: {exc}") from None
+        return parsed.host, parsed.port or None
+    return text, None  # a host name, an IPv4 address or a bare IPv6 address
 
 
 def _default_cluster_host(host: str) -> str:

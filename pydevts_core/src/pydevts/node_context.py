@@ -109,7 +109,9 @@ class NodeContext:
     async def send_frame(self, dest: str, frame: bytes) -> None:
         """Send a core frame to ``dest``; to this node itself, deliver it locally."""
         if dest == self.hello.node_id:
-            await self.dispatcher.deliver(dest, [frame])
+            tail = await self.dispatcher.deliver(dest, [frame])
+            if tail is not None:
+                self.spawn(tail)
         else:
             await self.router.send(dest, frame)
 

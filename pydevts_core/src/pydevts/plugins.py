@@ -19,7 +19,7 @@ from typing import Any
 import pluggy
 
 from . import hookspecs
-from .errors import PluginNotFoundError
+from .errors import ConfigurationError, PluginNotFoundError
 
 __all__ = [
     "AUTOLOAD_ENV",
@@ -157,7 +157,13 @@ class Registry:
 
     def create(self, kind: str, name: str, **settings: Any) -> Any:
         """Instantiate the implementation ``name`` of ``kind`` with ``settings``."""
-        return self.info(kind, name).factory(**settings)
+        info = self.info(kind, name)
+        try:
+            return info.factory(**settings)
+        except TypeError as exc:
+            given = ", ".join(f"{k}={v!r}" for k, v in settings.items()) or "no settings"
+            what = f"{kind.replace('_', ' ')} {name!r} from {info.distribution}"
+            raise ConfigurationError(f"{what} cannot be made with {given}: {exc}") from exc
 
     def all(self) -> list[PluginInfo]:
         """Every registered implementation, ordered by kind then name."""

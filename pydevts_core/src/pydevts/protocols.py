@@ -50,8 +50,8 @@ class Address(NamedTuple):
     def parse(cls, text: str) -> Address:
         """Parse ``host:port`` or ``[v6]:port``; raise ``ValueError`` if malformed."""
         host, sep, port = text.rpartition(":")
-        if not sep or not host or not port.isdigit():
-            raise ValueError(f"address {text!r} is not of the form HOST:PORT")
+        if not sep or not host or not port.isdigit() or len(port) > 5 or int(port) > 65535:
+            raise ValueError(f"address {text!r} is not of the form HOST:PORT (port 0 to 65535)")
         if host.startswith("[") and host.endswith("]"):
             host = host[1:-1]
         return cls(host, int(port))

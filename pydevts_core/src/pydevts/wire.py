@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import LocalProtocolError, RemoteProtocolError
+from .protocols import Address
 
 __all__ = [
     "EVENT",
@@ -212,6 +213,10 @@ class Hello:
             raise RemoteProtocolError(f"HELLO is missing or has a bad field: {exc!r}") from exc
         if not hello.node_id:
             raise RemoteProtocolError("HELLO has an empty node id")
+        try:
+            Address.parse(hello.address)
+        except ValueError as exc:
+            raise RemoteProtocolError(f"HELLO has a bad address: {exc}") from exc
         return hello
 
 

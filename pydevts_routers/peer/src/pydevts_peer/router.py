@@ -90,7 +90,7 @@ class PeerRouter:
                 self._ctx.spawn(link.aclose, "duplicate link")
                 return
             self._links[link.peer_id] = link
-            self._ctx.spawn(existing.aclose, "replaced by a newer link")
+            self._ctx.spawn(_retire, existing, self.leave_timeout)
             self._ctx.spawn(self._run_link, link, name=f"pydevts link {link.peer_id}")
             return
         self._links[link.peer_id] = link
@@ -172,6 +172,10 @@ class PeerRouter:
             log.info("could not connect to member %s at %s: %s", member.id, member.address, exc)
             self._apply(self._state.connect_failed(member.id, anyio.current_time()))
             return
+        except Exception:  # a bug must cost this connection, never the node
+            log.exception("connecting to member %s at %s failed", member.id, member.address)
+            self._apply(self._state.connect_failed(member.id, anyio.current_time()))
+            return
         if link.peer_id != member.id:
             log.warning("expected %s at %s but found %s", member.id, member.address, link.peer_id)
             self._state.connect_failed(member.id, anyio.current_time())
@@ -200,6 +204,13 @@ class PeerRouter:
                 await link.send(frame)
             except ConnectionClosedError:
                 pass  # the member is going away; its leave/fail is reported separately
+
+
+async def _retire(link: Link, timeout: float) -> None:
+    """Close a link that another one replaced, after sending what it had queued."""
+    with anyio.move_on_after(timeout):
+        await link.flush()
+    await link.aclose("replaced by a newer link")
 
 
 def _keeps(existing: Link, new: Link) -> bool:

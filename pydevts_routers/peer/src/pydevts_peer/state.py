@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydevts.members import Member, MemberState
+from pydevts.protocols import Address
 
 __all__ = [
     "Connect",
@@ -82,6 +83,7 @@ def member_from_wire(data: Any) -> Member:
         raise ValueError(f"member entry has no valid id: {data!r}")
     if not isinstance(address, str) or not address:
         raise ValueError(f"member entry has no valid address: {data!r}")
+    Address.parse(address)  # ValueError if it is not HOST:PORT
     if not isinstance(tags, dict):
         raise ValueError(f"member tags are not an object: {tags!r}")
     return Member(node_id, address, {str(k): str(v) for k, v in tags.items()})

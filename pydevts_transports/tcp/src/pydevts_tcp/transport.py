@@ -178,7 +178,13 @@ class TCPListener:
                     log.warning("accept on %s failed: %s", self._address, exc)  # e.g. EMFILE
                     await anyio.sleep(0.1)
                     continue
-                tg.start_soon(accepted, TCPConnection(client, self._max_frame_size))
+                try:
+                    conn = TCPConnection(client, self._max_frame_size)
+                except OSError as exc:  # reset before we got to it
+                    client.close()
+                    log.info("accepted connection on %s failed at once: %s", self._address, exc)
+                    continue
+                tg.start_soon(accepted, conn)
 
     async def aclose(self) -> None:
         await _close_socket(self._sock)
@@ -198,10 +204,13 @@ class TCPTransport:
             infos = await anyio.getaddrinfo(
                 address.host or None, address.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
             )
-        except OSError as exc:
+        except (OSError, ValueError, OverflowError) as exc:
             raise TransportError(f"cannot listen on {address}: {exc}") from exc
         family, _, proto, _, sockaddr = infos[0]
-        sock = socket.socket(family, socket.SOCK_STREAM, proto)
+        try:
+            sock = socket.socket(family, socket.SOCK_STREAM, proto)
+        except OSError as exc:  # e.g. EMFILE
+            raise TransportError(f"cannot listen on {address}: {exc.strerror or exc}") from exc
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind(sockaddr)
@@ -222,7 +231,13 @@ class TCPTransport:
             raise ConnectError(f"connecting to {address} timed out after {self.connect_timeout:g} s") from exc
         except OSError as exc:
             raise ConnectError(f"cannot connect to {address}: {exc.strerror or exc}") from exc
-        return TCPConnection(sock, self.max_frame_size)
+        except (ValueError, OverflowError) as exc:  # e.g. a port out of range
+            raise ConnectError(f"cannot connect to {address}: {exc}") from exc
+        try:
+            return TCPConnection(sock, self.max_frame_size)
+        except OSError as exc:
+            sock.close()
+            raise ConnectError(f"connection to {address} failed at once: {exc}") from exc
 
     async def _connect(self, address: Address) -> socket.socket:
         infos = await anyio.getaddrinfo(address.host, address.port, type=socket.SOCK_STREAM)
