@@ -263,6 +263,10 @@ BAD_CONTROL = {
     "intro-tags-not-object": (
         b'\x40{"t": "intro", "member": {"id": "x", "address": "127.0.0.1:1", "tags": [1]}}'
     ),
+    "intro-port-out-of-range": (
+        b'\x40{"t": "intro", "member": {"id": "x", "address": "127.0.0.1:1180591620717411303424"}}'
+    ),
+    "sync-port-99999": b'\x40{"t": "sync", "members": [{"id": "x", "address": "127.0.0.1:99999"}]}',
     "unknown-router-kind": b"\x41{}",
 }
 

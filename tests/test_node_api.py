@@ -509,3 +509,91 @@ async def test_large_requests_and_replies_interleaved_with_an_event_flood() -> N
     assert seen == list(range(3000))
     assert sorted(r["i"] for r in replies) == list(range(12))
     assert all(r["data"] == big for r in replies)
+
+
+# --------------------------------------------------------------------------- regressions
+
+
+async def test_requests_to_self_are_answered_and_free_their_slot() -> None:
+    """A request to this node's own id runs the local handler (300 > the 256 request slots)."""
+    node = Node(free_port(), node_id="solo")
+
+    @node.on("double")
+    async def double(sender: str, payload: int) -> int:
+        assert sender == "solo"
+        return payload * 2
+
+    with anyio.fail_after(15):
+        async with node:
+            for i in range(300):
+                assert await node.request("solo", "double", i, timeout=2) == 2 * i
+
+
+async def test_stopping_fails_requests_still_waiting() -> None:
+    port = free_port()
+    a, b = Node(port, node_id="a"), Node(port, node_id="b")
+    hold = anyio.Event()
+
+    @b.on("slow")
+    async def slow(sender: str, payload: Any) -> None:
+        await hold.wait()
+
+    errors: list[BaseException] = []
+
+    async def ask() -> None:
+        try:
+            await a.request("b", "slow", None, timeout=30)
+        except UnknownNodeError as exc:
+            errors.append(exc)
+
+    with anyio.fail_after(15):
+        async with cluster(b):
+            async with anyio.create_task_group() as tg:
+                await tg.start(a.serve)
+                await wait_for_mesh([a, b])
+                tg.start_soon(ask)
+                await wait_until(lambda: bool(a._ctx.dispatcher._pending), 5, "the request to be in flight")
+                await a.stop()
+            hold.set()
+    assert len(errors) == 1 and "this node stopped" in str(errors[0])
+
+
+async def test_a_connection_plugin_that_raises_costs_the_link_not_the_node() -> None:
+    class Broken:
+        name = "broken"
+
+        def on_open(self, info: Any) -> None: ...
+
+        def on_frame_out(self, info: Any, frame: bytes) -> bytes | None:
+            raise RuntimeError("plugin bug")
+
+        def on_frame_in(self, info: Any, frame: bytes) -> bytes | None:
+            return frame
+
+        def on_close(self, info: Any, reason: str | None) -> None: ...
+
+    port = free_port()
+    with anyio.fail_after(15):
+        async with Node(port, node_id="a", connection_plugins=[Broken()]) as a:
+            async with Node(port, node_id="b"):
+                # Every frame a sends to b fails in the plugin: the link to b closes (logged) ...
+                with pytest.raises(UnknownNodeError):
+                    await a.send("b", "x", None)
+                await wait_until(lambda: "b" not in alive_ids(a), 5, "a to drop its link to b")
+                # ... and the node itself keeps serving.
+                a.add_handler("ping", _pong)
+                assert await a.request("a", "ping", 1, timeout=2) == "pong"
+
+
+async def _pong(sender: str, payload: Any) -> str:
+    return "pong"
+
+
+def test_bad_advertise_is_a_configuration_error() -> None:
+    from pydevts import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match=r"advertise='example\.org:http'"):
+        Node(7000, advertise="example.org:http")
+    assert Node(7000, advertise="10.1.2.3")._advertise_port is None  # host only: the bound port
+    assert Node(7000, advertise="10.1.2.3:9000")._advertise_port == 9000
+    assert Node(7000, advertise="[::1]:9000")._advertise_host_given == "::1"
