@@ -35,7 +35,7 @@ from .dispatch import Dispatcher, Handler
 from .errors import ConfigurationError, LocalProtocolError, PydevtsError
 from .framing import DEFAULT_MAX_FRAME_SIZE
 from .join import JoinResult, join_or_start
-from .link import Link, open_link
+from .link import Link
 from .members import Member, MemberEvent, MemberView
 from .node_context import NodeContext
 from .plugins import Registry
@@ -402,14 +402,7 @@ class Node:
     async def _on_connection(self, conn: Connection) -> None:
         ctx = self._ctx
         try:
-            link: Link = await open_link(
-                conn,
-                ctx.hello,
-                initiated=False,
-                plugins=ctx.plugins,
-                timeout=self.handshake_timeout,
-                check=ctx.check_peer,
-            )
+            link: Link = await ctx.handshake(conn, initiated=False)
         except PydevtsError as exc:
             log.warning("refused a connection from %s: %s", conn.remote_address, exc)
             return

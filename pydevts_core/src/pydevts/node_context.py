@@ -11,7 +11,7 @@ from anyio.abc import TaskGroup
 
 from .link import Link, Tail, open_link
 from .members import Member, MemberEvent, MemberState, MemberView
-from .protocols import Address, ConnectionPlugin, Listener, Router, Serializer, Transport
+from .protocols import Address, Connection, ConnectionPlugin, Listener, Router, Serializer, Transport
 from .wire import Hello
 
 if TYPE_CHECKING:
@@ -66,11 +66,14 @@ class NodeContext:
     # ------------------------------------------------------------ router side
 
     async def connect(self, address: Address) -> Link:
-        conn = await self.transport.connect(address)
+        return await self.handshake(await self.transport.connect(address), initiated=True)
+
+    async def handshake(self, conn: Connection, *, initiated: bool) -> Link:
+        """Run this node's handshake (with its plugins and checks) on a new connection."""
         return await open_link(
             conn,
             self.hello,
-            initiated=True,
+            initiated=initiated,
             plugins=self.plugins,
             timeout=self.handshake_timeout,
             check=self.check_peer,
