@@ -576,6 +576,7 @@ async def test_a_connection_plugin_that_raises_costs_the_link_not_the_node() -> 
     with anyio.fail_after(15):
         async with Node(port, node_id="a", connection_plugins=[Broken()]) as a:
             async with Node(port, node_id="b"):
+                await wait_until(lambda: "b" in alive_ids(a), 5, "a to adopt the link from b")
                 # Every frame a sends to b fails in the plugin: the link to b closes (logged) ...
                 with pytest.raises(UnknownNodeError):
                     await a.send("b", "x", None)
