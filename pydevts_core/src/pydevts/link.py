@@ -302,6 +302,8 @@ class Link:
         try:
             async with anyio.create_task_group() as tg:
                 self._scope = tg.cancel_scope
+                if self._write_error is not None or self.closed:
+                    tg.cancel_scope.cancel()  # it failed (or was closed) before it ran
                 self._spawn = spawn if spawn is not None else tg.start_soon
                 tg.start_soon(self._write_loop)
                 self._spawn(self._read_loop)
