@@ -5,7 +5,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-DISTS := pydevts_core pydevts_transports/tcp pydevts_routers/peer pydevts_serializers/msgpack
+DISTS := pydevts_core pydevts_transports/tcp pydevts_routers/peer pydevts_serializers/msgpack \
+	pydevts_serializers/pickle
 EXAMPLE_PACKAGES := examples/connection_plugin
 PYPROJECTS := pyproject.toml $(addsuffix /pyproject.toml,$(DISTS) $(EXAMPLE_PACKAGES))
 
@@ -13,7 +14,7 @@ PYPROJECTS := pyproject.toml $(addsuffix /pyproject.toml,$(DISTS) $(EXAMPLE_PACK
 
 install: $(STAMP)
 
-$(STAMP): $(PYPROJECTS) requirements-dev.txt
+$(STAMP): $(PYPROJECTS) requirements-dev.txt examples/requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
 		$(addprefix -e ,$(DISTS) $(EXAMPLE_PACKAGES)) -e . -r requirements-dev.txt

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import subprocess
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 import anyio
+import anyio.abc
 from pydevts.cli.driver import AgentProcess
 
-__all__ = ["AgentProcess", "agents", "free_port", "wait_alive"]
+__all__ = ["AgentProcess", "LoggedProcess", "agents", "free_port", "wait_alive", "wait_listening"]
 
 
 def free_port() -> int:
@@ -49,3 +53,64 @@ async def wait_alive(proc: AgentProcess, ids: set[str], timeout: float = 10.0) -
     raise AssertionError(
         f"{proc.name} sees {sorted(last)} alive, expected {sorted(ids)}; log: {proc.log[-10:]}"
     )
+
+
+class LoggedProcess:
+    """A subprocess whose merged output is collected line by line."""
+
+    def __init__(self, argv: list[str], cwd: str | None = None) -> None:
+        self.argv = argv
+        self.cwd = cwd
+        self.lines: list[str] = []
+        self.process: anyio.abc.Process | None = None
+
+    async def start(self, tg: anyio.abc.TaskGroup) -> None:
+        self.process = await anyio.open_process(
+            self.argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            cwd=self.cwd,
+        )
+        tg.start_soon(self._read)
+
+    async def _read(self) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        buf = b""
+        async for chunk in self.process.stdout:
+            buf += chunk
+            *lines, buf = buf.split(b"\n")
+            self.lines.extend(line.decode() for line in lines)
+
+    async def wait_line(self, *parts: str, timeout: float = 15) -> str:
+        with anyio.move_on_after(timeout):
+            while True:
+                for line in self.lines:
+                    if all(p in line for p in parts):
+                        return line
+                await anyio.sleep(0.02)
+        raise AssertionError(f"no line with {parts} in {self.argv}: {self.lines[-20:]}")
+
+    async def stop(self) -> int:
+        process = self.process
+        assert process is not None
+        if process.returncode is None:
+            process.send_signal(signal.SIGINT)
+            with anyio.move_on_after(10):
+                await process.wait()
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+        return process.returncode if process.returncode is not None else -9
+
+
+async def wait_listening(port: int, timeout: float = 15) -> None:
+    with anyio.fail_after(timeout):
+        while True:
+            try:
+                stream = await anyio.connect_tcp("127.0.0.1", port)
+            except OSError:
+                await anyio.sleep(0.02)
+                continue
+            await stream.aclose()
+            return

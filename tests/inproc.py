@@ -45,7 +45,7 @@ def free_port() -> int:
 async def wait_until(pred: Callable[[], object], timeout: float = 5.0, what: str = "a condition") -> None:
     """Poll ``pred`` until it is true; fail the test if it is not within ``timeout`` seconds."""
     with anyio.move_on_after(timeout):
-        while not pred():  # noqa: ASYNC110 - polling state owned by the code under test
+        while not pred():
             await anyio.sleep(0.005)
         return
     raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")

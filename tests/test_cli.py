@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import anyio
 import pytest
-from agents import free_port
+from agents import LoggedProcess, free_port, wait_listening
 
 ROOT = Path(__file__).resolve().parents[1]
 PYDEVTS = [sys.executable, "-m", "pydevts"]
@@ -22,53 +21,6 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"  # the test drives subprocesses; the nodes choose their own backend
-
-
-class LoggedProcess:
-    """A subprocess whose merged output is collected line by line."""
-
-    def __init__(self, argv: list[str]) -> None:
-        self.argv = argv
-        self.lines: list[str] = []
-        self.process: anyio.abc.Process | None = None
-
-    async def start(self, tg: anyio.abc.TaskGroup) -> None:
-        self.process = await anyio.open_process(
-            self.argv,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        tg.start_soon(self._read)
-
-    async def _read(self) -> None:
-        assert self.process is not None and self.process.stdout is not None
-        buf = b""
-        async for chunk in self.process.stdout:
-            buf += chunk
-            *lines, buf = buf.split(b"\n")
-            self.lines.extend(line.decode() for line in lines)
-
-    async def wait_line(self, *parts: str, timeout: float = 15) -> str:
-        with anyio.move_on_after(timeout):
-            while True:
-                for line in self.lines:
-                    if all(p in line for p in parts):
-                        return line
-                await anyio.sleep(0.02)
-        raise AssertionError(f"no line with {parts} in {self.argv}: {self.lines[-20:]}")
-
-    async def stop(self) -> int:
-        process = self.process
-        assert process is not None
-        if process.returncode is None:
-            process.send_signal(signal.SIGINT)
-            with anyio.move_on_after(10):
-                await process.wait()
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
-        return process.returncode if process.returncode is not None else -9
 
 
 @pytest.mark.anyio
@@ -154,18 +106,6 @@ def test_demo(backend: str) -> None:
     assert "node-1 saw it: left" in out
 
 
-async def wait_listening(port: int, timeout: float = 15) -> None:
-    with anyio.fail_after(timeout):
-        while True:
-            try:
-                stream = await anyio.connect_tcp("127.0.0.1", port)
-            except OSError:
-                await anyio.sleep(0.02)
-                continue
-            await stream.aclose()
-            return
-
-
 @pytest.mark.anyio
 async def test_quickstart_example() -> None:
     port = free_port()
@@ -186,4 +126,31 @@ async def test_quickstart_example() -> None:
                     for proc in (first, second):
                         if proc.process is not None:
                             await proc.stop()
+                tg.cancel_scope.cancel()
+
+
+def test_pickle_serializer_refuses_to_start_without_the_trust_flag() -> None:
+    done = subprocess.run(
+        [*PYDEVTS, "node", str(free_port()), "--serializer", "pickle"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert "executes code sent by other nodes" in done.stderr and "--trusted-cluster" in done.stderr
+
+
+@pytest.mark.anyio
+async def test_pickle_serializer_runs_with_the_trust_flag() -> None:
+    port = free_port()
+    proc = LoggedProcess([*PYDEVTS, "node", str(port), "--serializer", "pickle", "--trusted-cluster"])
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            try:
+                await proc.start(tg)
+                await proc.wait_line("started a new cluster")
+                assert await proc.stop() == 0
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await proc.stop()
                 tg.cancel_scope.cancel()

@@ -20,7 +20,7 @@ def free_port() -> int:
 
 async def wait_until(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
     with anyio.fail_after(timeout):
-        while not predicate():  # noqa: ASYNC110 - polling a plain predicate
+        while not predicate():
             await anyio.sleep(0.01)
 
 

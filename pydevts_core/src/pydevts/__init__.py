@@ -43,6 +43,7 @@ from .protocols import (
     Serializer,
     Transport,
 )
+from .replicated import ReplicatedDict
 
 __version__ = "0.3.0"
 
@@ -72,6 +73,7 @@ __all__ = [
     "Registry",
     "RemoteHandlerError",
     "RemoteProtocolError",
+    "ReplicatedDict",
     "RequestTimeoutError",
     "Router",
     "RouterContext",

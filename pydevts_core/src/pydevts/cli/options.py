@@ -32,6 +32,11 @@ def add_node_options(parser: argparse.ArgumentParser) -> None:
         "--tag", action="append", default=[], metavar="K=V", help="a tag of this node (repeatable)"
     )
     parser.add_argument("--join-only", action="store_true", help="fail instead of starting a new cluster")
+    parser.add_argument(
+        "--trusted-cluster",
+        action="store_true",
+        help="declare every node and network path trusted (required by the pickle serializer)",
+    )
     parser.add_argument("--max-frame-size", type=int, default=DEFAULT_MAX_FRAME_SIZE, help="bytes")
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
 
@@ -60,6 +65,7 @@ def node_from_args(args: argparse.Namespace, cls: type[Node] = Node, **extra: An
         router=args.router,
         serializer=args.serializer,
         connection_plugins=args.plugin,
+        serializer_options={"trusted": True} if args.trusted_cluster else None,
         join_only=args.join_only,
         max_frame_size=args.max_frame_size,
         **extra,

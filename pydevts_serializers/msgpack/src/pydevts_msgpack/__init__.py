@@ -23,7 +23,8 @@ class MsgpackSerializer:
 
     name = "msgpack"
 
-    def __init__(self) -> None:
+    def __init__(self, *, trusted: bool = False) -> None:
+        # ``trusted`` is accepted and ignored: msgpack runs no code from the wire.
         self._packer = msgpack.Packer(use_bin_type=True, autoreset=True)
 
     def dumps(self, obj: Any) -> bytes:

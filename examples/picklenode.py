@@ -1,0 +1,82 @@
+"""picklenode: a custom node type that stores one pickled object for the whole cluster.
+
+NOTICE: never use this with untrusted data. It uses the pickle serializer,
+and unpickling runs code chosen by whoever sent the bytes.
+
+Run it on the trio event loop, in several terminals, with the same cluster port:
+
+    python examples/picklenode.py 7000 w    # a writer: increments the value every second
+    python examples/picklenode.py 7000      # a reader: prints the value every second
+
+Needs: pydevts, pydevts-pickle and trio (``pip install -r examples/requirements.txt``).
+
+Why the pickle serializer: the value may be any Python object, and saying so
+honestly means using pickle for the whole cluster — which pydevts only
+allows after the explicit ``trusted`` flag below. (The alternative, pickling
+inside a msgpack payload, runs the same unpickling on the receiver and would
+only hide the risk.)
+
+The value lives in a :class:`pydevts.ReplicatedDict`: a node that joins late
+gets the current value at once (state transfer on join), and concurrent
+writes resolve by last writer wins (logical clock).
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+from typing import Any
+
+import anyio
+from pydevts import Node, ReplicatedDict, handler
+
+
+class PickleNode(Node):
+    """Stores one pickled object, replicated to every node that keeps a copy of it."""
+
+    def __init__(self, cluster_port: int, **options: Any) -> None:
+        options.setdefault("tags", {"type": "picklenode"})
+        super().__init__(cluster_port, serializer="pickle", serializer_options={"trusted": True}, **options)
+        self.store = ReplicatedDict(self, "pickle")
+
+    @property
+    def value(self) -> Any:
+        return self.store.get("value")
+
+    async def set_value(self, value: Any) -> None:
+        await self.store.set("value", value)
+
+    @handler("pickle.get")
+    async def get_value(self, sender: str, payload: Any) -> Any:
+        """Any node may ask a picklenode for the value: ``await node.request(id, "pickle.get")``."""
+        return self.value
+
+
+async def main(cluster_port: int, write: bool) -> None:
+    node = PickleNode(cluster_port)
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with node, anyio.create_task_group() as tg:
+            await node.store.sync()  # the cluster's current value, before the first print
+
+            async def work() -> None:
+                while True:
+                    if write:
+                        current = node.value
+                        await node.set_value(1 if current is None else current + 1)
+                        print(f"set value: {node.value!r}", flush=True)
+                    else:
+                        print(f"value: {node.value!r}", flush=True)
+                    await anyio.sleep(1)
+
+            tg.start_soon(work)
+            async for _ in signals:  # Ctrl-C or SIGTERM: leave the cluster gracefully
+                tg.cancel_scope.cancel()
+                break
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="a node that stores one pickled object (trio)")
+    parser.add_argument("cluster_port", type=int)
+    parser.add_argument("w", nargs="?", choices=["w"], help="'w': update the value every second")
+    args = parser.parse_args()
+    anyio.run(main, args.cluster_port, args.w == "w", backend="trio")

@@ -1,0 +1,58 @@
+"""picklenodewriter: another node type that writes picklenode's value to a file.
+
+NOTICE: never use this with untrusted data: like picklenode it uses the pickle
+serializer, and unpickling runs code chosen by whoever sent the bytes.
+
+Run it on the trio event loop beside picklenode.py, with the same cluster port:
+
+    python examples/picklenode.py 7000 w
+    python examples/picklenodewriter.py 7000
+
+Every time the picklenode value is updated, this node writes its string form
+to ``pickleoutput.txt`` in the current directory (the current value as soon
+as it joins, then every update).
+
+Needs: pydevts, pydevts-pickle and trio (``pip install -r examples/requirements.txt``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+from pathlib import Path
+from typing import Any
+
+import anyio
+from pydevts import Node, ReplicatedDict
+
+OUTPUT = Path("pickleoutput.txt")
+
+
+class PickleNodeWriter(Node):
+    """Keeps a replica of picklenode's store and writes each new value to a file."""
+
+    def __init__(self, cluster_port: int, output: Path = OUTPUT, **options: Any) -> None:
+        options.setdefault("tags", {"type": "picklenodewriter"})
+        super().__init__(cluster_port, serializer="pickle", serializer_options={"trusted": True}, **options)
+        self.output = output
+        self.store = ReplicatedDict(self, "pickle")  # the same store name as picklenode's
+        self.store.on_update(self.updated)
+
+    async def updated(self, key: str, value: Any, origin: str) -> None:
+        if key == "value":
+            await anyio.Path(self.output).write_text(f"{value}\n")
+            print(f"wrote {value!r} (set by {origin}) to {self.output}", flush=True)
+
+
+async def main(cluster_port: int) -> None:
+    node = PickleNodeWriter(cluster_port)
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with node:
+            async for _ in signals:  # Ctrl-C or SIGTERM: leave the cluster gracefully
+                break
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="writes picklenode's value to pickleoutput.txt (trio)")
+    parser.add_argument("cluster_port", type=int)
+    anyio.run(main, parser.parse_args().cluster_port, backend="trio")
