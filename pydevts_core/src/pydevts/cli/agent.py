@@ -12,7 +12,8 @@ It writes one JSON object per line on stdout::
     {"ev": "members", "tag": ..., "members": [{"id", "address", "tags", "state"}, ...]}
     {"ev": "stopped"}
 
-and reads commands, one JSON object per line, on stdin::
+(every line also has ``"t"``: the wall-clock time it was written) and reads
+commands, one JSON object per line, on stdin::
 
     {"op": "emit", "name": ..., "payload": ..., "tag": ...}
     {"op": "send", "to": ..., "name": ..., "payload": ..., "tag": ...}
@@ -30,6 +31,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from typing import Any
 
 import anyio
@@ -43,6 +45,7 @@ __all__ = ["main"]
 
 
 def _out(obj: dict[str, Any]) -> None:
+    obj.setdefault("t", time.time())  # wall-clock time of the event, for measurements across processes
     sys.stdout.write(json.dumps(obj, default=repr) + "\n")
     sys.stdout.flush()
 
