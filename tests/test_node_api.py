@@ -577,10 +577,10 @@ async def test_a_connection_plugin_that_raises_costs_the_link_not_the_node() -> 
         async with Node(port, node_id="a", connection_plugins=[Broken()]) as a:
             async with Node(port, node_id="b"):
                 await wait_until(lambda: "b" in alive_ids(a), 5, "a to adopt the link from b")
-                # Every frame a sends to b fails in the plugin: the link to b closes (logged) ...
+                # Every frame a sends to b fails in the plugin: the link to b closes (logged),
+                # so sending to b fails; b itself is fine (it answers probes) and stays a member.
                 with pytest.raises(UnknownNodeError):
                     await a.send("b", "x", None)
-                await wait_until(lambda: "b" not in alive_ids(a), 5, "a to drop its link to b")
                 # ... and the node itself keeps serving.
                 a.add_handler("ping", _pong)
                 assert await a.request("a", "ping", 1, timeout=2) == "pong"

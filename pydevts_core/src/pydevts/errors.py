@@ -77,7 +77,15 @@ class TransportError(PydevtsError):
 
 
 class ConnectError(TransportError):
-    """An address could not be reached."""
+    """An address could not be reached.
+
+    ``refused`` is true when the address answered that nothing listens there
+    (TCP: connection refused) — evidence that a node bound there is gone.
+    """
+
+    def __init__(self, message: str, *, refused: bool = False) -> None:
+        self.refused = refused
+        super().__init__(message)
 
 
 class AddressInUseError(TransportError):

@@ -84,6 +84,11 @@ class MemberView:
     def local(self) -> Member:
         return self._members[self.local_id]
 
+    def set_local(self, member: Member) -> None:
+        """Replace this node's own record (its tags changed)."""
+        assert member.id == self.local_id
+        self._members[member.id] = member
+
     def alive_ids(self) -> list[str]:
         """Ids of live members other than this node."""
         return [m.id for m in self._members.values() if m.alive and m.id != self.local_id]

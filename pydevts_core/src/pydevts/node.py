@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import anyio
@@ -187,6 +189,15 @@ class Node:
             if m.alive and m.id != self.id and all(m.tags.get(k) == v for k, v in tags.items())
         ]
 
+    def set_tags(self, **tags: str) -> None:
+        """Replace this node's tags; the other members learn of it (an ``updated`` event)."""
+        self.tags = {str(k): str(v) for k, v in tags.items()}
+        if self._running:
+            ctx = self._ctx
+            ctx.hello = replace(ctx.hello, tags=dict(self.tags))
+            ctx.members.set_local(replace(ctx.members.local, tags=dict(self.tags)))
+            ctx.router.set_tags(self.tags)
+
     @property
     def address(self) -> str:
         """The advertised address other nodes use to reach this one."""
@@ -308,6 +319,10 @@ class Node:
         transport, router, serializer, plugins = self._resolve_plugins()
         advertise_host = await self._advertise_host()
 
+        # Incarnations start from the clock, so a restarted node always comes
+        # back newer than the one the cluster remembers.
+        incarnation = time.time_ns() // 1_000_000
+
         def make_hello(bound: Address) -> Hello:
             return Hello(
                 cluster=self.cluster,
@@ -315,6 +330,7 @@ class Node:
                 address=str(Address(advertise_host or bound.host, self._advertise_port or bound.port)),
                 serializer=serializer.name,
                 tags=dict(self.tags),
+                extensions={"incarnation": incarnation},
             )
 
         joined = await join_or_start(
@@ -349,7 +365,9 @@ class Node:
     ) -> None:
         self.started_cluster = joined.entry is None
         hello = make_hello(joined.listener.address)
-        members = MemberView(Member(self.id, hello.address, dict(self.tags)))
+        members = MemberView(
+            Member(self.id, hello.address, dict(self.tags), incarnation=hello.extensions["incarnation"])
+        )
         self._ctx = ctx = NodeContext(
             hello=hello,
             members=members,

@@ -63,6 +63,10 @@ class NodeContext:
     def node_id(self) -> str:
         return self.hello.node_id
 
+    @property
+    def listen_address(self) -> Address:
+        return self.listener.address
+
     # ------------------------------------------------------------ router side
 
     async def connect(self, address: Address) -> Link:

@@ -212,6 +212,11 @@ class RouterContext(Protocol):
         ...
 
     @property
+    def listen_address(self) -> Address:
+        """The address this node's listener is bound to (a router may bind beside it)."""
+        ...
+
+    @property
     def members(self) -> MemberView:
         """Read-only use: change members through the two methods below."""
         ...
@@ -269,6 +274,10 @@ class Router(Protocol):
 
     async def broadcast(self, frame: bytes) -> None:
         """Send one core message to every other live member, once each."""
+        ...
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        """This node's tags changed: tell the other members."""
         ...
 
     async def stop(self) -> None:

@@ -261,9 +261,11 @@ def test_member_entry_with_bad_tags_raises_value_error(tags: Any) -> None:
 
 class _FakeCtx:
     def __init__(self) -> None:
+        from pydevts.protocols import Address
         from pydevts.wire import Hello
 
         self.hello = Hello(cluster="c", node_id="a", address="a.local:7000", serializer="msgpack")
+        self.listen_address = Address("127.0.0.1", 0)
         self.spawned: list[Any] = []
 
     def spawn(self, func: Any, *args: Any, name: str = "") -> None:
@@ -287,6 +289,8 @@ async def test_router_turns_malformed_control_into_remote_protocol_error() -> No
         router._on_control(_FakeLink(), b"\x40not json")  # type: ignore[arg-type]
     with pytest.raises(RemoteProtocolError, match="unknown router frame kind 0x41"):
         router._on_control(_FakeLink(), b"\x41{}")  # type: ignore[arg-type]
+    assert router._liveness is not None
+    await router._liveness.aclose()
 
 
 @pytest.mark.anyio
@@ -298,6 +302,8 @@ async def test_router_turns_control_with_bad_tags_into_remote_protocol_error() -
     bad = {"t": "intro", "member": {"id": "b", "address": "h:1", "tags": ["zone", "eu"]}}
     with pytest.raises(RemoteProtocolError):
         router._on_control(_FakeLink(), encode_control(bad))  # type: ignore[arg-type]
+    assert router._liveness is not None
+    await router._liveness.aclose()
 
 
 # ------------------------------------------------------------------ a simulated cluster

@@ -11,14 +11,24 @@ from __future__ import annotations
 import json
 import logging
 import random
+from collections.abc import Mapping
+from dataclasses import replace
 
 import anyio
-from pydevts.errors import ConnectionClosedError, PydevtsError, RemoteProtocolError, UnknownNodeError
+from pydevts.errors import (
+    ConnectError,
+    ConnectionClosedError,
+    PydevtsError,
+    RemoteProtocolError,
+    UnknownNodeError,
+)
 from pydevts.link import Link, Tail
-from pydevts.members import Member
+from pydevts.members import Member, MemberState
 from pydevts.protocols import Address, RouterContext
-from pydevts.wire import ROUTER_KIND_MIN
+from pydevts.swim import SwimConfig
+from pydevts.wire import ROUTER_KIND_MIN, Hello
 
+from .liveness import Liveness
 from .state import Action, Connect, MemberDown, MemberUp, PeerState, SendControl
 
 __all__ = ["PeerRouter"]
@@ -37,12 +47,25 @@ class PeerRouter:
 
     name = "peer"
 
-    def __init__(self, *, tick_interval: float = 1.0, leave_timeout: float = 2.0) -> None:
+    def __init__(
+        self,
+        *,
+        tick_interval: float = 1.0,
+        leave_timeout: float = 2.0,
+        swim: SwimConfig | None = None,
+        max_backoff: float = 2.0,
+    ) -> None:
         self.tick_interval = tick_interval
         self.leave_timeout = leave_timeout
+        self.swim_config = swim or SwimConfig()
+        self.max_backoff = max_backoff
         self._links: dict[str, Link] = {}
         self._ctx: RouterContext | None = None
         self._state: PeerState | None = None
+        self._liveness: Liveness | None = None
+        self._reconnecting: set[str] = set()
+        self._first_delay: dict[str, float] = {}  # reconnect backoff that outlives one attempt
+        self._up_since: dict[str, float] = {}  # when each current link came up
         self._stopping = False
 
     @property
@@ -54,15 +77,23 @@ class PeerRouter:
 
     async def start(self, ctx: RouterContext, entry: Link | None) -> None:
         self._ctx = ctx
-        hello = ctx.hello
-        self._state = PeerState(Member(hello.node_id, hello.address, dict(hello.tags)))
+        local = _member(ctx.hello)
+        self._state = PeerState(local)
+        self._liveness = Liveness(ctx, local, self._on_member_change, self.swim_config)
+        await self._liveness.start(ctx.listen_address)
         if entry is not None:
             self.add_link(entry)
         ctx.spawn(self._tick_loop, name="pydevts peer ticks")
 
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        assert self._state is not None and self._liveness is not None
+        self._state.local = replace(self._state.local, tags=dict(tags))
+        self._liveness.set_tags(tags)
+
     async def stop(self) -> None:
-        assert self._state is not None
+        assert self._state is not None and self._liveness is not None
         self._stopping = True
+        self._liveness.leave()
         self._apply(self._state.leave())
         links = list(self._links.values())
         with anyio.move_on_after(self.leave_timeout):
@@ -70,6 +101,7 @@ class PeerRouter:
                 await link.flush()
         for link in links:
             await link.aclose("this node left")
+        await self._liveness.aclose()
 
     # ----------------------------------------------------------- links
 
@@ -94,10 +126,8 @@ class PeerRouter:
             self._ctx.spawn(self._run_link, link, name=f"pydevts link {link.peer_id}")
             return
         self._links[link.peer_id] = link
-        peer = link.peer
-        self._apply(
-            self._state.link_up(Member(peer.node_id, peer.address, dict(peer.tags)), anyio.current_time())
-        )
+        self._up_since[link.peer_id] = anyio.current_time()
+        self._apply(self._state.link_up(_member(link.peer), anyio.current_time()))
         self._ctx.spawn(self._run_link, link, name=f"pydevts link {link.peer_id}")
 
     async def _run_link(self, link: Link) -> None:
@@ -160,9 +190,81 @@ class PeerRouter:
             elif isinstance(action, Connect):
                 ctx.spawn(self._connect, action.member, name=f"pydevts connect {action.member.id}")
             elif isinstance(action, MemberUp):
-                ctx.update_member(action.member)
+                assert self._liveness is not None
+                self._liveness.learn(action.member)
             elif isinstance(action, MemberDown):
-                ctx.set_member_state(action.peer_id, action.state)
+                self._link_lost(action.peer_id, action.state)
+
+    def _link_lost(self, peer_id: str, state: MemberState) -> None:
+        """A link dropped: a leave is final; anything else is a hint, and we try to get it back."""
+        assert self._liveness is not None
+        if state == MemberState.LEFT:
+            self._liveness.member_left(peer_id)
+            return
+        self._liveness.link_down(peer_id)
+        member = self._liveness.swim.members.get(peer_id)
+        if member is not None and member.alive and self._ctx is not None:
+            # A link that dies young does not get an immediate retry: the
+            # backoff carries over until a link has lived for max_backoff.
+            now = anyio.current_time()
+            up_since = self._up_since.pop(peer_id, now)
+            if now - up_since >= self.max_backoff:
+                self._first_delay.pop(peer_id, None)
+            self._ctx.spawn(self._reconnect, peer_id, name=f"pydevts reconnect {peer_id}")
+
+    def _on_member_change(self, member: Member) -> None:
+        """SWIM decided a member's state: tell the node, and act on links."""
+        assert self._ctx is not None and self._state is not None
+        self._ctx.update_member(member)
+        if not member.alive:
+            link = self._links.get(member.id)
+            if link is not None:
+                self._ctx.spawn(link.aclose, f"member {member.state.value}")
+        elif member.id not in self._links and not self._stopping:
+            self._apply(self._state.learn(member, anyio.current_time()))
+
+    async def _reconnect(self, peer_id: str) -> None:
+        """Reconnect with bounded exponential backoff while the member may still be alive.
+
+        Both ends try (a duplicate link is resolved as usual). An address that
+        refuses the connection has no node behind it any more: the member is
+        failed at once, without waiting out the suspicion timeout.
+        """
+        assert self._liveness is not None and self._ctx is not None and self._state is not None
+        if peer_id in self._reconnecting:
+            return
+        self._reconnecting.add(peer_id)
+        delay = self._first_delay.get(peer_id, 0.0)
+        self._first_delay[peer_id] = min(max(delay * 2, 0.05), self.max_backoff)
+        try:
+            if delay:
+                await anyio.sleep(delay)
+            delay = max(delay, 0.05)
+            while not self._stopping and peer_id not in self._links:
+                member = self._liveness.swim.members.get(peer_id)
+                if member is None or not member.alive:
+                    return
+                try:
+                    link = await self._ctx.connect(Address.parse(member.address))
+                except ConnectError as exc:
+                    if exc.refused:
+                        log.info("member %s is gone: %s", peer_id, exc)
+                        self._liveness.confirm_failed(peer_id)
+                        return
+                    log.debug("reconnecting to %s: %s (next try in %.2f s)", peer_id, exc, delay)
+                    await anyio.sleep(delay)
+                    delay = min(delay * 2, self.max_backoff)
+                    continue
+                except (PydevtsError, ValueError) as exc:
+                    log.debug("reconnecting to %s: %s (next try in %.2f s)", peer_id, exc, delay)
+                    await anyio.sleep(delay)
+                    delay = min(delay * 2, self.max_backoff)
+                    continue
+                log.info("reconnected to %s", peer_id)
+                self.add_link(link)
+                return
+        finally:
+            self._reconnecting.discard(peer_id)
 
     async def _connect(self, member: Member) -> None:
         assert self._ctx is not None and self._state is not None
@@ -204,6 +306,16 @@ class PeerRouter:
                 await link.send(frame)
             except ConnectionClosedError:
                 pass  # the member is going away; its leave/fail is reported separately
+
+
+def _member(hello: Hello) -> Member:
+    incarnation = hello.extensions.get("incarnation", 0)
+    return Member(
+        hello.node_id,
+        hello.address,
+        dict(hello.tags),
+        incarnation=incarnation if isinstance(incarnation, int) else 0,
+    )
 
 
 async def _retire(link: Link, timeout: float) -> None:

@@ -141,6 +141,10 @@ class PeerState:
             return []
         raise ValueError(f"unknown control message type {kind!r}")
 
+    def learn(self, member: Member, now: float) -> list[Action]:
+        """Another source (the failure detector) says ``member`` is alive: link to it."""
+        return self._learn([member], now)
+
     def connect_failed(self, peer_id: str, now: float) -> list[Action]:
         """An attempt to connect to a known member failed."""
         entry = self.known.get(peer_id)

@@ -230,7 +230,10 @@ class TCPTransport:
         except TimeoutError as exc:
             raise ConnectError(f"connecting to {address} timed out after {self.connect_timeout:g} s") from exc
         except OSError as exc:
-            raise ConnectError(f"cannot connect to {address}: {exc.strerror or exc}") from exc
+            refused = exc.errno == errno.ECONNREFUSED
+            raise ConnectError(
+                f"cannot connect to {address}: {exc.strerror or exc}", refused=refused
+            ) from exc
         except (ValueError, OverflowError) as exc:  # e.g. a port out of range
             raise ConnectError(f"cannot connect to {address}: {exc}") from exc
         try:
