@@ -7,6 +7,7 @@ hooks, and :mod:`pydevts.errors` for the error tree.
 
 from __future__ import annotations
 
+from .client import NodeClient
 from .errors import (
     AddressInUseError,
     ConfigurationError,
@@ -67,6 +68,7 @@ __all__ = [
     "MemberState",
     "NoHandlerError",
     "Node",
+    "NodeClient",
     "PluginNotFoundError",
     "ProtocolError",
     "PydevtsError",

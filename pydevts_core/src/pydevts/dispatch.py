@@ -311,7 +311,7 @@ class Dispatcher:
             raise RequestTimeoutError(f"no reply from {dest} to request {name!r} within {timeout:g} s")
         if pending.message.kind == REPLY:
             return self.serializer.loads(pending.message.payload)
-        raise _remote_error(dest, name, pending.message)
+        raise remote_error(dest, name, pending.message)
 
     # Deadlines: one sweeper task instead of a cancel scope per request (a
     # scope costs several microseconds on the round-trip path). It sleeps
@@ -363,7 +363,7 @@ class Dispatcher:
                 pending.done.set()
 
 
-def _remote_error(dest: str, name: str, msg: Message) -> DeliveryError:
+def remote_error(dest: str, name: str, msg: Message) -> DeliveryError:
     text = msg.payload.decode(errors="replace")
     if msg.code == ErrorCode.NO_HANDLER:
         return NoHandlerError(text)

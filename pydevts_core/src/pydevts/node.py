@@ -51,6 +51,7 @@ log = logging.getLogger("pydevts.node")
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 LifecycleCallback = Callable[[MemberEvent], Awaitable[None]]
 _WILDCARDS = ("", "0.0.0.0", "::")
+SYSTEM_PREFIX = "pydevts."
 
 
 def handler(name: str) -> Callable[[F], F]:
@@ -135,6 +136,8 @@ class Node:
         self.started_cluster = False
         self._stopped = anyio.Event()
         self._collect_class_handlers()
+        self._handlers[f"{SYSTEM_PREFIX}members"] = self._system_members
+        self._handlers[f"{SYSTEM_PREFIX}emit"] = self._system_emit
 
     # ----------------------------------------------------------- handlers
 
@@ -162,7 +165,25 @@ class Node:
         """Register ``func`` for event ``name`` (see :meth:`on`)."""
         if not name or len(name.encode()) > 255:
             raise LocalProtocolError(f"event name must be 1 to 255 UTF-8 bytes: {name!r}")
+        if name.startswith(SYSTEM_PREFIX):
+            raise LocalProtocolError(f"event names starting with {SYSTEM_PREFIX!r} are reserved: {name!r}")
         self._handlers[name] = func
+
+    # System requests, answered by every node (``pydevts members``/``emit`` use them).
+
+    async def _system_members(self, sender: str, payload: Any) -> list[dict[str, object]]:
+        return [m.to_dict() for m in self.members]
+
+    async def _system_emit(self, sender: str, payload: Any) -> dict[str, Any]:
+        if not isinstance(payload, dict) or not isinstance(payload.get("name"), str):
+            raise ValueError("expected {'name': str, 'payload': ...}")
+        name, data = payload["name"], payload.get("payload")
+        ctx = self._require_running()
+        frame = encode_event(name, ctx.serializer.dumps(data))
+        await ctx.send_frame(self.id, frame)  # this node handles it too
+        others = [m.id for m in self.members if m.alive and m.id != self.id]
+        await ctx.router.broadcast(frame)
+        return {"sent_to": [self.id, *others]}
 
     def on_lifecycle(self, func: LifecycleCallback) -> LifecycleCallback:
         """Decorator: ``async def callback(event: MemberEvent)`` for every lifecycle event.
@@ -428,6 +449,9 @@ class Node:
             log.exception("dropped a connection from %s after an internal error", conn.remote_address)
             return
         try:
+            if link.peer.role == "client":
+                await ctx.serve_client(link)
+                return
             ctx.router.add_link(link)
         except Exception as exc:
             log.exception("dropped the link from %s after an internal error", link.peer_id)

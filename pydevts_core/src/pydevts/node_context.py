@@ -57,6 +57,7 @@ class NodeContext:
         self.lifecycle_dropped = 0
         self._events_idle = anyio.Event()
         self._events_idle.set()
+        self.clients: dict[str, Link] = {}
         self._events_queued = 0
 
     @property
@@ -119,8 +120,24 @@ class NodeContext:
             tail = await self.dispatcher.deliver(dest, [frame])
             if tail is not None:
                 self.spawn(tail)
+        elif (client := self.clients.get(dest)) is not None:
+            await client.send(frame)
         else:
             await self.router.send(dest, frame)
+
+    async def serve_client(self, link: Link) -> None:
+        """Serve a one-off client (``role: client``): requests in, replies out; never a member."""
+        self.clients[link.peer_id] = link
+        log.debug("serving client %s from %s", link.peer_id, link.conn.remote_address)
+
+        async def on_frames(link: Link, frames: list[bytes]) -> Tail | None:
+            return await self.dispatcher.deliver(link.peer_id, frames)
+
+        try:
+            await link.run(on_frames, spawn=self.spawn)
+        finally:
+            del self.clients[link.peer_id]
+            self.dispatcher.close_inbox(link.peer_id)
 
     async def notify(self, event: MemberEvent) -> None:
         self._queue(event)

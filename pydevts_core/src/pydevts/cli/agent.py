@@ -19,6 +19,7 @@ commands, one JSON object per line, on stdin::
     {"op": "send", "to": ..., "name": ..., "payload": ..., "tag": ...}
     {"op": "request", "to": ..., "name": ..., "payload": ..., "timeout": 5, "tag": ...}
     {"op": "members", "tag": ...}
+    {"op": "tags", "tags": {...}, "tag": ...}        (replace this node's tags)
     {"op": "stop"}                 (or end of input): leave gracefully and exit
 
 Every handled event (``--handle``, default ``greet`` and ``ping``) is reported;
@@ -66,7 +67,8 @@ async def _serve(args: argparse.Namespace) -> int:
     @node.on_lifecycle
     async def lifecycle(event: MemberEvent) -> None:
         if event.kind in ("joined", "left", "failed", "updated"):
-            _out({"ev": "member", "kind": event.kind, "id": event.member.id, "address": event.member.address})
+            m = event.member
+            _out({"ev": "member", "kind": event.kind, "id": m.id, "address": m.address, "tags": dict(m.tags)})
 
     try:
         async with node:
@@ -105,6 +107,9 @@ async def _command(node: Node, cmd: dict[str, Any]) -> None:
             value = None
         elif op == "request":
             value = await node.request(cmd["to"], cmd["name"], cmd.get("payload"), timeout=cmd.get("timeout"))
+        elif op == "tags":
+            node.set_tags(**cmd.get("tags", {}))
+            value = None
         elif op == "members":
             _out({"ev": "members", "tag": tag, "members": [m.to_dict() for m in node.members]})
             return

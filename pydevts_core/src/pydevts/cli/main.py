@@ -1,4 +1,4 @@
-"""``pydevts`` — run a node, list plugins, run the demo."""
+"""``pydevts`` — run a node, list members, emit an event, list plugins, run the demo."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ from collections.abc import Sequence
 
 import anyio
 
-from ..errors import PydevtsError
+from ..client import NodeClient
+from ..errors import ConfigurationError, PydevtsError
 from ..members import MemberEvent
 from ..plugins import Registry
+from ..protocols import Address
 from .options import add_node_options, node_from_args, setup_logging
 
 __all__ = ["main"]
@@ -29,6 +31,13 @@ def _parser() -> argparse.ArgumentParser:
     node.add_argument("--backend", default="asyncio", choices=["asyncio", "trio"], help="event loop")
     plugins = sub.add_parser("plugins", help="list installed transports, routers, serializers, plugins")
     plugins.add_argument("--json", action="store_true", help="print JSON")
+    members = sub.add_parser("members", help="list the members as the node at --join sees them")
+    _client_options(members)
+    members.add_argument("--json", action="store_true", help="print a JSON list")
+    emit = sub.add_parser("emit", help="send one event into the cluster through the node at --join")
+    emit.add_argument("name", help="event name")
+    emit.add_argument("payload", nargs="?", default="null", help="JSON payload (default: null)")
+    _client_options(emit)
     demo = sub.add_parser("demo", help="start a 3-node cluster on loopback and show an event exchange")
     demo.add_argument("--backend", default="asyncio", choices=["asyncio", "trio"], help="event loop")
     return parser
@@ -42,6 +51,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return anyio.run(_run_node, args, backend=args.backend)
         if args.command == "plugins":
             return _plugins(args.json)
+        if args.command == "members":
+            return anyio.run(_members, args)
+        if args.command == "emit":
+            return anyio.run(_emit, args)
         if args.command == "demo":
             from .demo import run_demo
 
@@ -69,6 +82,57 @@ async def _run_node(args: argparse.Namespace) -> int:
             async for _ in signals:
                 log.info("leaving the cluster")
                 break
+    return 0
+
+
+def _client_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--join", required=True, metavar="HOST:PORT", help="a node of the cluster")
+    parser.add_argument("--cluster", default="default", help="cluster name (default 'default')")
+    parser.add_argument("--transport", default="tcp", help="transport plugin (default tcp)")
+    parser.add_argument("--serializer", default="msgpack", help="serializer plugin (default msgpack)")
+    parser.add_argument("--trusted-cluster", action="store_true", help="needed with --serializer pickle")
+    parser.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the node")
+
+
+def _client(args: argparse.Namespace) -> NodeClient:
+    try:
+        address = Address.parse(args.join)
+    except ValueError as exc:
+        raise ConfigurationError(f"--join: {exc}") from None
+    return NodeClient(
+        address,
+        cluster=args.cluster,
+        transport=args.transport,
+        serializer=args.serializer,
+        serializer_options={"trusted": True} if args.trusted_cluster else None,
+        timeout=args.timeout,
+    )
+
+
+async def _members(args: argparse.Namespace) -> int:
+    async with _client(args) as client:
+        members = await client.members()
+    if args.json:
+        print(json.dumps([m.to_dict() for m in members], indent=2))
+        return 0
+    rows = [("ID", "ADDRESS", "STATE", "TAGS")]
+    rows += [
+        (m.id, m.address, m.state.value, ",".join(f"{k}={v}" for k, v in m.tags.items())) for m in members
+    ]
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
+async def _emit(args: argparse.Namespace) -> int:
+    try:
+        payload = json.loads(args.payload)
+    except ValueError as exc:
+        raise ConfigurationError(f"payload is not JSON: {exc}") from None
+    async with _client(args) as client:
+        sent_to = await client.emit(args.name, payload)
+    print(f"event {args.name!r} sent to {len(sent_to)} nodes: {', '.join(sent_to)}")
     return 0
 
 
