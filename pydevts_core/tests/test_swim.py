@@ -15,6 +15,7 @@ Nothing here sleeps, opens a socket or needs an event loop.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import random
@@ -28,7 +29,9 @@ from pydevts.members import Member, MemberState
 from pydevts.swim import Send, StateChange, SwimConfig, SwimState
 
 ALIVE, SUSPECT, FAILED, LEFT = MemberState.ALIVE, MemberState.SUSPECT, MemberState.FAILED, MemberState.LEFT
-CFG = SwimConfig()
+# The timings these tests were written against (memberlist-like, 1 s rounds);
+# the mechanism does not depend on them. The shipped defaults are tested below.
+CFG = SwimConfig(probe_interval=1.0, probe_timeout=0.5, suspicion_mult=3.0)
 STEP = 0.05  # the IO shell ticks every 50 ms
 
 
@@ -443,7 +446,7 @@ def test_indirect_probe_keeps_a_member_alive_when_only_the_direct_path_is_broken
 
 def test_without_indirect_checks_a_broken_direct_path_means_suspicion() -> None:
     """The control experiment for the test above: the helpers are what saves n1."""
-    net = Net(4, seed=11, config=SwimConfig(indirect_checks=0))
+    net = Net(4, seed=11, config=dataclasses.replace(CFG, indirect_checks=0))
     net.cut.add(frozenset(("n0", "n1")))
     net.run(30.0)
     assert SUSPECT in [s for _, s in net.seen("n0", "n1")]
@@ -1015,3 +1018,11 @@ def test_moderate_loss_causes_no_failure(seed: int) -> None:
             member = net.view(observer, subject)
             assert member.state == ALIVE
             assert member.incarnation == net.nodes[subject].incarnation
+
+
+def test_shipped_default_timings() -> None:
+    """The documented defaults (docs/membership.md): 0.5 s probes, 0.25 s timeout, 2 s suspicion, N <= 10."""
+    cfg = SwimConfig()
+    assert (cfg.probe_interval, cfg.probe_timeout, cfg.indirect_checks) == (0.5, 0.25, 3)
+    assert cfg.suspicion_timeout(3) == cfg.suspicion_timeout(10) == 2.0
+    assert cfg.suspicion_timeout(100) == 4.0

@@ -57,12 +57,18 @@ Message = dict[str, Any]
 
 @dataclass(frozen=True)
 class SwimConfig:
-    """Timings (seconds). The defaults follow memberlist's LAN profile, tuned for loopback/LAN."""
+    """Timings (seconds). Shaped like memberlist's LAN profile, with faster probing.
 
-    probe_interval: float = 1.0
-    probe_timeout: float = 0.5
+    memberlist's LAN profile probes every 1 s (timeout 0.5 s) with a suspicion
+    multiplier of 4; pydevts probes every 0.5 s (timeout 0.25 s, still far above
+    a LAN round trip) with the same multiplier, so a silent failure is found in
+    about half the time for the same tolerance, counted in probe rounds.
+    """
+
+    probe_interval: float = 0.5
+    probe_timeout: float = 0.25
     indirect_checks: int = 3
-    suspicion_mult: float = 3.0
+    suspicion_mult: float = 4.0
     retransmit_mult: int = 3
     max_piggyback: int = 8
 
