@@ -1,0 +1,63 @@
+"""Failure-detector behaviour that needs no extra processes (in-process nodes, real sockets)."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import anyio
+import pytest
+from inproc import alive_ids, cluster, free_port, wait_until
+from pydevts import MemberEvent, Node
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_a_transient_link_drop_reconnects_and_is_not_a_failure() -> None:
+    port = free_port()
+    a, b = Node(port, node_id="a"), Node(port, node_id="b")
+    events: list[tuple[str, str]] = []
+
+    @a.on_lifecycle
+    async def record(event: MemberEvent) -> None:
+        events.append((event.kind, event.member.id))
+
+    got: list[int] = []
+
+    @b.on("n")
+    async def n(sender: str, payload: int) -> None:
+        got.append(payload)
+
+    with anyio.fail_after(20):
+        async with cluster(a, b):
+            router = a._ctx.router  # type: ignore[attr-defined]
+            old = router.links["b"]
+            await old.conn.aclose()  # cut the TCP connection under both nodes' feet
+            await wait_until(lambda: router.links.get("b") not in (None, old), 5, "a new link to b")
+            await a.send("b", "n", 1)
+            await wait_until(lambda: got == [1], 5, "delivery over the new link")
+            await anyio.sleep(2.5)  # longer than the suspicion timeout: no failure may appear
+            assert ("failed", "b") not in events
+            assert alive_ids(a) == {"a", "b"}
+
+
+async def test_datagrams_of_another_cluster_or_garbage_are_dropped() -> None:
+    port = free_port()
+    a, b = Node(port, node_id="a"), Node(port, node_id="b")
+    with anyio.fail_after(20):
+        async with cluster(a, b):
+            liveness = a._ctx.router._liveness  # type: ignore[attr-defined]
+            host, udp_port = a.address.rsplit(":", 1)
+            foreign = {
+                "c": "other",
+                "f": "b",
+                "m": {"t": "gossip", "u": [["failed", "b", b.address, 99**9, None]]},
+            }
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.sendto(json.dumps(foreign).encode(), (host, int(udp_port)))
+                s.sendto(b"\xff not json", (host, int(udp_port)))
+                s.sendto(
+                    json.dumps({"c": "default", "f": "b", "m": {"t": "nope"}}).encode(), (host, int(udp_port))
+                )
+            await wait_until(lambda: liveness.bad_datagrams >= 3, 5, "the datagrams to be refused")
+            assert alive_ids(a) == {"a", "b"}  # the foreign "failed" was not believed
