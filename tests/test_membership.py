@@ -1,8 +1,9 @@
 """Membership and failure detection with real processes on loopback (both backends).
 
 Default timings (SwimConfig): probe every 0.5 s, probe timeout 0.25 s,
-suspicion timeout 4 x max(1, log10 N) x 0.5 s (2 s up to 10 nodes). A killed node's address refuses the reconnect,
-which proves it gone at once; a silent (stopped) node is found by probing.
+suspicion timeout 4 x max(1, log10 N) x 0.5 s (2 s up to 10 nodes). A killed
+node's address refuses the reconnect, which proves it gone at once; a silent
+(stopped) node is found by probing.
 """
 
 from __future__ import annotations
