@@ -61,3 +61,30 @@ async def test_datagrams_of_another_cluster_or_garbage_are_dropped() -> None:
                 )
             await wait_until(lambda: liveness.bad_datagrams >= 3, 5, "the datagrams to be refused")
             assert alive_ids(a) == {"a", "b"}  # the foreign "failed" was not believed
+
+
+async def test_events_sent_before_a_graceful_leave_all_arrive() -> None:
+    """The leave (sent over UDP too) may overtake the data still on the TCP link: nothing
+    the leaving node sent may be dropped because of it."""
+    port = free_port()
+    b = Node(port, node_id="b")
+    got: list[int] = []
+
+    @b.on("n")
+    async def n(sender: str, payload: int) -> None:
+        got.append(payload)
+        if payload % 500 == 0:
+            await anyio.sleep(0.001)  # a handler that is slower than the sender: the inbox fills
+
+    total = 30_000
+    with anyio.fail_after(30):
+        async with b:
+            a = Node(port, node_id="a", join_only=True)
+            async with a:
+                await wait_until(lambda: "b" in alive_ids(a), 5, "a to see b")
+                for i in range(total):
+                    await a.send("b", "n", i)
+            # a has left; everything it sent must still be handled, in order
+            await wait_until(lambda: len(got) == total, 20, f"{total} events (have {len(got)})")
+            assert got == list(range(total))
+            assert b.statistics()["dropped_after_leave"] == 0

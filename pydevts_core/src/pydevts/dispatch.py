@@ -79,7 +79,7 @@ class _Pending:
 
 @dataclass
 class _Inbox:
-    stream: MemoryObjectSendStream[list[bytes]]
+    stream: MemoryObjectSendStream[list[bytes] | None]
     queued: int = 0  # batches sent to the stream and not yet fully handled
 
 
@@ -180,16 +180,30 @@ class Dispatcher:
             return _DROPPED
 
     def _open_inbox(self, origin: str) -> _Inbox:
-        send, receive = anyio.create_memory_object_stream[list[bytes]](self._inbox_batches)
+        send, receive = anyio.create_memory_object_stream[list[bytes] | None](self._inbox_batches)
         inbox = self._inboxes[origin] = _Inbox(send)
         self._tg.start_soon(self._drain_inbox, origin, inbox, receive, name=f"pydevts inbox {origin}")
         return inbox
 
     def close_inbox(self, origin: str) -> None:
-        """Stop taking from ``origin``: what is queued still runs, then the task ends."""
+        """``origin`` left or failed: finish what it sent, then end its inbox task.
+
+        Nothing already received is dropped: batches queued, and batches a
+        reader is still waiting to queue (news of a leave may overtake the
+        data, e.g. over UDP), are all handled before the task ends. Frames
+        that arrive later get a new inbox.
+        """
         inbox = self._inboxes.pop(origin, None)
         if inbox is not None:
-            inbox.stream.close()
+            self._tg.start_soon(self._finish_inbox, inbox)
+
+    @staticmethod
+    async def _finish_inbox(inbox: _Inbox) -> None:
+        try:
+            await inbox.stream.send(None)  # after every batch already queued or waiting
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            pass
+        inbox.stream.close()
 
     async def _drain_inbox(self, origin: str, inbox: _Inbox, receive: Any) -> None:
         SEND_DEADLINE.set(None)  # this task's own context: not a requester's deadline
@@ -199,6 +213,8 @@ class Dispatcher:
         names = self._names
         async with receive:
             async for batch in receive:
+                if batch is None:
+                    return  # the inbox was closed: everything before this was handled
                 for frame in batch:
                     # Events are the hot path: decoded inline, names cached.
                     if frame[0] == EVENT and len(frame) >= 2 and (end := 2 + frame[1]) <= len(frame):

@@ -218,10 +218,22 @@ class PeerRouter:
         self._ctx.update_member(member)
         if not member.alive:
             link = self._links.get(member.id)
-            if link is not None:
+            if link is None:
+                pass
+            elif member.state == MemberState.LEFT:
+                # It closes the link itself once it has flushed what it sent (news of
+                # the leave may come first, over UDP): close only if it does not.
+                self._ctx.spawn(self._close_later, link, 2 * self.leave_timeout, "member left")
+            else:
                 self._ctx.spawn(link.aclose, f"member {member.state.value}")
         elif member.id not in self._links and not self._stopping:
             self._apply(self._state.learn(member, anyio.current_time()))
+
+    @staticmethod
+    async def _close_later(link: Link, delay: float, reason: str) -> None:
+        with anyio.move_on_after(delay):
+            await link.wait_closed()
+        await link.aclose(reason)
 
     async def _reconnect(self, peer_id: str) -> None:
         """Reconnect with bounded exponential backoff while the member may still be alive.
