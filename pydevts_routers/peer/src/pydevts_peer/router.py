@@ -221,8 +221,11 @@ class PeerRouter:
             if link is None:
                 pass
             elif member.state == MemberState.LEFT:
-                # It closes the link itself once it has flushed what it sent (news of
-                # the leave may come first, over UDP): close only if it does not.
+                # No more sends to it; but it closes the link itself once it has flushed
+                # what it sent (news of the leave may come first, over UDP), so keep
+                # reading until then — and close it ourselves only if it does not.
+                del self._links[member.id]
+                self._up_since.pop(member.id, None)
                 self._ctx.spawn(self._close_later, link, 2 * self.leave_timeout, "member left")
             else:
                 self._ctx.spawn(link.aclose, f"member {member.state.value}")
