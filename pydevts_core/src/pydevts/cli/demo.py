@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 from collections.abc import Callable
@@ -30,7 +31,7 @@ async def run_demo(backend: str = "asyncio") -> int:
     port = free_port()
     t0 = time.monotonic()
     _say(f"pydevts demo: 3 nodes, each its own process, cluster port 127.0.0.1:{port}")
-    argv = ["--log-level", "WARNING", "--backend", backend]
+    argv = ["--log-level", os.environ.get("PYDEVTS_DEMO_LOG", "WARNING"), "--backend", backend]
     agents = [AgentProcess(name, [str(port), "--id", name, *argv]) for name in NAMES]
     first, second, third = agents
     try:
@@ -52,8 +53,12 @@ async def run_demo(backend: str = "asyncio") -> int:
             _say()
             _say('  node-1 emits "greet" to all; node-2 sends "greet" to node-3;')
             _say('  node-3 sends a "ping" request to node-1 and waits for the reply')
-            await first.call(op="emit", name="greet", payload={"text": "hello, everyone"})
-            await second.call(op="send", to="node-3", name="greet", payload={"text": "hi node-3"})
+            for result in (
+                await first.call(op="emit", name="greet", payload={"text": "hello, everyone"}),
+                await second.call(op="send", to="node-3", name="greet", payload={"text": "hi node-3"}),
+            ):
+                if not result["ok"]:
+                    raise RuntimeError(f"{result['op']} failed: {result['message']}")
             reply = await third.call(op="request", to="node-1", name="ping", payload={"seq": 1}, timeout=5)
             if not reply["ok"]:
                 raise RuntimeError(f"request failed: {reply}")
@@ -73,8 +78,16 @@ async def run_demo(backend: str = "asyncio") -> int:
             for agent in (first, third):
                 await agent.stop()
             tg.cancel_scope.cancel()
-    except (TimeoutError, RuntimeError) as exc:
+    except (TimeoutError, RuntimeError, ExceptionGroup) as exc:
+        while isinstance(exc, ExceptionGroup) and len(exc.exceptions) == 1:
+            exc = exc.exceptions[0]  # a failure inside the task group: say what it was
+        if not isinstance(exc, (TimeoutError, RuntimeError)):
+            raise
         _say(f"demo failed: {exc}")
+        for agent in agents:
+            _say(f"--- {agent.name} log:")
+            for line in agent.log[-40:]:
+                _say(f"    {line}")
         return 1
     finally:
         with anyio.CancelScope(shield=True):

@@ -103,7 +103,7 @@ class AgentProcess:
                 await self._changed.wait()
         raise TimeoutError(
             f"{self.name}: no {what or 'matching event'} within {timeout:g} s "
-            f"(exited={self._eof}); events: {self.events[-10:]}; log tail: {self.log[-15:]}"
+            f"(exited={self._eof}); events: {self.events[-10:]}; log tail: {self.log[-40:]}"
         )
 
     async def wait_log(self, text: str, timeout: float = 10.0) -> str:

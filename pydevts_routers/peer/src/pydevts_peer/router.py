@@ -119,15 +119,22 @@ class PeerRouter:
         existing = self._links.get(link.peer_id)
         if existing is not None:
             if _keeps(existing, link):
+                log.debug("duplicate link %r: keeping %r", link, existing)
                 self._ctx.spawn(link.aclose, "duplicate link")
                 return
+            log.debug("duplicate link %r replaces %r", link, existing)
             self._links[link.peer_id] = link
             self._ctx.spawn(_retire, existing, self.leave_timeout)
             self._ctx.spawn(self._run_link, link, name=f"pydevts link {link.peer_id}")
             return
+        log.debug("adopted %r", link)
         self._links[link.peer_id] = link
         self._up_since[link.peer_id] = anyio.current_time()
         self._apply(self._state.link_up(_member(link.peer), anyio.current_time()))
+        assert self._liveness is not None
+        member = self._liveness.swim.members.get(link.peer_id)
+        if member is not None and member.alive:
+            self._ctx.update_member(member)  # now it can be sent to: report it
         self._ctx.spawn(self._run_link, link, name=f"pydevts link {link.peer_id}")
 
     async def _run_link(self, link: Link) -> None:
@@ -213,8 +220,17 @@ class PeerRouter:
             self._ctx.spawn(self._reconnect, peer_id, name=f"pydevts reconnect {peer_id}")
 
     def _on_member_change(self, member: Member) -> None:
-        """SWIM decided a member's state: tell the node, and act on links."""
+        """SWIM decided a member's state: tell the node, and act on links.
+
+        A member first heard of through gossip is not reported until its link
+        is up: a member the node lists as alive can be sent to.
+        """
         assert self._ctx is not None and self._state is not None
+        known = self._ctx.members.get(member.id)
+        if member.alive and member.id not in self._links and (known is None or not known.alive):
+            if not self._stopping:
+                self._apply(self._state.learn(member, anyio.current_time()))
+            return
         self._ctx.update_member(member)
         if not member.alive:
             link = self._links.get(member.id)
