@@ -1,0 +1,22 @@
+"""Tools for testing pydevts and its plugins.
+
+- :func:`check_transport`: the contract every :class:`~pydevts.protocols.Transport`
+  must honour, as one async function a plugin author can run in their own tests
+  (like ``trio.testing.check_two_way_stream``).
+- :class:`MemoryNetwork` / :class:`MemoryTransport`: connections without sockets,
+  many endpoints in one process, with fault injection (partition, drop, delay).
+"""
+
+from __future__ import annotations
+
+from .conformance import TransportFactory, check_transport
+from .memory import MemoryConnection, MemoryListener, MemoryNetwork, MemoryTransport
+
+__all__ = [
+    "MemoryConnection",
+    "MemoryListener",
+    "MemoryNetwork",
+    "MemoryTransport",
+    "TransportFactory",
+    "check_transport",
+]

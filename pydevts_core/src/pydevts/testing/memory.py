@@ -1,0 +1,218 @@
+"""An in-memory transport: connections without sockets, with fault injection.
+
+Every :class:`MemoryTransport` belongs to a :class:`MemoryNetwork` and has a
+*host* name; listeners bind ``(host, port)`` addresses in that network. The
+test drives faults on the network:
+
+- ``network.partition({"a"}, {"b", "c"})``: frames between the two sides
+  vanish (as on a cut cable: no error, no close) and connects between them
+  fail; ``network.heal()`` undoes every partition;
+- ``network.drop_rate``: the probability that a batch of frames is lost;
+- ``network.delay``: seconds each batch takes to arrive.
+
+Registered through the same hook as every transport, under the name
+``memory`` (all such transports share :func:`default_network`).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+
+import anyio
+import anyio.lowlevel
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from ..errors import (
+    AddressInUseError,
+    ConnectError,
+    ConnectionClosedError,
+    FrameTooLargeError,
+    RemoteProtocolError,
+)
+from ..framing import DEFAULT_MAX_FRAME_SIZE
+from ..protocols import Address, Connection
+
+__all__ = ["MemoryConnection", "MemoryListener", "MemoryNetwork", "MemoryTransport", "default_network"]
+
+BATCHES_IN_FLIGHT = 64  # per direction of a connection: the receiver's window
+
+
+class MemoryNetwork:
+    """A set of in-memory endpoints and the faults between them."""
+
+    def __init__(self, *, seed: int = 0) -> None:
+        self.rng = random.Random(seed)
+        self.drop_rate = 0.0
+        self.delay = 0.0
+        self._listeners: dict[Address, MemoryListener] = {}
+        self._cuts: set[frozenset[str]] = set()
+        self._next_port = 40000
+
+    def transport(self, host: str = "127.0.0.1", **settings: int) -> MemoryTransport:
+        return MemoryTransport(self, host=host, **settings)
+
+    def partition(self, side_a: Iterable[str], side_b: Iterable[str]) -> None:
+        """Cut every host of ``side_a`` off from every host of ``side_b`` (both ways)."""
+        b_hosts = list(side_b)
+        for a in side_a:
+            for b in b_hosts:
+                if a != b:
+                    self._cuts.add(frozenset((a, b)))
+
+    def heal(self) -> None:
+        self._cuts.clear()
+
+    def can_talk(self, host_a: str, host_b: str) -> bool:
+        return frozenset((host_a, host_b)) not in self._cuts
+
+    def _port(self) -> int:
+        while True:
+            self._next_port += 1
+            if self._next_port > 65535:
+                self._next_port = 40001
+            if not any(a.port == self._next_port for a in self._listeners):
+                return self._next_port
+
+
+_DEFAULT = MemoryNetwork()
+
+
+def default_network() -> MemoryNetwork:
+    """The network that transports made by name (``transport="memory"``) share."""
+    return _DEFAULT
+
+
+class MemoryConnection:
+    """One end of an in-memory connection."""
+
+    def __init__(
+        self,
+        network: MemoryNetwork,
+        local_host: str,
+        remote: str,
+        remote_host: str,
+        out: MemoryObjectSendStream[list[bytes]],
+        inbox: MemoryObjectReceiveStream[list[bytes]],
+        max_frame_size: int,
+    ) -> None:
+        self.network = network
+        self.max_frame_size = max_frame_size
+        self._local_host = local_host
+        self._remote = remote
+        self._remote_host = remote_host
+        self._out = out
+        self._in = inbox
+
+    @property
+    def remote_address(self) -> str:
+        return self._remote
+
+    async def send_frames(self, frames: Sequence[bytes]) -> None:
+        for frame in frames:
+            if len(frame) > self.max_frame_size:
+                raise FrameTooLargeError(len(frame), self.max_frame_size)
+        net = self.network
+        if net.delay:
+            await anyio.sleep(net.delay)
+        if not net.can_talk(self._local_host, self._remote_host):
+            await anyio.lowlevel.checkpoint()
+            return  # a cut cable: gone without a word
+        if net.drop_rate and net.rng.random() < net.drop_rate:
+            await anyio.lowlevel.checkpoint()
+            return
+        try:
+            await self._out.send(list(frames))
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
+            raise ConnectionClosedError(f"connection to {self._remote} closed") from exc
+
+    async def receive_frames(self) -> list[bytes]:
+        try:
+            batch = await self._in.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError) as exc:
+            raise ConnectionClosedError(f"connection closed by {self._remote}") from exc
+        for frame in batch:
+            if len(frame) > self.max_frame_size:
+                raise RemoteProtocolError(
+                    f"peer sent a frame of {len(frame)} bytes, over the maximum frame size "
+                    f"of {self.max_frame_size} bytes"
+                )
+        return batch
+
+    async def aclose(self) -> None:
+        await self._out.aclose()
+        await self._in.aclose()
+
+
+class MemoryListener:
+    """A bound in-memory address that accepts connections."""
+
+    def __init__(self, network: MemoryNetwork, address: Address, max_frame_size: int) -> None:
+        self._network = network
+        self._address = address
+        self.max_frame_size = max_frame_size
+        self._accept_in, self._accept_out = anyio.create_memory_object_stream[MemoryConnection](128)
+
+    @property
+    def address(self) -> Address:
+        return self._address
+
+    async def serve(self, handler: Callable[[Connection], Awaitable[None]]) -> None:
+        async def run(conn: Connection) -> None:
+            await handler(conn)
+
+        async with anyio.create_task_group() as tg:
+            async for conn in self._accept_out:
+                tg.start_soon(run, conn)
+
+    async def aclose(self) -> None:
+        if self._network._listeners.get(self._address) is self:
+            del self._network._listeners[self._address]
+        await self._accept_in.aclose()
+
+
+class MemoryTransport:
+    """The ``memory`` transport: one host of a :class:`MemoryNetwork`."""
+
+    name = "memory"
+
+    def __init__(
+        self,
+        network: MemoryNetwork | None = None,
+        *,
+        host: str = "127.0.0.1",
+        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+    ) -> None:
+        self.network = network if network is not None else default_network()
+        self.host = host
+        self.max_frame_size = max_frame_size
+
+    async def listen(self, address: Address) -> MemoryListener:
+        await anyio.lowlevel.checkpoint()
+        net = self.network
+        if address.port == 0:
+            address = Address(address.host, net._port())
+        if address in net._listeners:
+            raise AddressInUseError(f"cannot listen on {address}: address in use")
+        listener = net._listeners[address] = MemoryListener(net, address, self.max_frame_size)
+        return listener
+
+    async def connect(self, address: Address) -> MemoryConnection:
+        await anyio.lowlevel.checkpoint()
+        net = self.network
+        if not net.can_talk(self.host, address.host):
+            raise ConnectError(f"cannot connect to {address}: unreachable (partitioned)")
+        listener = net._listeners.get(address)
+        if listener is None:
+            raise ConnectError(f"cannot connect to {address}: connection refused", refused=True)
+        a_out, b_in = anyio.create_memory_object_stream[list[bytes]](BATCHES_IN_FLIGHT)
+        b_out, a_in = anyio.create_memory_object_stream[list[bytes]](BATCHES_IN_FLIGHT)
+        mine = MemoryConnection(net, self.host, str(address), address.host, a_out, a_in, self.max_frame_size)
+        theirs = MemoryConnection(
+            net, address.host, f"{self.host}:0", self.host, b_out, b_in, listener.max_frame_size
+        )
+        try:
+            listener._accept_in.send_nowait(theirs)
+        except (anyio.WouldBlock, anyio.ClosedResourceError, anyio.BrokenResourceError) as exc:
+            raise ConnectError(f"cannot connect to {address}: not accepting") from exc
+        return mine

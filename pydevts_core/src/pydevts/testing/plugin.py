@@ -1,0 +1,15 @@
+"""Registers the in-memory transport as ``memory`` (entry point ``pydevts:memory`` of pydevts-core)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ..hookspecs import hookimpl
+
+
+@hookimpl
+def pydevts_register_transports() -> Mapping[str, Any]:
+    from .memory import MemoryTransport
+
+    return {"memory": MemoryTransport}

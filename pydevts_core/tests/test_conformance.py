@@ -1,0 +1,76 @@
+"""The transport contract on the transports that ship here, both backends."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+from pydevts.errors import ConnectError, ConnectionClosedError
+from pydevts.protocols import Address
+from pydevts.testing import MemoryNetwork, MemoryTransport, check_transport
+from pydevts_tcp import TCPTransport
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_tcp_honours_the_transport_contract() -> None:
+    await check_transport(lambda **settings: TCPTransport(**settings))
+
+
+async def test_memory_honours_the_transport_contract() -> None:
+    network = MemoryNetwork()
+    await check_transport(lambda **settings: MemoryTransport(network, **settings))
+
+
+async def test_a_transport_that_breaks_the_contract_is_caught() -> None:
+    class Leaky(MemoryTransport):
+        async def connect(self, address: Address) -> Any:
+            conn = await super().connect(address)
+            original = conn.send_frames
+
+            async def send_frames(frames: Any) -> None:  # reverses every batch: breaks ordering
+                await original(list(reversed(frames)))
+
+            conn.send_frames = send_frames  # type: ignore[method-assign]
+            return conn
+
+    network = MemoryNetwork()
+    with pytest.raises(AssertionError, match="ordered framed delivery"):
+        await check_transport(lambda **settings: Leaky(network, **settings))
+
+
+async def test_memory_faults_partition_drop_and_heal() -> None:
+    network = MemoryNetwork(seed=3)
+    a, b = network.transport("a"), network.transport("b")
+    with anyio.fail_after(10):
+        listener = await b.listen(Address("b", 0))
+        got: list[list[bytes]] = []
+
+        async def handler(conn: Any) -> None:
+            try:
+                while True:
+                    got.append(await conn.receive_frames())
+            except ConnectionClosedError:
+                pass
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(listener.serve, handler)
+            conn = await a.connect(listener.address)
+            await conn.send_frames([b"1"])
+            network.partition({"a"}, {"b"})
+            await conn.send_frames([b"lost in the partition"])
+            with pytest.raises(ConnectError, match="partitioned"):
+                await a.connect(listener.address)
+            network.heal()
+            network.drop_rate = 1.0
+            await conn.send_frames([b"dropped"])
+            network.drop_rate = 0.0
+            await conn.send_frames([b"2"])
+            with anyio.fail_after(5):
+                while len(got) < 2:
+                    await anyio.sleep(0.01)
+            assert got == [[b"1"], [b"2"]]
+            await conn.aclose()
+            await listener.aclose()
+            tg.cancel_scope.cancel()
