@@ -118,6 +118,7 @@ class Dispatcher:
         self._next_id = 1
         self._limiter = anyio.Semaphore(max_concurrent_requests)
         self._names: dict[bytes, str] = {}  # raw event name -> name
+        self._departed: set[str] = set()  # origins whose inbox retires once idle
         self._sweep_at = math.inf  # when the deadline sweeper will next look
         self._sweep_wake: anyio.Event | None = None
 
@@ -186,24 +187,26 @@ class Dispatcher:
         return inbox
 
     def close_inbox(self, origin: str) -> None:
-        """``origin`` left or failed: finish what it sent, then end its inbox task.
+        """``origin`` left or failed: retire its inbox task once it has nothing left.
 
-        Nothing already received is dropped: batches queued, and batches a
-        reader is still waiting to queue (news of a leave may overtake the
-        data, e.g. over UDP), are all handled before the task ends. Frames
-        that arrive later get a new inbox.
+        Nothing already received is dropped and order is kept: the inbox stays
+        the one and only inbox of ``origin`` until every batch queued — or
+        that a reader is still waiting to queue (news of a leave may overtake
+        the data, e.g. over UDP) — has been handled; then it ends. Frames that
+        arrive after that get a new inbox, which retires the same way.
         """
-        inbox = self._inboxes.pop(origin, None)
-        if inbox is not None:
-            self._tg.start_soon(self._finish_inbox, inbox)
+        self._departed.add(origin)
+        self._retire_if_idle(origin)
 
-    @staticmethod
-    async def _finish_inbox(inbox: _Inbox) -> None:
-        try:
-            await inbox.stream.send(None)  # after every batch already queued or waiting
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-            pass
-        inbox.stream.close()
+    def revive(self, origin: str) -> None:
+        """``origin`` is a member again (it came back)."""
+        self._departed.discard(origin)
+
+    def _retire_if_idle(self, origin: str) -> None:
+        inbox = self._inboxes.get(origin)
+        if inbox is not None and inbox.queued == 0 and origin in self._departed:
+            del self._inboxes[origin]
+            inbox.stream.close()  # empty, and nobody waits to send: the drain task ends
 
     async def _drain_inbox(self, origin: str, inbox: _Inbox, receive: Any) -> None:
         SEND_DEADLINE.set(None)  # this task's own context: not a requester's deadline
@@ -214,7 +217,7 @@ class Dispatcher:
         async with receive:
             async for batch in receive:
                 if batch is None:
-                    return  # the inbox was closed: everything before this was handled
+                    return
                 for frame in batch:
                     # Events are the hot path: decoded inline, names cached.
                     if frame[0] == EVENT and len(frame) >= 2 and (end := 2 + frame[1]) <= len(frame):
@@ -249,6 +252,8 @@ class Dispatcher:
                         stats.bad_frames += 1
                         log.warning("dropping a frame of kind 0x%02x from %s", msg.kind, origin)
                 inbox.queued -= 1
+                if inbox.queued == 0 and origin in self._departed and self._inboxes.get(origin) is inbox:
+                    self._retire_if_idle(origin)
 
     def _name(self, raw: bytes, origin: str) -> str | None:
         """Decode an event name, caching up to NAME_CACHE of them; None if not UTF-8."""

@@ -114,7 +114,7 @@ class Node:
         self.port = port
         self.advertise = advertise
         self._advertise_host_given, self._advertise_port = _parse_advertise(advertise)
-        self.tags: dict[str, str] = {str(k): str(v) for k, v in (tags or {}).items()}
+        self.tags: dict[str, str] = _checked_tags(tags or {})
         self.join_only = join_only
         self.max_frame_size = max_frame_size
         self.request_timeout = request_timeout
@@ -212,7 +212,7 @@ class Node:
 
     def set_tags(self, **tags: str) -> None:
         """Replace this node's tags; the other members learn of it (an ``updated`` event)."""
-        self.tags = {str(k): str(v) for k, v in tags.items()}
+        self.tags = _checked_tags(tags)
         if self._running:
             ctx = self._ctx
             ctx.hello = replace(ctx.hello, tags=dict(self.tags))
@@ -456,6 +456,18 @@ class Node:
         except Exception as exc:
             log.exception("dropped the link from %s after an internal error", link.peer_id)
             await link.aclose(f"internal error: {exc!r}")
+
+
+MAX_TAGS_BYTES = 4096
+
+
+def _checked_tags(tags: Mapping[str, Any]) -> dict[str, str]:
+    """Tags as strings; ConfigurationError past MAX_TAGS_BYTES (they ride in every membership update)."""
+    checked = {str(k): str(v) for k, v in tags.items()}
+    size = sum(len(k.encode()) + len(v.encode()) for k, v in checked.items())
+    if size > MAX_TAGS_BYTES:
+        raise ConfigurationError(f"tags take {size} bytes; at most {MAX_TAGS_BYTES} are allowed")
+    return checked
 
 
 def _parse_advertise(advertise: str | None) -> tuple[str | None, int | None]:

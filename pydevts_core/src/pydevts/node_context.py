@@ -109,6 +109,8 @@ class NodeContext:
         if event.kind in ("left", "failed"):
             self.dispatcher.fail_pending(event.member.id, f"it {event.kind}")
             self.dispatcher.close_inbox(event.member.id)
+        elif event.kind == "joined":
+            self.dispatcher.revive(event.member.id)
         log.info("member %s %s (%s)", event.member.id, event.kind, event.member.address)
         self._queue(event)
 

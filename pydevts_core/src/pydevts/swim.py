@@ -53,6 +53,7 @@ from .members import Member, MemberState
 __all__ = ["Send", "StateChange", "SwimConfig", "SwimState"]
 
 Message = dict[str, Any]
+MAX_QUEUED = 1024  # updates waiting to be piggybacked
 
 
 @dataclass(frozen=True)
@@ -339,7 +340,11 @@ class SwimState:
         """Send ``update`` to every live member now (the subject too: it may need to refute),
         and queue it to ride on the next pings and acks."""
         n = self.size()
+        # A newer update about a member replaces any queued one about it (memberlist's
+        # invalidation); the queue never holds more than one item per member.
+        self._gossip = [item for item in self._gossip if item[0][1] != update[1]]
         self._gossip.insert(0, [update, self.config.retransmit_mult * math.ceil(math.log10(n + 1))])
+        del self._gossip[MAX_QUEUED:]
         return [Send(m.id, m.address, {"t": "gossip", "u": [update]}) for m in self.live()]
 
     def _send(self, member: Member, message: Message) -> Send:

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 
 import anyio
 import anyio.abc
+from pydevts.errors import TransportError
 from pydevts.members import Member
 from pydevts.protocols import Address, RouterContext
 from pydevts.swim import Action, Send, StateChange, SwimConfig, SwimState
@@ -57,8 +58,11 @@ class Liveness:
             sock.bind((bind.host, bind.port))
         except OSError as exc:
             sock.close()
-            log.warning("no UDP probing on %s (%s): failures will be seen only when links drop", bind, exc)
-            return
+            # Without probes the others would declare this node failed: refuse to start.
+            raise TransportError(
+                f"cannot bind the failure detector's UDP port {bind}: {exc.strerror or exc} "
+                "(pydevts needs UDP on the same port number as the node's TCP listener)"
+            ) from exc
         self._sock = sock
         self.ctx.spawn(self._receive_loop, name="pydevts swim receive")
         self.ctx.spawn(self._tick_loop, name="pydevts swim ticks")

@@ -93,15 +93,18 @@ class PeerRouter:
     async def stop(self) -> None:
         assert self._state is not None and self._liveness is not None
         self._stopping = True
-        self._liveness.leave()
-        self._apply(self._state.leave())
-        links = list(self._links.values())
-        with anyio.move_on_after(self.leave_timeout):
-            for link in links:
-                await link.flush()
-        for link in links:
-            await link.aclose("this node left")
-        await self._liveness.aclose()
+        try:
+            self._liveness.leave()
+            self._apply(self._state.leave())
+            links = list(self._links.values())
+            with anyio.move_on_after(self.leave_timeout):
+                for link in links:
+                    await link.flush()
+        finally:
+            with anyio.CancelScope(shield=True):
+                for link in list(self._links.values()):
+                    await link.aclose("this node left")
+                await self._liveness.aclose()
 
     # ----------------------------------------------------------- links
 
@@ -119,8 +122,11 @@ class PeerRouter:
         existing = self._links.get(link.peer_id)
         if existing is not None:
             if _keeps(existing, link):
+                # Not closed unread: the peer may have sent on it before it saw the
+                # other one. Read it until the peer closes it, or for leave_timeout.
                 log.debug("duplicate link %r: keeping %r", link, existing)
-                self._ctx.spawn(link.aclose, "duplicate link")
+                self._ctx.spawn(self._run_link, link)
+                self._ctx.spawn(self._close_later, link, self.leave_timeout, "duplicate link")
                 return
             log.debug("duplicate link %r replaces %r", link, existing)
             self._links[link.peer_id] = link
@@ -228,11 +234,15 @@ class PeerRouter:
         assert self._ctx is not None and self._state is not None
         known = self._ctx.members.get(member.id)
         if member.alive and member.id not in self._links and (known is None or not known.alive):
-            if not self._stopping:
+            if not self._stopping and member.id not in self._reconnecting:
                 self._apply(self._state.learn(member, anyio.current_time()))
             return
         self._ctx.update_member(member)
         if not member.alive:
+            self._state.linked.pop(member.id, None)  # newcomers must not be sent to it
+            self._state.known.pop(member.id, None)
+            self._first_delay.pop(member.id, None)
+            self._up_since.pop(member.id, None)
             link = self._links.get(member.id)
             if link is None:
                 pass
