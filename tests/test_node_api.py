@@ -598,3 +598,14 @@ def test_bad_advertise_is_a_configuration_error() -> None:
     assert Node(7000, advertise="10.1.2.3")._advertise_port is None  # host only: the bound port
     assert Node(7000, advertise="10.1.2.3:9000")._advertise_port == 9000
     assert Node(7000, advertise="[::1]:9000")._advertise_host_given == "::1"
+
+
+def test_tags_are_limited_in_size() -> None:
+    from pydevts import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="at most 4096"):
+        Node(7000, tags={"big": "x" * 5000})
+    node = Node(7000, tags={"ok": "y"})
+    with pytest.raises(ConfigurationError, match="at most 4096"):
+        node.set_tags(big="x" * 5000)
+    assert node.tags == {"ok": "y"}

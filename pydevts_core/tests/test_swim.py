@@ -1026,3 +1026,11 @@ def test_shipped_default_timings() -> None:
     assert (cfg.probe_interval, cfg.probe_timeout, cfg.indirect_checks) == (0.5, 0.25, 3)
     assert cfg.suspicion_timeout(3) == cfg.suspicion_timeout(10) == 2.0
     assert cfg.suspicion_timeout(100) == 4.0
+
+
+def test_gossip_queue_keeps_one_update_per_member() -> None:
+    """A newer update about a member replaces a queued one: the queue cannot grow with churn."""
+    lone = make("a", [])
+    for i in range(1000):
+        lone.set_tags({"n": str(i)}, float(i))
+    assert len(lone._gossip) == 1 and lone._gossip[0][0][4] == {"n": "999"}
