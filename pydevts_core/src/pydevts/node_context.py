@@ -9,9 +9,19 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from anyio.abc import TaskGroup
 
+from .datagrams import UdpEndpoint
 from .link import Link, Tail, open_link
 from .members import Member, MemberEvent, MemberState, MemberView
-from .protocols import Address, Connection, ConnectionPlugin, Listener, Router, Serializer, Transport
+from .protocols import (
+    Address,
+    Connection,
+    ConnectionPlugin,
+    DatagramEndpoint,
+    Listener,
+    Router,
+    Serializer,
+    Transport,
+)
 from .wire import Hello
 
 if TYPE_CHECKING:
@@ -67,6 +77,13 @@ class NodeContext:
     @property
     def listen_address(self) -> Address:
         return self.listener.address
+
+    async def open_datagrams(self) -> DatagramEndpoint:
+        opener = getattr(self.transport, "open_datagrams", None)
+        if opener is not None:
+            endpoint: DatagramEndpoint = await opener(self.listener.address)
+            return endpoint
+        return UdpEndpoint.open(self.listener.address)
 
     # ------------------------------------------------------------ router side
 

@@ -27,6 +27,7 @@ __all__ = [
     "Connection",
     "ConnectionInfo",
     "ConnectionPlugin",
+    "DatagramEndpoint",
     "Listener",
     "Router",
     "RouterContext",
@@ -125,6 +126,21 @@ class Listener(Protocol):
 
 
 @runtime_checkable
+class DatagramEndpoint(Protocol):
+    """An unreliable, unordered datagram channel (for failure-detector probes)."""
+
+    def send(self, data: bytes, address: Address) -> None:
+        """Send now or drop; never waits, never raises for a lost datagram."""
+        ...
+
+    async def receive(self) -> bytes:
+        """The next datagram; ConnectionClosedError once closed."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+@runtime_checkable
 class Transport(Protocol):
     """Makes connections and listeners. Registered under a name (``tcp``)."""
 
@@ -137,6 +153,10 @@ class Transport(Protocol):
     async def connect(self, address: Address) -> Connection:
         """Connect; raise :class:`~pydevts.errors.ConnectError` if nothing answers."""
         ...
+
+    # Optional: ``async def open_datagrams(self, address: Address) -> DatagramEndpoint``
+    # gives failure detectors a channel of the transport's own (bound beside the
+    # listener at ``address``). Without it they use UDP on the listener's port.
 
 
 # --------------------------------------------------------------------------
@@ -242,6 +262,10 @@ class RouterContext(Protocol):
         return a *tail* (a request to answer now), which the router passes
         back as the return value of its ``Link.run`` frames handler.
         """
+        ...
+
+    async def open_datagrams(self) -> DatagramEndpoint:
+        """A datagram channel bound beside this node's listener (for probes)."""
         ...
 
     def spawn(self, func: Callable[..., Coroutine[Any, Any, Any]], *args: Any, name: str = "") -> None:

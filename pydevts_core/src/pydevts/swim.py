@@ -70,6 +70,8 @@ class SwimConfig:
     probe_timeout: float = 0.25
     indirect_checks: int = 3
     suspicion_mult: float = 4.0
+    dead_probe_interval: float = 1.0
+    dead_probe_window: float = 60.0
     retransmit_mult: int = 3
     max_piggyback: int = 8
 
@@ -124,6 +126,8 @@ class SwimState:
     _seq: int = 0
     _probe: _Probe | None = None
     _next_probe: float = 0.0
+    _next_dead_probe: float = 0.0
+    failed_at: dict[str, float] = field(default_factory=dict)
     _order: list[str] = field(default_factory=list)
     _relays: dict[int, _Relay] = field(default_factory=dict)
     _gossip: list[list[Any]] = field(default_factory=list)  # [update, sends left]
@@ -210,6 +214,9 @@ class SwimState:
         for seq, relay in list(self._relays.items()):
             if now >= relay.expires:
                 del self._relays[seq]
+        if now >= self._next_dead_probe and not self.leaving:
+            self._next_dead_probe = now + cfg.dead_probe_interval
+            actions += self._probe_the_dead(now)
         if self._probe is None and now >= self._next_probe and not self.leaving:
             self._next_probe = now + cfg.probe_interval
             actions += self._start_probe(now)
@@ -227,6 +234,26 @@ class SwimState:
         self._seq += 1
         self._probe = _Probe(self._seq, target.id, now)
         return [self._send(target, {"t": "ping", "seq": self._seq})]
+
+    def _probe_the_dead(self, now: float) -> list[Action]:
+        """Ping one recently failed member, with our own ``alive``: after a partition
+        heals, both sides find each other again (memberlist's gossip to the dead)."""
+        window = self.config.dead_probe_window
+        for node_id, since in list(self.failed_at.items()):
+            if now - since > window:
+                del self.failed_at[node_id]
+        if not self.failed_at:
+            return []
+        target = self.members[self.rng.choice(sorted(self.failed_at))]
+        me = self.local
+        self._seq += 1
+        ping = {
+            "t": "ping",
+            "seq": self._seq,
+            "addr": me.address,
+            "u": [["alive", me.id, me.address, me.incarnation, dict(me.tags)]],
+        }
+        return [Send(target.id, target.address, ping)]
 
     def _indirect(self, probe: _Probe, target: Member) -> list[Action]:
         helpers = [m for m in self.live() if m.id != target.id]
@@ -321,6 +348,10 @@ class SwimState:
             self.suspected_at.setdefault(node_id, now)
         else:
             self.suspected_at.pop(node_id, None)
+        if new.state == MemberState.FAILED:
+            self.failed_at[node_id] = now
+        else:
+            self.failed_at.pop(node_id, None)
         return [StateChange(new), *self._broadcast([kind, node_id, new.address, inc, _tags(new, kind)])]
 
     def _about_self(self, kind: str, inc: int) -> list[Action]:

@@ -268,6 +268,11 @@ class _FakeCtx:
         self.listen_address = Address("127.0.0.1", 0)
         self.spawned: list[Any] = []
 
+    async def open_datagrams(self) -> Any:
+        from pydevts.datagrams import UdpEndpoint
+
+        return UdpEndpoint.open(self.listen_address)
+
     def spawn(self, func: Any, *args: Any, name: str = "") -> None:
         self.spawned.append((func, args))
 

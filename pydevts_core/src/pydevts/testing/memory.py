@@ -10,6 +10,9 @@ test drives faults on the network:
 - ``network.drop_rate``: the probability that a batch of frames is lost;
 - ``network.delay``: seconds each batch takes to arrive.
 
+Transports also offer a datagram channel (``open_datagrams``) that failure
+detectors use instead of UDP, so partitions and drops reach probes too.
+
 Registered through the same hook as every transport, under the name
 ``memory`` (all such transports share :func:`default_network`).
 """
@@ -33,7 +36,14 @@ from ..errors import (
 from ..framing import DEFAULT_MAX_FRAME_SIZE
 from ..protocols import Address, Connection
 
-__all__ = ["MemoryConnection", "MemoryListener", "MemoryNetwork", "MemoryTransport", "default_network"]
+__all__ = [
+    "MemoryConnection",
+    "MemoryDatagrams",
+    "MemoryListener",
+    "MemoryNetwork",
+    "MemoryTransport",
+    "default_network",
+]
 
 BATCHES_IN_FLIGHT = 64  # per direction of a connection: the receiver's window
 
@@ -46,6 +56,7 @@ class MemoryNetwork:
         self.drop_rate = 0.0
         self.delay = 0.0
         self._listeners: dict[Address, MemoryListener] = {}
+        self._datagrams: dict[Address, MemoryDatagrams] = {}
         self._cuts: set[frozenset[str]] = set()
         self._next_port = 40000
 
@@ -144,6 +155,39 @@ class MemoryConnection:
         await self._in.aclose()
 
 
+class MemoryDatagrams:
+    """In-memory datagrams between transports of one network; partitions and drops apply."""
+
+    def __init__(self, network: MemoryNetwork, address: Address) -> None:
+        self._network = network
+        self.address = address
+        self._in, self._out = anyio.create_memory_object_stream[bytes](1024)
+
+    def send(self, data: bytes, address: Address) -> None:
+        net = self._network
+        target = net._datagrams.get(address)
+        if target is None or not net.can_talk(self.address.host, address.host):
+            return
+        if net.drop_rate and net.rng.random() < net.drop_rate:
+            return
+        try:
+            target._in.send_nowait(data)
+        except (anyio.WouldBlock, anyio.ClosedResourceError, anyio.BrokenResourceError):
+            pass  # a full or closed queue drops it, as a network would
+
+    async def receive(self) -> bytes:
+        try:
+            return await self._out.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError) as exc:
+            raise ConnectionClosedError("datagram endpoint closed") from exc
+
+    async def aclose(self) -> None:
+        if self._network._datagrams.get(self.address) is self:
+            del self._network._datagrams[self.address]
+        await self._in.aclose()
+        await self._out.aclose()
+
+
 class MemoryListener:
     """A bound in-memory address that accepts connections."""
 
@@ -196,6 +240,14 @@ class MemoryTransport:
             raise AddressInUseError(f"cannot listen on {address}: address in use")
         listener = net._listeners[address] = MemoryListener(net, address, self.max_frame_size)
         return listener
+
+    async def open_datagrams(self, address: Address) -> MemoryDatagrams:
+        """The datagram channel at ``address`` (beside a listener), for failure detectors."""
+        await anyio.lowlevel.checkpoint()
+        if address in self.network._datagrams:
+            raise AddressInUseError(f"datagrams already bound at {address}")
+        endpoint = self.network._datagrams[address] = MemoryDatagrams(self.network, address)
+        return endpoint
 
     async def connect(self, address: Address) -> MemoryConnection:
         await anyio.lowlevel.checkpoint()

@@ -1,7 +1,8 @@
 """Failure detection for the peer router: the core SWIM machine over UDP.
 
-Probes and membership updates travel as small JSON datagrams on UDP, on the
-same host and port number as the node's TCP listener — not on the TCP links,
+Probes and membership updates travel as small JSON datagrams on the
+transport's datagram channel (UDP on the listener's port unless the transport
+brings its own, see :mod:`pydevts.datagrams`) — not on the TCP links,
 so that a link held up by backpressure (a slow handler on the far side) never
 delays a probe. The router adds its own hints: a link that comes up makes the
 member alive, a link that drops without a leave makes it suspect at once.
@@ -14,14 +15,14 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 from collections.abc import Callable, Mapping
 
 import anyio
 import anyio.abc
-from pydevts.errors import TransportError
+from pydevts.datagrams import MAX_DATAGRAM
+from pydevts.errors import ConnectionClosedError
 from pydevts.members import Member
-from pydevts.protocols import Address, RouterContext
+from pydevts.protocols import Address, DatagramEndpoint, RouterContext
 from pydevts.swim import Action, Send, StateChange, SwimConfig, SwimState
 
 __all__ = ["Liveness"]
@@ -29,7 +30,6 @@ __all__ = ["Liveness"]
 log = logging.getLogger("pydevts.peer.liveness")
 
 TICK = 0.05  # seconds between SWIM ticks
-MAX_DATAGRAM = 60_000
 
 
 class Liveness:
@@ -47,32 +47,21 @@ class Liveness:
         self.on_change = on_change
         self.bad_datagrams = 0
         self._cluster = ctx.hello.cluster
-        self._sock: socket.socket | None = None
+        self._endpoint: DatagramEndpoint | None = None
         self._stopped = False
 
-    async def start(self, bind: Address) -> None:
-        family = socket.AF_INET6 if ":" in bind.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_DGRAM)
-        try:
-            sock.setblocking(False)
-            sock.bind((bind.host, bind.port))
-        except OSError as exc:
-            sock.close()
-            # Without probes the others would declare this node failed: refuse to start.
-            raise TransportError(
-                f"cannot bind the failure detector's UDP port {bind}: {exc.strerror or exc} "
-                "(pydevts needs UDP on the same port number as the node's TCP listener)"
-            ) from exc
-        self._sock = sock
+    async def start(self) -> None:
+        # Without probes the others would declare this node failed: if no
+        # channel can be opened, the error stops the node from starting.
+        self._endpoint = await self.ctx.open_datagrams()
         self.ctx.spawn(self._receive_loop, name="pydevts swim receive")
         self.ctx.spawn(self._tick_loop, name="pydevts swim ticks")
 
     async def aclose(self) -> None:
         self._stopped = True
-        sock, self._sock = self._sock, None
-        if sock is not None:
-            anyio.notify_closing(sock)
-            sock.close()
+        endpoint, self._endpoint = self._endpoint, None
+        if endpoint is not None:
+            await endpoint.aclose()
 
     # ------------------------------------------------------------------ hints
 
@@ -102,19 +91,11 @@ class Liveness:
             await anyio.sleep(TICK)
 
     async def _receive_loop(self) -> None:
-        while not self._stopped and (sock := self._sock) is not None:
+        while not self._stopped and (endpoint := self._endpoint) is not None:
             try:
-                data = sock.recv(MAX_DATAGRAM + 1024)
-            except BlockingIOError:
-                try:
-                    await anyio.wait_readable(sock)
-                except (anyio.ClosedResourceError, anyio.BrokenResourceError, OSError):
-                    return
-                continue
-            except OSError:  # e.g. ICMP port unreachable after an earlier send: not fatal
-                if sock.fileno() < 0:
-                    return
-                continue
+                data = await endpoint.receive()
+            except ConnectionClosedError:
+                return
             try:
                 body = json.loads(data)
                 if body.get("c") != self._cluster:
@@ -139,8 +120,8 @@ class Liveness:
                 self.on_change(action.member)
 
     def _send(self, action: Send) -> None:
-        sock = self._sock
-        if sock is None or self._stopped:
+        endpoint = self._endpoint
+        if endpoint is None or self._stopped:
             return
         data = json.dumps(
             {"c": self._cluster, "f": self.swim.local.id, "m": action.message}, separators=(",", ":")
@@ -149,8 +130,6 @@ class Liveness:
             log.warning("SWIM message to %s too large (%d bytes): not sent", action.to, len(data))
             return
         try:
-            addr = Address.parse(action.address)
-            # Datagrams never need to wait: a full buffer drops it, as UDP would anyway.
-            sock.sendto(data, (addr.host, addr.port))
-        except (OSError, ValueError) as exc:
+            endpoint.send(data, Address.parse(action.address))
+        except ValueError as exc:
             log.debug("SWIM datagram to %s not sent: %s", action.to, exc)

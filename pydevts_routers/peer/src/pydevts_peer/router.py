@@ -80,7 +80,7 @@ class PeerRouter:
         local = _member(ctx.hello)
         self._state = PeerState(local)
         self._liveness = Liveness(ctx, local, self._on_member_change, self.swim_config)
-        await self._liveness.start(ctx.listen_address)
+        await self._liveness.start()
         if entry is not None:
             self.add_link(entry)
         ctx.spawn(self._tick_loop, name="pydevts peer ticks")

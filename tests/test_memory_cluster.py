@@ -1,0 +1,64 @@
+"""Many nodes in one process over the in-memory transport, with faults injected by the test."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+from inproc import alive_ids, cluster, wait_until
+from pydevts import MemberEvent, Node
+from pydevts.testing import MemoryNetwork, MemoryTransport
+
+pytestmark = pytest.mark.anyio
+
+
+def memory_node(network: MemoryNetwork, host: str, cluster_host: str = "n0") -> Node:
+    return Node(
+        7000,
+        node_id=host,
+        host=host,
+        cluster_host=cluster_host,
+        transport=MemoryTransport(network, host=host),
+    )
+
+
+async def test_eight_nodes_exchange_events_without_sockets() -> None:
+    network = MemoryNetwork(seed=1)
+    nodes = [memory_node(network, f"n{i}") for i in range(8)]
+    got: dict[str, list[str]] = {n.id: [] for n in nodes}
+    for node in nodes:
+
+        async def hello(sender: str, payload: object, me: str = node.id) -> str:
+            got[me].append(sender)
+            return me
+
+        node.add_handler("hello", hello)
+    with anyio.fail_after(20):
+        async with cluster(*nodes, timeout=10):
+            await nodes[3].emit("hello", None)
+            assert await nodes[5].request("n7", "hello", None, timeout=5) == "n7"
+            await wait_until(lambda: sum(len(v) for v in got.values()) == 8, 5, "7 events and 1 request")
+            assert all(got[n.id] == ["n3"] for n in nodes if n.id not in ("n3", "n7"))
+
+
+async def test_a_partition_fails_members_and_healing_brings_them_back() -> None:
+    network = MemoryNetwork(seed=2)
+    nodes = [memory_node(network, f"n{i}") for i in range(4)]
+    events: list[tuple[str, str]] = []
+
+    @nodes[0].on_lifecycle
+    async def record(event: MemberEvent) -> None:
+        events.append((event.kind, event.member.id))
+
+    everyone = {n.id for n in nodes}
+    with anyio.fail_after(40):
+        async with cluster(*nodes, timeout=10):
+            network.partition({"n3"}, {"n0", "n1", "n2"})  # a cut cable: no error, no close
+            for node in nodes[:3]:
+                await wait_until(lambda node=node: alive_ids(node) == {"n0", "n1", "n2"}, 10, "n3 failed")
+            await wait_until(lambda: alive_ids(nodes[3]) == {"n3"}, 10, "n3 alone")
+            assert ("failed", "n3") in events
+            network.heal()
+            for node in nodes:
+                await wait_until(lambda node=node: alive_ids(node) == everyone, 15, "everyone back")
+            assert events.count(("joined", "n3")) == 2
+            await nodes[0].send("n3", "anything", None)  # a link again, not only gossip
