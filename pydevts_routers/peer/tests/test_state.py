@@ -439,3 +439,25 @@ def test_leaving_node_is_reported_left_everywhere() -> None:
     for other in ("n1", "n2"):
         assert cluster.nodes[other].link_down("n3", 1.0) == [MemberDown("n3", MemberState.LEFT)]
     assert cluster.nodes["n1"].link_down("n2", 1.0) == [MemberDown("n2", MemberState.FAILED)]
+
+
+@pytest.mark.anyio
+async def test_peer_router_honours_the_router_contract() -> None:
+    from pydevts.testing import check_router
+    from pydevts_peer import PeerRouter
+
+    await check_router(PeerRouter, nodes=4)
+
+
+@pytest.mark.anyio
+async def test_the_router_contract_catches_a_router_that_duplicates() -> None:
+    from pydevts.testing import check_router
+    from pydevts_peer import PeerRouter
+
+    class Stutter(PeerRouter):
+        async def broadcast(self, frame: bytes) -> None:
+            await super().broadcast(frame)
+            await super().broadcast(frame)
+
+    with pytest.raises(AssertionError, match="exactly once"):
+        await check_router(Stutter, nodes=3)

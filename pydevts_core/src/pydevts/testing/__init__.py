@@ -3,6 +3,8 @@
 - :func:`check_transport`: the contract every :class:`~pydevts.protocols.Transport`
   must honour, as one async function a plugin author can run in their own tests
   (like ``trio.testing.check_two_way_stream``).
+- :func:`check_router`: the contract every router must honour, on a small
+  in-process cluster over the in-memory transport.
 - :class:`MemoryNetwork` / :class:`MemoryTransport`: connections without sockets,
   many endpoints in one process, with fault injection (partition, drop, delay).
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 from .conformance import TransportFactory, check_transport
 from .memory import MemoryConnection, MemoryListener, MemoryNetwork, MemoryTransport
+from .router_contract import check_router
 
 __all__ = [
     "MemoryConnection",
@@ -18,5 +21,6 @@ __all__ = [
     "MemoryNetwork",
     "MemoryTransport",
     "TransportFactory",
+    "check_router",
     "check_transport",
 ]

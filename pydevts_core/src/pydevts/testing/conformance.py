@@ -38,7 +38,14 @@ async def check_transport(make: TransportFactory, *, host: str = "127.0.0.1") ->
             try:
                 await check(make, host)
             except* AssertionError as group:  # possibly raised inside a task group
-                raise AssertionError(f"transport contract, {name}: {group.exceptions[0]}") from None
+                raise AssertionError(f"transport contract, {name}: {first_leaf(group)}") from None
+
+
+def first_leaf(error: BaseException) -> BaseException:
+    """The first non-group exception inside ``error``."""
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
 
 
 async def _pair(
