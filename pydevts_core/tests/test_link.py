@@ -18,7 +18,8 @@ from pydevts.errors import (
     HandshakeRefusedError,
     RemoteProtocolError,
 )
-from pydevts.link import Link, open_link
+from pydevts.handshake import open_link
+from pydevts.link import Link
 from pydevts.protocols import Connection, ConnectionInfo, ConnectionPlugin
 from pydevts.wire import REFUSE, Hello, encode_event, encode_refuse
 

@@ -18,7 +18,7 @@ import anyio
 
 from .dispatch import remote_error
 from .errors import RemoteProtocolError, RequestTimeoutError
-from .link import open_link
+from .handshake import open_link
 from .members import Member, MemberState
 from .plugins import Registry
 from .protocols import Address, Connection, Serializer

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import anyio
 
 from .errors import AddressInUseError, ConnectError, JoinError
-from .link import Link, open_link
+from .handshake import open_link
+from .link import Link
 from .protocols import Address, ConnectionPlugin, Listener, Transport
 from .wire import Hello
 

@@ -23,25 +23,25 @@ task group the caller is in; :meth:`Node.serve` is the same for
 from __future__ import annotations
 
 import logging
-import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
+from functools import partial
 from typing import Any, TypeVar
 
 import anyio
 from anyio.abc import TaskGroup
 
 from .dispatch import Dispatcher, Handler
-from .errors import ConfigurationError, LocalProtocolError, PydevtsError
+from .errors import ConfigurationError, LocalProtocolError
 from .framing import DEFAULT_MAX_FRAME_SIZE
 from .join import JoinResult, join_or_start
-from .link import Link
 from .members import Member, MemberEvent, MemberView
 from .node_context import NodeContext
-from .plugins import Registry
-from .protocols import Address, Connection, ConnectionPlugin, Router, Serializer, Transport
+from .plugins import Registry, resolve
+from .protocols import Address, ConnectionPlugin, Router, Serializer, Transport
+from .settings import advertise_host_for, checked_tags, default_cluster_host, parse_advertise
 from .wire import Hello, encode_event
 
 __all__ = ["Node", "handler"]
@@ -50,7 +50,6 @@ log = logging.getLogger("pydevts.node")
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 LifecycleCallback = Callable[[MemberEvent], Awaitable[None]]
-_WILDCARDS = ("", "0.0.0.0", "::")
 SYSTEM_PREFIX = "pydevts."
 
 
@@ -109,12 +108,12 @@ class Node:
             raise ConfigurationError(f"max_frame_size must be at least 1024 bytes, got {max_frame_size}")
         self.id = node_id or uuid.uuid4().hex[:12]
         self.cluster = cluster
-        self.cluster_address = Address(cluster_host or _default_cluster_host(host), cluster_port)
+        self.cluster_address = Address(cluster_host or default_cluster_host(host), cluster_port)
         self.host = host
         self.port = port
         self.advertise = advertise
-        self._advertise_host_given, self._advertise_port = _parse_advertise(advertise)
-        self.tags: dict[str, str] = _checked_tags(tags or {})
+        self._advertise_host_given, self._advertise_port = parse_advertise(advertise)
+        self.tags: dict[str, str] = checked_tags(tags or {})
         self.join_only = join_only
         self.max_frame_size = max_frame_size
         self.request_timeout = request_timeout
@@ -212,7 +211,7 @@ class Node:
 
     def set_tags(self, **tags: str) -> None:
         """Replace this node's tags; the other members learn of it (an ``updated`` event)."""
-        self.tags = _checked_tags(tags)
+        self.tags = checked_tags(tags)
         if self._running:
             ctx = self._ctx
             ctx.hello = replace(ctx.hello, tags=dict(self.tags))
@@ -316,29 +315,22 @@ class Node:
         self._stopped.set()
 
     def _resolve_plugins(self) -> tuple[Transport, Router, Serializer, list[ConnectionPlugin]]:
-        transport_choice, router_choice, serializer_choice, ser_opts, plugin_choices = self._choices
+        transport, router, serializer, options, plugins = self._choices
         if self._registry is None and any(
-            isinstance(c, str) for c in (transport_choice, router_choice, serializer_choice, *plugin_choices)
+            isinstance(c, str) for c in (transport, router, serializer, *plugins)
         ):
             self._registry = Registry()
-        registry = self._registry
-
-        def pick(kind: str, choice: Any, **settings: Any) -> Any:
-            if isinstance(choice, str):
-                assert registry is not None
-                return registry.create(kind, choice, **settings)
-            return choice
-
+        pick = partial(resolve, self._registry)
         return (
-            pick("transport", transport_choice, max_frame_size=self.max_frame_size),
-            pick("router", router_choice),
-            pick("serializer", serializer_choice, **ser_opts),
-            [pick("connection_plugin", p) for p in plugin_choices],
+            pick("transport", transport, max_frame_size=self.max_frame_size),
+            pick("router", router),
+            pick("serializer", serializer, **options),
+            [pick("connection_plugin", p) for p in plugins],
         )
 
     async def _start(self, tg: TaskGroup) -> None:
         transport, router, serializer, plugins = self._resolve_plugins()
-        advertise_host = await self._advertise_host()
+        advertise_host = await advertise_host_for(self.host, self._advertise_host_given)
 
         # Incarnations start from the clock, so a restarted node always comes
         # back newer than the one the cluster remembers.
@@ -420,71 +412,6 @@ class Node:
                 joined.listener.address,
             )
         await router.start(ctx, joined.entry)
-        tg.start_soon(joined.listener.serve, self._on_connection, name="pydevts listener")
+        tg.start_soon(joined.listener.serve, ctx.accept, name="pydevts listener")
         self._running = True
         await ctx.notify(MemberEvent("started", members.local))
-
-    async def _advertise_host(self) -> str | None:
-        """The host to advertise, or None for the bound one."""
-        if self._advertise_host_given:
-            return self._advertise_host_given
-        if self.host not in _WILDCARDS:
-            return None
-        try:
-            infos = await anyio.getaddrinfo(socket.gethostname(), None, family=socket.AF_INET)
-            host = str(infos[0][4][0])
-        except (OSError, IndexError):
-            host = "127.0.0.1"
-        log.warning("bound to a wildcard address; advertising %s (set advertise= to choose)", host)
-        return host
-
-    async def _on_connection(self, conn: Connection) -> None:
-        ctx = self._ctx
-        try:
-            link: Link = await ctx.handshake(conn, initiated=False)
-        except PydevtsError as exc:
-            log.warning("refused a connection from %s: %s", conn.remote_address, exc)
-            return
-        except Exception:  # a bug must cost this connection, never the node
-            log.exception("dropped a connection from %s after an internal error", conn.remote_address)
-            return
-        try:
-            if link.peer.role == "client":
-                await ctx.serve_client(link)
-                return
-            ctx.router.add_link(link)
-        except Exception as exc:
-            log.exception("dropped the link from %s after an internal error", link.peer_id)
-            await link.aclose(f"internal error: {exc!r}")
-
-
-MAX_TAGS_BYTES = 4096
-
-
-def _checked_tags(tags: Mapping[str, Any]) -> dict[str, str]:
-    """Tags as strings; ConfigurationError past MAX_TAGS_BYTES (they ride in every membership update)."""
-    checked = {str(k): str(v) for k, v in tags.items()}
-    size = sum(len(k.encode()) + len(v.encode()) for k, v in checked.items())
-    if size > MAX_TAGS_BYTES:
-        raise ConfigurationError(f"tags take {size} bytes; at most {MAX_TAGS_BYTES} are allowed")
-    return checked
-
-
-def _parse_advertise(advertise: str | None) -> tuple[str | None, int | None]:
-    """``HOST``, ``HOST:PORT`` or ``[V6]:PORT`` -> (host, port); ConfigurationError if malformed."""
-    if not advertise:
-        return None, None
-    text = advertise.strip()
-    if text.startswith("[") and text.endswith("]"):
-        return text[1:-1], None
-    if text.count(":") == 1 or text.startswith("["):
-        try:
-            parsed = Address.parse(text)
-        except ValueError as exc:
-            raise ConfigurationError(f"advertise={advertise!r}: {exc}") from None
-        return parsed.host, parsed.port or None
-    return text, None  # a host name, an IPv4 address or a bare IPv6 address
-
-
-def _default_cluster_host(host: str) -> str:
-    return "127.0.0.1" if host in _WILDCARDS else host

@@ -10,7 +10,9 @@ import anyio
 from anyio.abc import TaskGroup
 
 from .datagrams import UdpEndpoint
-from .link import Link, Tail, open_link
+from .errors import PydevtsError
+from .handshake import open_link
+from .link import Link, Tail
 from .members import Member, MemberEvent, MemberState, MemberView
 from .protocols import (
     Address,
@@ -143,6 +145,25 @@ class NodeContext:
             await client.send(frame)
         else:
             await self.router.send(dest, frame)
+
+    async def accept(self, conn: Connection) -> None:
+        """A connection arrived: handshake, then hand it to the router (or serve a client)."""
+        try:
+            link = await self.handshake(conn, initiated=False)
+        except PydevtsError as exc:
+            log.warning("refused a connection from %s: %s", conn.remote_address, exc)
+            return
+        except Exception:  # a bug must cost this connection, never the node
+            log.exception("dropped a connection from %s after an internal error", conn.remote_address)
+            return
+        try:
+            if link.peer.role == "client":
+                await self.serve_client(link)
+                return
+            self.router.add_link(link)
+        except Exception as exc:
+            log.exception("dropped the link from %s after an internal error", link.peer_id)
+            await link.aclose(f"internal error: {exc!r}")
 
     async def serve_client(self, link: Link) -> None:
         """Serve a one-off client (``role: client``): requests in, replies out; never a member."""

@@ -29,6 +29,7 @@ __all__ = [
     "PluginInfo",
     "Registry",
     "create_plugin_manager",
+    "resolve",
 ]
 
 log = logging.getLogger("pydevts.plugins")
@@ -168,3 +169,11 @@ class Registry:
     def all(self) -> list[PluginInfo]:
         """Every registered implementation, ordered by kind then name."""
         return [self._infos[kind][name] for kind in KINDS for name in self.names(kind)]
+
+
+def resolve(registry: Registry | None, kind: str, choice: Any, **settings: Any) -> Any:
+    """``choice`` itself, or — when it is a name — the implementation the registry makes."""
+    if isinstance(choice, str):
+        assert registry is not None, "a registry is needed to resolve names"
+        return registry.create(kind, choice, **settings)
+    return choice

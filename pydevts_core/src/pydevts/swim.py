@@ -49,6 +49,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .members import Member, MemberState
+from .swim_rules import STATES as _STATES
+from .swim_rules import check_update as _check_update
+from .swim_rules import int_field as _int
+from .swim_rules import tags_of as _tags
+from .swim_rules import wins as _wins
 
 __all__ = ["Send", "StateChange", "SwimConfig", "SwimState"]
 
@@ -387,51 +392,3 @@ class SwimState:
                 item[1] -= 1
             self._gossip = [item for item in self._gossip if item[1] > 0]
         return Send(member.id, member.address, message)
-
-
-_STATES = {
-    "alive": MemberState.ALIVE,
-    "suspect": MemberState.SUSPECT,
-    "failed": MemberState.FAILED,
-    "left": MemberState.LEFT,
-}
-
-
-def _wins(kind: str, inc: int, current: Member | None) -> bool:
-    """Does an update of ``kind`` at incarnation ``inc`` override ``current``?"""
-    if current is None:
-        return kind == "alive"  # we only learn members from evidence that they live
-    cur_inc, state = current.incarnation, current.state
-    if kind == "alive":
-        return inc > cur_inc
-    if kind == "suspect":
-        if state == MemberState.ALIVE:
-            return inc >= cur_inc
-        return state == MemberState.SUSPECT and inc > cur_inc
-    if kind == "failed":
-        return state in (MemberState.ALIVE, MemberState.SUSPECT) and inc >= cur_inc
-    if kind == "left":
-        return inc > cur_inc if state == MemberState.LEFT else inc >= cur_inc
-    return False
-
-
-def _tags(member: Member, kind: str) -> dict[str, str] | None:
-    return dict(member.tags) if kind == "alive" else None
-
-
-def _int(value: Any) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise ValueError(f"expected an integer, got {value!r}")
-    return value
-
-
-def _check_update(update: Any) -> list[Any]:
-    if not isinstance(update, list) or len(update) != 5:
-        raise ValueError(f"bad SWIM update {update!r}")
-    kind, node_id, address, inc, tags = update
-    if kind not in _STATES or not isinstance(node_id, str) or not isinstance(address, str):
-        raise ValueError(f"bad SWIM update {update!r}")
-    _int(inc)
-    if tags is not None and not (isinstance(tags, dict) and all(isinstance(v, str) for v in tags.values())):
-        raise ValueError(f"bad tags in SWIM update {update!r}")
-    return [kind, node_id, address, inc, tags]
