@@ -79,7 +79,7 @@ class _Pending:
 
 @dataclass
 class _Inbox:
-    stream: MemoryObjectSendStream[list[bytes] | None]
+    stream: MemoryObjectSendStream[list[bytes]]
     queued: int = 0  # batches sent to the stream and not yet fully handled
 
 
@@ -156,7 +156,7 @@ class Dispatcher:
             try:
                 await inbox.stream.send(batch)
             except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-                # The member left or failed while we waited for inbox space.
+                # The node is shutting down (an inbox is only retired once nobody waits on it).
                 inbox.queued -= 1
                 self.stats.dropped_after_leave += len(batch)
                 log.info("dropped %d frames from %s: it is no longer a member", len(batch), origin)
@@ -181,7 +181,7 @@ class Dispatcher:
             return _DROPPED
 
     def _open_inbox(self, origin: str) -> _Inbox:
-        send, receive = anyio.create_memory_object_stream[list[bytes] | None](self._inbox_batches)
+        send, receive = anyio.create_memory_object_stream[list[bytes]](self._inbox_batches)
         inbox = self._inboxes[origin] = _Inbox(send)
         self._tg.start_soon(self._drain_inbox, origin, inbox, receive, name=f"pydevts inbox {origin}")
         return inbox
@@ -216,8 +216,6 @@ class Dispatcher:
         names = self._names
         async with receive:
             async for batch in receive:
-                if batch is None:
-                    return
                 for frame in batch:
                     # Events are the hot path: decoded inline, names cached.
                     if frame[0] == EVENT and len(frame) >= 2 and (end := 2 + frame[1]) <= len(frame):

@@ -18,7 +18,6 @@ import logging
 from collections.abc import Callable, Mapping
 
 import anyio
-import anyio.abc
 from pydevts.datagrams import MAX_DATAGRAM
 from pydevts.errors import ConnectionClosedError
 from pydevts.members import Member
@@ -33,7 +32,7 @@ TICK = 0.05  # seconds between SWIM ticks
 
 
 class Liveness:
-    """Owns the SWIM state of one node and its UDP socket."""
+    """Owns the SWIM state of one node and its datagram channel."""
 
     def __init__(
         self,
