@@ -36,6 +36,7 @@ class NodeClient:
         *,
         cluster: str = "default",
         transport: str = "tcp",
+        transport_options: dict[str, Any] | None = None,
         serializer: str = "msgpack",
         serializer_options: dict[str, Any] | None = None,
         timeout: float = 5.0,
@@ -46,6 +47,7 @@ class NodeClient:
         self.timeout = timeout
         self._registry = registry
         self._choices = (transport, serializer, dict(serializer_options or {}))
+        self._transport_options = dict(transport_options or {})
         self._conn: Connection | None = None
         self._serializer: Serializer | None = None
         self._next_id = 1
@@ -54,7 +56,7 @@ class NodeClient:
     async def __aenter__(self) -> NodeClient:
         registry = self._registry or Registry()
         transport_name, serializer_name, options = self._choices
-        transport = registry.create("transport", transport_name)
+        transport = registry.create("transport", transport_name, **self._transport_options)
         self._serializer = registry.create("serializer", serializer_name, **options)
         conn = await transport.connect(self.address)
         hello = Hello(

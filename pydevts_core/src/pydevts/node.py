@@ -79,6 +79,9 @@ class Node:
     :param cluster: cluster name; nodes of another cluster are refused.
     :param join_only: never start a new cluster; fail if nobody answers.
     :param max_frame_size: largest frame sent or accepted, in bytes.
+    :param transport_options: settings for a transport chosen by name (e.g.
+        the quic transport's ``certfile``/``cafile``); ``serializer_options``
+        likewise for the serializer.
     """
 
     def __init__(
@@ -93,6 +96,7 @@ class Node:
         node_id: str | None = None,
         tags: Mapping[str, str] | None = None,
         transport: str | Transport = "tcp",
+        transport_options: Mapping[str, Any] | None = None,
         router: str | Router = "peer",
         serializer: str | Serializer = "msgpack",
         serializer_options: Mapping[str, Any] | None = None,
@@ -126,6 +130,7 @@ class Node:
             dict(serializer_options or {}),
             list(connection_plugins),
         )
+        self._transport_options = dict(transport_options or {})
         self._registry = registry
         self._handlers: dict[str, Handler] = {}
         self._lifecycle: list[LifecycleCallback] = []
@@ -322,7 +327,7 @@ class Node:
             self._registry = Registry()
         pick = partial(resolve, self._registry)
         return (
-            pick("transport", transport, max_frame_size=self.max_frame_size),
+            pick("transport", transport, max_frame_size=self.max_frame_size, **self._transport_options),
             pick("router", router),
             pick("serializer", serializer, **options),
             [pick("connection_plugin", p) for p in plugins],

@@ -16,7 +16,7 @@ from ..errors import ConfigurationError, PydevtsError
 from ..members import MemberEvent
 from ..plugins import Registry
 from ..protocols import Address
-from .options import add_node_options, node_from_args, setup_logging
+from .options import add_node_options, add_transport_options, node_from_args, setup_logging, transport_options
 
 __all__ = ["main"]
 
@@ -88,7 +88,7 @@ async def _run_node(args: argparse.Namespace) -> int:
 def _client_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--join", required=True, metavar="HOST:PORT", help="a node of the cluster")
     parser.add_argument("--cluster", default="default", help="cluster name (default 'default')")
-    parser.add_argument("--transport", default="tcp", help="transport plugin (default tcp)")
+    add_transport_options(parser)
     parser.add_argument("--serializer", default="msgpack", help="serializer plugin (default msgpack)")
     parser.add_argument("--trusted-cluster", action="store_true", help="needed with --serializer pickle")
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the node")
@@ -103,6 +103,7 @@ def _client(args: argparse.Namespace) -> NodeClient:
         address,
         cluster=args.cluster,
         transport=args.transport,
+        transport_options=transport_options(args),
         serializer=args.serializer,
         serializer_options={"trusted": True} if args.trusted_cluster else None,
         timeout=args.timeout,

@@ -9,7 +9,13 @@ from typing import Any
 from ..framing import DEFAULT_MAX_FRAME_SIZE
 from ..node import Node
 
-__all__ = ["add_node_options", "node_from_args", "setup_logging"]
+__all__ = [
+    "add_node_options",
+    "add_transport_options",
+    "node_from_args",
+    "setup_logging",
+    "transport_options",
+]
 
 
 def add_node_options(parser: argparse.ArgumentParser) -> None:
@@ -22,7 +28,7 @@ def add_node_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--cluster", default="default", help="cluster name (default 'default')")
     parser.add_argument("--id", dest="node_id", default=None, help="node id (default: random)")
-    parser.add_argument("--transport", default="tcp", help="transport plugin (default tcp)")
+    add_transport_options(parser)
     parser.add_argument("--router", default="peer", help="router plugin (default peer)")
     parser.add_argument("--serializer", default="msgpack", help="serializer plugin (default msgpack)")
     parser.add_argument(
@@ -41,14 +47,33 @@ def add_node_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
 
 
-def parse_tags(items: list[str]) -> dict[str, str]:
-    tags = {}
+def add_transport_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--transport", default="tcp", help="transport plugin (default tcp)")
+    parser.add_argument(
+        "--transport-option",
+        action="append",
+        default=[],
+        metavar="K=V",
+        help="a setting of the transport, e.g. cafile=ca.pem for quic (repeatable)",
+    )
+
+
+def parse_pairs(items: list[str], option: str) -> dict[str, str]:
+    pairs = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise SystemExit(f"pydevts: --tag expects K=V, got {item!r}")
-        tags[key] = value
-    return tags
+            raise SystemExit(f"pydevts: {option} expects K=V, got {item!r}")
+        pairs[key] = value
+    return pairs
+
+
+def parse_tags(items: list[str]) -> dict[str, str]:
+    return parse_pairs(items, "--tag")
+
+
+def transport_options(args: argparse.Namespace) -> dict[str, str]:
+    return parse_pairs(args.transport_option, "--transport-option")
 
 
 def node_from_args(args: argparse.Namespace, cls: type[Node] = Node, **extra: Any) -> Node:
@@ -62,6 +87,7 @@ def node_from_args(args: argparse.Namespace, cls: type[Node] = Node, **extra: An
         node_id=args.node_id,
         tags=parse_tags(args.tag),
         transport=args.transport,
+        transport_options=transport_options(args),
         router=args.router,
         serializer=args.serializer,
         connection_plugins=args.plugin,

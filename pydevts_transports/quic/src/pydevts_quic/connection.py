@@ -1,0 +1,368 @@
+"""One pydevts connection over QUIC: length-prefixed frames on stream 0.
+
+The client opens bidirectional stream 0 by writing :data:`PREAMBLE` (the
+stream framing version) and then frames exactly as the TCP transport writes
+them (4-byte big-endian length, then the bytes). The server hands the
+connection to the application once the preamble has arrived.
+
+aioquic is sans-IO and buffers without limit, so this module adds the two
+bounds a transport needs:
+
+* **Receiver**: connection flow-control credit (QUIC ``MAX_DATA``) is granted
+  as the application *reads* frames, not as packets arrive (aioquic's own
+  policy), so a receiver that stops reading stops its sender after one
+  window: memory stays bounded on both sides.
+* **Sender**: :meth:`QUICConnection.send_frames` waits while more than
+  :data:`HIGH_WATER` bytes are written but not yet acknowledged.
+
+All calls into the ``QuicConnection`` happen on the event loop thread, each
+in one synchronous stretch, so tasks never see it half-updated. The
+:class:`~pydevts_quic.endpoint.Endpoint` owning the UDP socket feeds it
+datagrams and runs its timers.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.lowlevel
+from aioquic.quic import events
+from aioquic.quic.connection import Limit, QuicConnection
+from aioquic.quic.packet import QuicErrorCode, QuicFrameType
+from pydevts.errors import ConnectError, ConnectionClosedError, PydevtsError, RemoteProtocolError
+from pydevts.framing import FrameDecoder, encode_frames
+from pydevts.protocols import Address
+
+if TYPE_CHECKING:
+    from .endpoint import Endpoint
+
+__all__ = ["HIGH_WATER", "PREAMBLE", "QUICConnection"]
+
+log = logging.getLogger("pydevts.quic")
+
+#: First byte on stream 0: the stream framing version.
+PREAMBLE = b"\x01"
+#: Written-but-unacknowledged bytes past which ``send_frames`` waits.
+HIGH_WATER = 1024 * 1024
+#: How long a closed connection keeps trying to deliver what was written before it closed.
+LINGER = 5.0
+#: Frames handed out in a row without waiting before yielding to other tasks anyway.
+FAIR_READS = 16
+STREAM_ID = 0
+
+
+def format_address(sockaddr: Any) -> str:
+    if isinstance(sockaddr, tuple) and len(sockaddr) >= 2:
+        return str(Address(str(sockaddr[0]), int(sockaddr[1])))
+    return str(sockaddr)
+
+
+class _Credit(Limit):
+    """``MAX_DATA`` granted as the application reads.
+
+    aioquic doubles the limit whenever half of it has arrived; assignments to
+    ``value`` are ignored here, and :meth:`grant` moves it instead.
+    """
+
+    def __init__(self, window: int) -> None:
+        self._granted = window
+        super().__init__(frame_type=QuicFrameType.MAX_DATA, name="max_data", value=window)
+
+    @property
+    def value(self) -> int:
+        return self._granted
+
+    @value.setter
+    def value(self, _ignored: int) -> None:
+        pass
+
+    def grant(self, consumed: int, window: int) -> bool:
+        """Allow ``window`` bytes past ``consumed``; True when worth telling the peer now."""
+        target = consumed + window
+        if target - self._granted < window // 4:
+            return False
+        self._granted = target
+        return True
+
+
+def describe_termination(event: events.ConnectionTerminated, remote: str, idle_timeout: float) -> str:
+    code, reason = event.error_code, event.reason_phrase
+    if reason == "Idle timeout":
+        return f"connection to {remote} timed out: no packet for {idle_timeout:g} s (peer gone?)"
+    if 0x100 <= code <= 0x1FF:
+        return f"TLS handshake with {remote} failed: {reason or 'alert'} (TLS alert {code - 0x100})"
+    if code == QuicErrorCode.NO_ERROR:
+        return f"connection closed by {remote}" + (f" ({reason})" if reason and reason != "closed" else "")
+    return f"connection to {remote} closed: {reason or 'error'} (QUIC error 0x{code:x})"
+
+
+class QUICConnection:
+    """A pydevts :class:`~pydevts.protocols.Connection` over one QUIC connection."""
+
+    def __init__(
+        self,
+        quic: QuicConnection,
+        endpoint: Endpoint,
+        peer: Any,
+        *,
+        max_frame_size: int,
+        idle_timeout: float,
+        is_client: bool,
+    ) -> None:
+        self.quic = quic
+        self.endpoint = endpoint
+        self.peer = peer
+        self.max_frame_size = max_frame_size
+        self.idle_timeout = idle_timeout
+        self.is_client = is_client
+        self._remote = format_address(peer)
+        # Room for two frames of the largest size: a frame completes only once all of it is in.
+        self._window = max(2 * 1024 * 1024, 2 * (max_frame_size + 4))
+        self._credit = _Credit(self._window)
+        quic._local_max_data = self._credit
+        self._consumed = 0
+        self._decoder = FrameDecoder(max_frame_size)
+        self._inbox: list[bytes] = []
+        self._inbox_bytes = 0
+        self._quick_reads = 0
+        self._reader: anyio.Event | None = None
+        self._writers: anyio.Event | None = None
+        self._rest: bytes | None = None
+        self._opened = is_client  # the server waits for the preamble
+        self._eof = False
+        self._error: PydevtsError | None = None
+        #: Set when the handshake finished (client) or the preamble arrived (server), or on failure.
+        self.ready = anyio.Event()
+        self.closed_locally = False
+        self.terminated = False
+        self.refused = False
+        self.linger_until: float | None = None
+        self.cids: set[bytes] = set()
+        # The endpoint's timer task sleeps on this until the next deadline.
+        self.timer_wake: anyio.Event | None = None
+        self.sleeping_until = float("inf")
+
+    # ------------------------------------------------------------ application side
+
+    @property
+    def remote_address(self) -> str:
+        return self._remote
+
+    @property
+    def error(self) -> PydevtsError | None:
+        """Why the connection ended (or failed to start), once it has."""
+        return self._error
+
+    async def receive_frames(self) -> list[bytes]:
+        while True:
+            if self._inbox:
+                frames, self._inbox = self._inbox, []
+                self._consumed += self._inbox_bytes
+                self._inbox_bytes = 0
+                if self._credit.grant(self._consumed, self._window):
+                    self.endpoint.transmit(self)
+                self._quick_reads += 1
+                if self._quick_reads >= FAIR_READS:
+                    self._quick_reads = 0
+                    await anyio.lowlevel.checkpoint()
+                return frames
+            self._quick_reads = 0
+            if self.closed_locally:
+                raise ConnectionClosedError(f"connection to {self._remote} closed")
+            if isinstance(self._error, RemoteProtocolError):
+                raise RemoteProtocolError(str(self._error))
+            if self._error is not None:
+                raise ConnectionClosedError(str(self._error))
+            if self._eof:
+                raise ConnectionClosedError(f"connection closed by {self._remote}")
+            self._reader = anyio.Event()
+            await self._reader.wait()
+
+    def _check_open(self) -> None:
+        if self.closed_locally:
+            raise ConnectionClosedError(f"connection to {self._remote} closed")
+        if self._error is not None:
+            raise ConnectionClosedError(str(self._error))
+
+    def unacknowledged(self) -> int:
+        stream = self.quic._streams.get(STREAM_ID)
+        if stream is None:
+            return 0
+        sender = stream.sender
+        return sender._buffer_stop - sender._buffer_start
+
+    async def send_frames(self, frames: Sequence[bytes]) -> None:
+        self._check_open()
+        data = encode_frames(frames, self.max_frame_size)
+        if self._rest is not None:
+            rest, self._rest = self._rest, None
+            await self._write(rest)
+        await self._write(data)
+
+    def send_frames_nowait(self, frames: Sequence[bytes]) -> bool:
+        """Write now unless over the high-water mark; then keep the bytes for the next send."""
+        if self._rest is not None:
+            raise RuntimeError("send_frames_nowait called before the kept bytes were sent")
+        self._check_open()
+        data = encode_frames(frames, self.max_frame_size)
+        if self.unacknowledged() >= HIGH_WATER:
+            self._rest = data
+            return False
+        self.quic.send_stream_data(STREAM_ID, data)
+        self.endpoint.transmit(self)
+        return True
+
+    async def _write(self, data: bytes) -> None:
+        while self.unacknowledged() >= HIGH_WATER:
+            if self._writers is None:
+                self._writers = anyio.Event()
+            await self._writers.wait()
+            self._check_open()
+        self.quic.send_stream_data(STREAM_ID, data)
+        self.endpoint.transmit(self)
+
+    async def aclose(self) -> None:
+        """Close; what was written is still delivered (for up to :data:`LINGER` s), then it ends."""
+        if self.closed_locally:
+            return
+        self.closed_locally = True
+        self._rest = None
+        self._wake()
+        if not self.terminated and self.quic._close_event is None:
+            if self._opened and self.ready.is_set() and self._error is None:
+                self.quic.send_stream_data(STREAM_ID, b"", end_stream=True)
+                self.linger_until = anyio.current_time() + LINGER
+                self.check_linger(anyio.current_time())
+            else:
+                self.quic.close(error_code=QuicErrorCode.NO_ERROR, reason_phrase="closed")
+            self.endpoint.transmit(self)
+            self.endpoint.rearm(self)
+        await anyio.lowlevel.checkpoint()
+
+    # ------------------------------------------------------------ endpoint side
+
+    def _wake(self) -> None:
+        if self._reader is not None:
+            self._reader.set()
+            self._reader = None
+        if self._writers is not None:
+            self._writers.set()
+            self._writers = None
+
+    def wake_writers_if_room(self) -> None:
+        if self._writers is not None and self.unacknowledged() < HIGH_WATER:
+            self._writers.set()
+            self._writers = None
+
+    def fail(self, error: PydevtsError) -> None:
+        if self._error is None:
+            self._error = error
+        self.ready.set()
+        self._wake()
+
+    def refuse(self) -> None:
+        """The peer's host said nothing listens on that UDP port (ICMP)."""
+        self.refused = True
+        self.fail(ConnectError(f"cannot connect to {self._remote}: connection refused", refused=True))
+        self._terminated()
+
+    def _terminated(self) -> None:
+        self.terminated = True
+        self._wake()
+        self.endpoint.forget(self)
+
+    def check_linger(self, now: float) -> None:
+        """After a local close, end the connection once the peer has everything (or LINGER passed)."""
+        if self.linger_until is None or self.quic._close_event is not None:
+            return
+        stream = self.quic._streams.get(STREAM_ID)
+        if stream is None or stream.sender.is_finished or now >= self.linger_until:
+            self.linger_until = None
+            self.quic.close(error_code=QuicErrorCode.NO_ERROR, reason_phrase="closed")
+
+    def handle_events(self, now: float) -> None:
+        """Act on everything aioquic has to say since the last call."""
+        quic = self.quic
+        while (event := quic.next_event()) is not None:
+            if isinstance(event, events.StreamDataReceived):
+                self._on_data(event)
+            elif isinstance(event, events.HandshakeCompleted):
+                if self.is_client:
+                    self.ready.set()
+            elif isinstance(event, events.ConnectionIdIssued):
+                self.endpoint.add_cid(self, event.connection_id)
+            elif isinstance(event, events.ConnectionIdRetired):
+                self.endpoint.remove_cid(event.connection_id)
+            elif isinstance(event, events.StreamReset):
+                self.fail(
+                    ConnectionClosedError(f"{self._remote} reset the stream (error {event.error_code})")
+                )
+            elif isinstance(event, events.ConnectionTerminated):
+                self.fail(self._termination_error(event))
+                self._terminated()
+                return
+        close_event = quic._close_event
+        if close_event is not None and self._error is None:
+            # Closing (e.g. a TLS failure found here): say why now, not after the closing period.
+            self.fail(self._termination_error(close_event))
+        self.check_linger(now)
+        self.wake_writers_if_room()
+
+    def _termination_error(self, event: events.ConnectionTerminated) -> PydevtsError:
+        text = describe_termination(event, self._remote, self.idle_timeout)
+        if not self.ready.is_set() and self.is_client:
+            return ConnectError(text)
+        return ConnectionClosedError(text)
+
+    def _on_data(self, event: events.StreamDataReceived) -> None:
+        if event.stream_id != STREAM_ID:
+            self.protocol_error(f"unexpected QUIC stream {event.stream_id} (pydevts uses stream 0 only)")
+            return
+        data = event.data
+        if not self._opened:
+            if not data:
+                if event.end_stream:
+                    self.protocol_error("stream ended before the preamble")
+                return
+            if data[:1] != PREAMBLE:
+                self.protocol_error(
+                    f"not a pydevts QUIC stream (first byte {data[:1]!r}, expected {PREAMBLE!r})"
+                )
+                return
+            data = data[1:]
+            self._consumed += 1
+            self._opened = True
+            self.ready.set()
+            self.endpoint.accepted(self)
+        if self.closed_locally:
+            return  # nobody will read it; the connection ends soon
+        try:
+            frames = self._decoder.feed(data)
+        except RemoteProtocolError as exc:
+            self.protocol_error(str(exc))
+            return
+        if frames:
+            self._inbox.extend(frames)
+            self._inbox_bytes += sum(map(len, frames)) + 4 * len(frames)
+            if self._reader is not None:
+                self._reader.set()
+                self._reader = None
+        if event.end_stream:
+            self._eof = True
+            partial = self._decoder.buffered
+            if partial:
+                self.fail(
+                    ConnectionClosedError(f"{self._remote} ended the stream inside a frame ({partial} bytes)")
+                )
+            self._wake()
+
+    def protocol_error(self, message: str) -> None:
+        """Refuse what the peer sent: close the connection saying why."""
+        log.warning("closing QUIC connection from %s: %s", self._remote, message)
+        self.fail(RemoteProtocolError(f"{self._remote}: {message}"))
+        if self.quic._close_event is None:
+            self.quic.close(error_code=QuicErrorCode.PROTOCOL_VIOLATION, reason_phrase=message[:200])
+        self.endpoint.transmit(self)

@@ -1,0 +1,408 @@
+"""A UDP socket and the QUIC connections on it, driven from anyio.
+
+An :class:`Endpoint` plays the part the kernel plays for TCP: it reads
+datagrams, feeds them to the right ``QuicConnection`` (by connection ID),
+sends what aioquic wants sent, runs each connection's timers (loss recovery,
+acknowledgement delay, idle timeout, keep-alive pings) and lets a closed
+connection finish delivering what was written to it. It therefore runs as a
+detached task (:func:`~pydevts_quic._spawn.spawn_detached`) that ends on its
+own once it has nothing left to do, rather than inside the task that opened
+it: a node cancelling its task group must not cut off a connection that is
+still flushing its last frames.
+
+One socket also carries the node's failure-detector datagrams (see
+:class:`Datagrams`): a datagram whose first byte has both top bits clear can
+never be QUIC (RFC 9000 requires the fixed bit), so such datagrams are told
+apart from QUIC packets as RFC 9443 describes, and nothing else binds the
+node's UDP port.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import socket
+from collections import deque
+
+import anyio
+import anyio.lowlevel
+from aioquic.buffer import Buffer  # type: ignore[attr-defined]
+from aioquic.quic.configuration import SMALLEST_MAX_DATAGRAM_SIZE, QuicConfiguration
+from aioquic.quic.connection import QuicConnection
+from aioquic.quic.packet import QuicHeader, QuicPacketType, encode_quic_version_negotiation, pull_quic_header
+from anyio.abc import TaskGroup
+from pydevts.errors import ConnectionClosedError
+from pydevts.protocols import Address
+
+from .connection import QUICConnection
+
+__all__ = ["DATAGRAM_MARK", "Datagrams", "Endpoint"]
+
+log = logging.getLogger("pydevts.quic")
+
+#: First byte of a pydevts (non-QUIC) datagram on the shared socket.
+DATAGRAM_MARK = 0x00
+READ_SIZE = 65_536
+#: Datagrams read in a row before answering them and letting other tasks run.
+BATCH = 64
+SOCKET_BUFFER = 4 * 1024 * 1024
+
+
+def tune_socket(sock: socket.socket) -> None:
+    """Large socket buffers: QUIC bursts a window of datagrams at a time."""
+    for option, forced in ((socket.SO_RCVBUF, 33), (socket.SO_SNDBUF, 32)):  # SO_RCVBUFFORCE, SO_SNDBUFFORCE
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, forced, SOCKET_BUFFER)
+        except OSError:  # not root: the kernel caps the plain option instead
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
+            except OSError:
+                pass
+
+
+class Endpoint:
+    """One UDP socket; for a listener, many server connections; for a client, one."""
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        *,
+        server: QuicConfiguration | None = None,
+        connection_options: dict[str, float | int] | None = None,
+        keepalive: float = 5.0,
+    ) -> None:
+        self.sock = sock
+        host, port = sock.getsockname()[:2]
+        self.address = Address(str(host), int(port))
+        self._server = server
+        self._options = connection_options or {}
+        self._connected = server is None  # a client socket is connect()ed: ICMP errors reach us
+        self.keepalive = keepalive
+        self.accepting = server is not None
+        self._by_cid: dict[bytes, QUICConnection] = {}
+        self.connections: set[QUICConnection] = set()
+        self._client: QUICConnection | None = None  # a client endpoint's one connection
+        self._touched: dict[QUICConnection, None] = {}
+        self._accepted: deque[QUICConnection] = deque()
+        self._accept_wake: anyio.Event | None = None
+        self._tg: TaskGroup | None = None
+        self._closing = server is None  # a client endpoint ends with its connection
+        self.datagrams: Datagrams | None = None
+        self.dropped = 0
+        self.done = anyio.Event()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def run(self) -> None:
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                for conn in self.connections:
+                    tg.start_soon(self._timers, conn)
+                await self._receive_loop()
+                tg.cancel_scope.cancel()
+        except Exception:  # a detached task has nobody to raise to
+            log.exception("QUIC endpoint %s failed", self.address)
+        finally:
+            self._tg = None
+            self._close_socket()
+            for conn in list(self.connections):
+                conn.fail(ConnectionClosedError(f"QUIC endpoint {self.address} closed"))
+                conn.terminated = True
+            self.connections.clear()
+            if self._accept_wake is not None:
+                self._accept_wake.set()
+            self.done.set()
+
+    def stop_accepting(self) -> None:
+        """Listener closed: no new connections; the socket closes once the last one has ended."""
+        self.accepting = False
+        self._closing = True
+        for conn in list(self._accepted):
+            conn.quic.close(reason_phrase="listener closed")
+            self.transmit(conn)
+        self._accepted.clear()
+        if self._accept_wake is not None:
+            self._accept_wake.set()
+        self._maybe_finish()
+
+    def _maybe_finish(self) -> None:
+        if self._closing and not self.connections:
+            self._close_socket()
+
+    def _close_socket(self) -> None:
+        if self.sock.fileno() >= 0:
+            anyio.notify_closing(self.sock)
+            self.sock.close()
+        if self.datagrams is not None:
+            self.datagrams.closed()
+
+    # ------------------------------------------------------------------ connections
+
+    def register(self, conn: QUICConnection, cids: list[bytes]) -> None:
+        self.connections.add(conn)
+        if self._server is None:
+            self._client = conn
+        for cid in cids:
+            self.add_cid(conn, cid)
+        if self._tg is not None:
+            self._tg.start_soon(self._timers, conn)
+
+    def add_cid(self, conn: QUICConnection, cid: bytes) -> None:
+        self._by_cid[cid] = conn
+        conn.cids.add(cid)
+
+    def remove_cid(self, cid: bytes) -> None:
+        conn = self._by_cid.pop(cid, None)
+        if conn is not None:
+            conn.cids.discard(cid)
+
+    def forget(self, conn: QUICConnection) -> None:
+        for cid in conn.cids:
+            if self._by_cid.get(cid) is conn:
+                del self._by_cid[cid]
+        conn.cids.clear()
+        self.connections.discard(conn)
+        if self._client is conn:
+            self._client = None
+        self.rearm(conn)
+        self._maybe_finish()
+
+    def accepted(self, conn: QUICConnection) -> None:
+        if not self.accepting:
+            conn.quic.close(reason_phrase="listener closed")
+            return
+        self._accepted.append(conn)
+        if self._accept_wake is not None:
+            self._accept_wake.set()
+            self._accept_wake = None
+
+    async def next_accepted(self) -> QUICConnection | None:
+        """The next connection whose stream opened; None once the listener is closed."""
+        while True:
+            if self._accepted:
+                return self._accepted.popleft()
+            if not self.accepting or self.done.is_set():
+                return None
+            self._accept_wake = anyio.Event()
+            await self._accept_wake.wait()
+
+    # ------------------------------------------------------------------ sending
+
+    def transmit(self, conn: QUICConnection) -> None:
+        """Send every datagram aioquic has for ``conn`` now (a full socket buffer drops; QUIC resends)."""
+        sock = self.sock
+        try:
+            datagrams = conn.quic.datagrams_to_send(now=anyio.current_time())
+        except Exception:  # never let one connection's bug stop the endpoint
+            log.exception("QUIC connection to %s failed while sending", conn.remote_address)
+            conn.quic.close(reason_phrase="internal error")
+            return
+        for data, addr in datagrams:
+            try:
+                if self._connected:
+                    sock.send(data)
+                else:
+                    sock.sendto(data, addr)
+            except BlockingIOError:
+                pass
+            except ConnectionRefusedError:
+                if self._connected:
+                    conn.refuse()
+                    return
+            except OSError:
+                if sock.fileno() < 0:
+                    return
+        timer = conn.quic.get_timer()
+        if timer is not None and timer < conn.sleeping_until:
+            self.rearm(conn)
+
+    def rearm(self, conn: QUICConnection) -> None:
+        """Make ``conn``'s timer task look at its deadlines again."""
+        if conn.timer_wake is not None:
+            conn.timer_wake.set()
+            conn.timer_wake = None
+
+    # ------------------------------------------------------------------ receiving
+
+    async def _receive_loop(self) -> None:
+        sock = self.sock
+        batch = 0
+        while True:
+            try:
+                data, addr = sock.recvfrom(READ_SIZE)
+            except BlockingIOError:
+                self._flush()
+                batch = 0
+                try:
+                    await anyio.wait_readable(sock)
+                except (anyio.ClosedResourceError, anyio.BrokenResourceError, OSError):
+                    return
+                continue
+            except ConnectionRefusedError:
+                for conn in list(self.connections):
+                    conn.refuse()
+                continue
+            except OSError:
+                if sock.fileno() < 0:
+                    return
+                continue
+            self._datagram(data, addr)
+            batch += 1
+            if batch >= BATCH:
+                self._flush()
+                batch = 0
+                await anyio.lowlevel.checkpoint()
+
+    def _flush(self) -> None:
+        if not self._touched:
+            return
+        now = anyio.current_time()
+        touched, self._touched = self._touched, {}
+        for conn in touched:
+            conn.handle_events(now)
+            if not conn.terminated:
+                self.transmit(conn)
+
+    def _datagram(self, data: bytes, addr: tuple[str, int]) -> None:
+        if not data:
+            return
+        if data[0] & 0xC0 == 0:  # QUIC's fixed bit is clear: one of ours, or junk
+            if data[0] == DATAGRAM_MARK and self.datagrams is not None:
+                self.datagrams.put(data[1:])
+            else:
+                self.dropped += 1
+            return
+        try:
+            header = pull_quic_header(Buffer(data=data), host_cid_length=8)
+        except ValueError:
+            self.dropped += 1
+            return
+        conn = self._by_cid.get(header.destination_cid) if self._server is not None else self._client
+        if conn is None:
+            conn = self._new_connection(data, addr, header)
+            if conn is None:
+                return
+        try:
+            conn.quic.receive_datagram(data, addr, now=anyio.current_time())
+        except Exception:
+            log.exception("QUIC connection to %s failed on a datagram", conn.remote_address)
+            conn.quic.close(reason_phrase="internal error")
+        self._touched[conn] = None
+
+    def _new_connection(
+        self, data: bytes, addr: tuple[str, int], header: QuicHeader
+    ) -> QUICConnection | None:
+        config = self._server
+        if config is None or not self.accepting:
+            self.dropped += 1
+            return None
+        version, packet_type = header.version, header.packet_type
+        if packet_type != QuicPacketType.VERSION_NEGOTIATION and version is not None:
+            if version not in config.supported_versions:
+                self._send_to(
+                    encode_quic_version_negotiation(
+                        source_cid=header.destination_cid,
+                        destination_cid=header.source_cid,
+                        supported_versions=config.supported_versions,
+                    ),
+                    addr,
+                )
+                return None
+        if packet_type != QuicPacketType.INITIAL or len(data) < SMALLEST_MAX_DATAGRAM_SIZE:
+            self.dropped += 1
+            return None
+        original_cid: bytes = header.destination_cid
+        quic = QuicConnection(configuration=config, original_destination_connection_id=original_cid)
+        conn = QUICConnection(
+            quic,
+            self,
+            addr,
+            max_frame_size=int(self._options["max_frame_size"]),
+            idle_timeout=float(self._options["idle_timeout"]),
+            is_client=False,
+        )
+        self.register(conn, [original_cid, quic.host_cid])
+        return conn
+
+    def _send_to(self, data: bytes, addr: tuple[str, int]) -> None:
+        try:
+            self.sock.sendto(data, addr)
+        except OSError:
+            pass
+
+    # ------------------------------------------------------------------ timers
+
+    async def _timers(self, conn: QUICConnection) -> None:
+        """Run ``conn``'s aioquic timer, its linger deadline and its keep-alive pings until it ends."""
+        quic = conn.quic
+        next_ping = anyio.current_time() + self.keepalive
+        while not conn.terminated:
+            now = anyio.current_time()
+            deadline = min(t for t in (quic.get_timer(), conn.linger_until, next_ping) if t is not None)
+            if deadline - now > 1e-6:
+                conn.timer_wake = wake = anyio.Event()
+                conn.sleeping_until = deadline
+                with anyio.move_on_after(deadline - now):
+                    await wake.wait()
+                conn.timer_wake = None
+                conn.sleeping_until = math.inf
+                continue
+            timer = quic.get_timer()
+            if timer is not None and now >= timer:
+                quic.handle_timer(now)
+            if now >= next_ping:
+                next_ping = now + self.keepalive
+                if conn.ready.is_set() and quic._close_event is None:
+                    quic.send_ping(0)
+            conn.handle_events(now)
+            if not conn.terminated:
+                self.transmit(conn)
+
+
+class Datagrams:
+    """The failure detector's channel on a listener's socket (a ``DatagramEndpoint``)."""
+
+    QUEUE = 1024
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self._endpoint: Endpoint | None = endpoint
+        self._queue: deque[bytes] = deque()
+        self._wake: anyio.Event | None = None
+        self.dropped = 0
+
+    def put(self, data: bytes) -> None:
+        if len(self._queue) >= self.QUEUE:
+            self.dropped += 1
+            return
+        self._queue.append(data)
+        if self._wake is not None:
+            self._wake.set()
+            self._wake = None
+
+    def closed(self) -> None:
+        self._endpoint = None
+        if self._wake is not None:
+            self._wake.set()
+            self._wake = None
+
+    def send(self, data: bytes, address: Address) -> None:
+        endpoint = self._endpoint
+        if endpoint is None or endpoint.sock.fileno() < 0:
+            return
+        endpoint._send_to(bytes((DATAGRAM_MARK,)) + data, (address.host, address.port))
+
+    async def receive(self) -> bytes:
+        while not self._queue:
+            if self._endpoint is None:
+                raise ConnectionClosedError("datagram endpoint closed")
+            self._wake = anyio.Event()
+            await self._wake.wait()
+        return self._queue.popleft()
+
+    async def aclose(self) -> None:
+        endpoint = self._endpoint
+        if endpoint is not None and endpoint.datagrams is self:
+            endpoint.datagrams = None
+        self.closed()
+        await anyio.lowlevel.checkpoint()
