@@ -63,6 +63,10 @@ async def join_or_start(
                 try:
                     listener = await transport.listen(Address(bind_host, cluster_address.port))
                 except AddressInUseError:
+                    if not exc.refused:
+                        # Something is there and answered, but not as a node we can join
+                        # (e.g. its TLS certificate is not trusted): retrying will not help.
+                        raise JoinError(f"cannot join the cluster at {cluster_address}: {exc}") from exc
                     # Somebody bound it between our connect and our bind: join them.
                     log.debug("cluster port %s was just taken; joining it", cluster_address)
                     await anyio.sleep(delay)

@@ -96,7 +96,7 @@ def describe_termination(event: events.ConnectionTerminated, remote: str, idle_t
         return f"TLS handshake with {remote} failed: {reason or 'alert'} (TLS alert {code - 0x100})"
     if code == QuicErrorCode.NO_ERROR:
         return f"connection closed by {remote}" + (f" ({reason})" if reason and reason != "closed" else "")
-    return f"connection to {remote} closed: {reason or 'error'} (QUIC error 0x{code:x})"
+    return f"connection closed by {remote}: {reason or 'error'} (QUIC error 0x{code:x})"
 
 
 class QUICConnection:
@@ -266,7 +266,10 @@ class QUICConnection:
     def refuse(self) -> None:
         """The peer's host said nothing listens on that UDP port (ICMP)."""
         self.refused = True
-        self.fail(ConnectError(f"cannot connect to {self._remote}: connection refused", refused=True))
+        if self.ready.is_set():
+            self.fail(ConnectionClosedError(f"{self._remote} is gone: its host says nothing listens there"))
+        else:
+            self.fail(ConnectError(f"cannot connect to {self._remote}: connection refused", refused=True))
         self._terminated()
 
     def _terminated(self) -> None:
