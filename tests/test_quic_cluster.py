@@ -68,7 +68,7 @@ async def test_a_cluster_with_its_own_ca_refuses_a_node_it_does_not_trust(tmp_pa
             stranger = Node(
                 port, node_id="x", transport="quic", transport_options=theirs.issue("x"), join_timeout=5
             )
-            with pytest.raises(JoinError, match="TLS handshake with .* failed: unable to get local issuer"):
+            with pytest.raises(JoinError, match=r"TLS handshake with .* failed: unable to get local issuer"):
                 async with stranger:
                     pass
             assert {m.id for m in first.members} == {"c0", "c1"}

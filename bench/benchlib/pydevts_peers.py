@@ -7,6 +7,9 @@ sender's ``end`` event arrives (events from one origin run in order, so
 port, wait until the receiver is a live member, then ``send`` N events or make
 sequential ``request`` round trips. Results are printed before the nodes
 leave, so a slow graceful leave does not count.
+
+The nodes use the ``tcp`` transport unless ``args`` has a ``transport``
+attribute (``bench/quic_compare.py`` passes ``--transport quic``).
 """
 
 from __future__ import annotations
@@ -23,8 +26,13 @@ from .common import CHECK_EVERY, PAYLOAD, Counter, SendClock, emit, ready, rtt_s
 JOIN_TIMEOUT = 15.0
 
 
+def _transport(args: argparse.Namespace) -> str:
+    """The transport to use: ``args.transport`` if the caller's parser has it, else ``tcp``."""
+    return getattr(args, "transport", None) or "tcp"
+
+
 async def recv(args: argparse.Namespace) -> None:
-    node = Node(args.port)
+    node = Node(args.port, transport=_transport(args))
     counter = Counter()
     done = anyio.Event()
 
@@ -52,7 +60,7 @@ class _Joiner:
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.peer_id: str = args.peer_id
-        self.node = Node(args.port, join_only=True)
+        self.node = Node(args.port, join_only=True, transport=_transport(args))
         self._peer_seen = anyio.Event()
         self.node.on_lifecycle(self._on_member)
 
