@@ -94,16 +94,20 @@ def test_unknown_plugin_name_is_a_clear_error() -> None:
     assert "pip install pydevts-hopp" in done.stderr
 
 
-@pytest.mark.parametrize("backend", ["asyncio", "trio"])
-def test_demo(backend: str) -> None:
+@pytest.mark.parametrize(("backend", "transport"), [("asyncio", "tcp"), ("trio", "tcp"), ("trio", "quic")])
+def test_demo(backend: str, transport: str) -> None:
     done = subprocess.run(
-        [*PYDEVTS, "demo", "--backend", backend], capture_output=True, text=True, timeout=60
+        [*PYDEVTS, "demo", "--backend", backend, "--transport", transport],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
     assert "started a new cluster" in out and "all 3 nodes see 3 alive members" in out
     assert '"greet" from node-1' in out and '"ping" from node-3' in out and "reply from node-1" in out
     assert "node-1 saw it: left" in out
+    assert f"({transport})" in out
 
 
 @pytest.mark.anyio

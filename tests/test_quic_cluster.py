@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import signal
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,8 @@ from pydevts.testing import check_router
 from pydevts_peer import PeerRouter
 
 pytestmark = pytest.mark.anyio
+
+PYDEVTS = [sys.executable, "-m", "pydevts"]
 
 
 def quic_node(port: int, node_id: str, got: list[tuple[str, str, Any]], **options: Any) -> Node:
@@ -112,3 +116,11 @@ async def test_three_processes_over_quic_join_exchange_and_detect_a_kill(anyio_b
                     )
                     await wait_alive(proc, {"u1", "u2"})
                 assert anyio.current_time() - killed_at < 8
+
+                # the CLI talks QUIC too, with transport options passed through
+                cli = [*PYDEVTS, "members", "--join", f"127.0.0.1:{port}", "--json"]
+                cli += ["--transport", "quic", "--transport-option", "idle_timeout=5"]
+                done = await anyio.run_process(cli, check=False)
+                assert done.returncode == 0, done.stderr.decode()
+                listed = {m["id"]: m["state"] for m in json.loads(done.stdout)}
+                assert listed == {"u1": "alive", "u2": "alive", "u3": "failed"}

@@ -27,11 +27,12 @@ def _say(text: str = "") -> None:
     print(text, flush=True)
 
 
-async def run_demo(backend: str = "asyncio") -> int:
+async def run_demo(backend: str = "asyncio", transport: str = "tcp") -> int:
     port = free_port()
     t0 = time.monotonic()
-    _say(f"pydevts demo: 3 nodes, each its own process, cluster port 127.0.0.1:{port}")
+    _say(f"pydevts demo: 3 nodes, each its own process, cluster port 127.0.0.1:{port} ({transport})")
     argv = ["--log-level", os.environ.get("PYDEVTS_DEMO_LOG", "WARNING"), "--backend", backend]
+    argv += ["--transport", transport]
     agents = [AgentProcess(name, [str(port), "--id", name, *argv]) for name in NAMES]
     first, second, third = agents
     try:

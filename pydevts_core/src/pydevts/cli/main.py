@@ -40,6 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     _client_options(emit)
     demo = sub.add_parser("demo", help="start a 3-node cluster on loopback and show an event exchange")
     demo.add_argument("--backend", default="asyncio", choices=["asyncio", "trio"], help="event loop")
+    demo.add_argument("--transport", default="tcp", help="transport plugin (default tcp; e.g. quic)")
     return parser
 
 
@@ -58,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             from .demo import run_demo
 
-            return anyio.run(run_demo, args.backend, backend=args.backend)
+            return anyio.run(run_demo, args.backend, args.transport, backend=args.backend)
     except PydevtsError as exc:
         print(f"pydevts: error: {exc}", file=sys.stderr)
         return 1
