@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import struct
 from typing import Any
 
 import anyio
@@ -14,8 +16,14 @@ from pydevts_tcp import TCPTransport
 pytestmark = pytest.mark.anyio
 
 
+async def _reset(conn: Any) -> None:
+    """A TCP peer that dies: its kernel answers with a reset (SO_LINGER 0), no orderly close."""
+    conn._sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    conn._sock.close()
+
+
 async def test_tcp_honours_the_transport_contract() -> None:
-    await check_transport(lambda **settings: TCPTransport(**settings))
+    await check_transport(lambda **settings: TCPTransport(**settings), vanish=_reset)
 
 
 async def test_memory_honours_the_transport_contract() -> None:
@@ -38,6 +46,16 @@ async def test_a_transport_that_breaks_the_contract_is_caught() -> None:
     network = MemoryNetwork()
     with pytest.raises(AssertionError, match="ordered framed delivery"):
         await check_transport(lambda **settings: Leaky(network, **settings))
+
+
+async def test_a_transport_that_hangs_on_a_vanished_peer_is_caught() -> None:
+    network = MemoryNetwork()
+
+    async def cut_cable(conn: Any) -> None:  # in-memory links never time out: silence is forever
+        network.partition(["127.0.0.1"], ["127.0.0.1"])
+
+    with pytest.raises(AssertionError, match="peer vanishing: receive from a vanished peer still waiting"):
+        await check_transport(lambda **settings: MemoryTransport(network, **settings), vanish=cut_cable)
 
 
 async def test_memory_faults_partition_drop_and_heal() -> None:

@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from .conformance import TransportFactory, check_transport
+from .conformance import TransportFactory, Vanish, check_transport
 from .memory import MemoryConnection, MemoryListener, MemoryNetwork, MemoryTransport
 from .router_contract import check_router
 
@@ -21,6 +21,7 @@ __all__ = [
     "MemoryNetwork",
     "MemoryTransport",
     "TransportFactory",
+    "Vanish",
     "check_router",
     "check_transport",
 ]

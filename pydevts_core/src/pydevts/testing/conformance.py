@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import anyio
@@ -22,7 +23,7 @@ from anyio.abc import TaskGroup
 from ..errors import AddressInUseError, ConnectError, ConnectionClosedError, FrameTooLargeError
 from ..protocols import Address, Connection, Listener, Transport
 
-__all__ = ["TransportFactory", "check_transport"]
+__all__ = ["TransportFactory", "Vanish", "check_transport"]
 
 #: ``make(max_frame_size=...)`` -> a new transport (of the same network, for in-memory ones).
 TransportFactory = Callable[..., Transport]
@@ -31,9 +32,24 @@ STEP_TIMEOUT = 10.0
 LIMIT = 64 * 1024
 
 
-async def check_transport(make: TransportFactory, *, host: str = "127.0.0.1") -> None:
-    """Check that ``make(max_frame_size=...)`` builds transports that honour the contract."""
-    for name, check in _CHECKS:
+#: ``vanish(conn)`` makes the end holding ``conn`` disappear the way a killed process or an
+#: unplugged host does for this transport (no goodbye); see :func:`check_transport`.
+Vanish = Callable[[Connection], Awaitable[None]]
+
+
+async def check_transport(
+    make: TransportFactory, *, host: str = "127.0.0.1", vanish: Vanish | None = None
+) -> None:
+    """Check that ``make(max_frame_size=...)`` builds transports that honour the contract.
+
+    With ``vanish``, also check that when a peer vanishes, the other end is
+    not left hanging: its ``receive_frames`` and ``send_frames`` raise
+    ``ConnectionClosedError`` within the step's time bound (10 s).
+    """
+    checks = list(_CHECKS)
+    if vanish is not None:
+        checks.append(("peer vanishing", partial(_peer_vanishes, vanish=vanish)))
+    for name, check in checks:
         with anyio.fail_after(STEP_TIMEOUT):
             try:
                 await check(make, host)
@@ -212,6 +228,35 @@ async def _backpressure(make: TransportFactory, host: str) -> None:
                     await client.send_frames(chunk)
                     sent_mb += 1
             assert sent_mb < 256, "256 MB went to a peer that reads nothing: no backpressure"
+        finally:
+            await _close(client, server, listener)
+            tg.cancel_scope.cancel()
+
+
+async def _peer_vanishes(make: TransportFactory, host: str, *, vanish: Vanish) -> None:
+    async with anyio.create_task_group() as tg:
+        listener, client, server = await _pair(tg, make, host)
+        try:
+            await client.send_frames([b"before"])
+            assert await _receive(server, 1) == [b"before"], "a frame was lost before the peer vanished"
+            await vanish(server)
+            bound = STEP_TIMEOUT / 2
+            with anyio.move_on_after(bound) as receiving:
+                try:
+                    await _receive(client, 1)
+                except ConnectionClosedError:
+                    pass
+                else:
+                    raise AssertionError("a frame arrived from a peer that had vanished")
+            assert not receiving.cancelled_caught, f"receive from a vanished peer still waiting after {bound:g} s"
+            with anyio.move_on_after(bound) as sending:
+                try:
+                    while True:
+                        await client.send_frames([b"into the void"])
+                        await anyio.sleep(0.01)
+                except ConnectionClosedError:
+                    pass
+            assert not sending.cancelled_caught, f"sends to a vanished peer still succeed after {bound:g} s"
         finally:
             await _close(client, server, listener)
             tg.cancel_scope.cancel()
