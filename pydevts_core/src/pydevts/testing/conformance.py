@@ -248,7 +248,8 @@ async def _peer_vanishes(make: TransportFactory, host: str, *, vanish: Vanish) -
                     pass
                 else:
                     raise AssertionError("a frame arrived from a peer that had vanished")
-            assert not receiving.cancelled_caught, f"receive from a vanished peer still waiting after {bound:g} s"
+            waiting = f"receive from a vanished peer still waiting after {bound:g} s"
+            assert not receiving.cancelled_caught, waiting
             with anyio.move_on_after(bound) as sending:
                 try:
                     while True:
