@@ -180,7 +180,11 @@ def test_member_alive_property_and_to_dict() -> None:
         "tags": {"zone": "eu"},
         "state": "alive",
         "incarnation": 0,
+        "next_hop": None,
+        "distance": None,
     }
+    routed = Member("c", "h:2", next_hop="b", distance=2).to_dict()
+    assert (routed["next_hop"], routed["distance"]) == ("b", 2)
 
 
 def test_member_state_str_is_its_value() -> None:

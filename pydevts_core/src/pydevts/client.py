@@ -111,6 +111,8 @@ class NodeClient:
                     {str(k): str(v) for k, v in r["tags"].items()},
                     MemberState(r["state"]),
                     int(r.get("incarnation", 0)),
+                    None if r.get("next_hop") is None else str(r["next_hop"]),
+                    None if r.get("distance") is None else int(r["distance"]),
                 )
                 for r in rows
             ]

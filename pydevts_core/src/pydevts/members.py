@@ -27,13 +27,21 @@ class MemberState(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Member:
-    """One node of the cluster as this node sees it."""
+    """One node of the cluster as this node sees it.
+
+    ``next_hop`` and ``distance`` are set by routers that reach members over
+    several hops (the neighbour a frame to this member goes to, and how many
+    links it crosses); ``None`` where the router does not say (full mesh:
+    every member is one hop away, directly).
+    """
 
     id: str
     address: str
     tags: Mapping[str, str] = field(default_factory=dict)
     state: MemberState = MemberState.ALIVE
     incarnation: int = 0
+    next_hop: str | None = None
+    distance: int | None = None
 
     @property
     def alive(self) -> bool:
@@ -46,6 +54,8 @@ class Member:
             "tags": dict(self.tags),
             "state": self.state.value,
             "incarnation": self.incarnation,
+            "next_hop": self.next_hop,
+            "distance": self.distance,
         }
 
 

@@ -117,11 +117,12 @@ async def _members(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([m.to_dict() for m in members], indent=2))
         return 0
-    rows = [("ID", "ADDRESS", "STATE", "TAGS")]
-    rows += [
-        (m.id, m.address, m.state.value, ",".join(f"{k}={v}" for k, v in m.tags.items())) for m in members
-    ]
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    routed = any(m.distance is not None for m in members)  # a multi-hop router says how to reach each
+    rows = [("ID", "ADDRESS", "STATE", *(("VIA", "HOPS") if routed else ()), "TAGS")]
+    for m in members:
+        route = (m.next_hop or "-", "-" if m.distance is None else str(m.distance)) if routed else ()
+        rows.append((m.id, m.address, m.state.value, *route, ",".join(f"{k}={v}" for k, v in m.tags.items())))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
     return 0
