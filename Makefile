@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-DISTS := pydevts_core pydevts_transports/tcp pydevts_transports/quic pydevts_routers/peer pydevts_serializers/msgpack \
+DISTS := pydevts_core pydevts_transports/tcp pydevts_transports/quic pydevts_routers/peer pydevts_routers/hop pydevts_serializers/msgpack \
 	pydevts_serializers/pickle
 EXAMPLE_PACKAGES := examples/connection_plugin
 PYPROJECTS := pyproject.toml $(addsuffix /pyproject.toml,$(DISTS) $(EXAMPLE_PACKAGES))

@@ -139,6 +139,11 @@ class Link:
             raise FrameTooLargeError(len(frame), self.max_frame_size)
         return frame
 
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes queued or being written (``send`` waits past ``high_water``)."""
+        return self._pending_bytes + self._inflight
+
     def send_nowait(self, frame: bytes) -> None:
         """Queue ``frame`` without waiting for queue space (small control frames only)."""
         prepared = self._prepare(frame)

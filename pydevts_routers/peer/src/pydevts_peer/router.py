@@ -25,8 +25,9 @@ from pydevts.errors import (
 from pydevts.link import Link, Tail
 from pydevts.members import Member, MemberState
 from pydevts.protocols import Address, RouterContext
+from pydevts.routing import close_later, keeps, member_from_hello, retire
 from pydevts.swim import SwimConfig
-from pydevts.wire import ROUTER_KIND_MIN, Hello
+from pydevts.wire import ROUTER_KIND_MIN
 
 from .liveness import Liveness
 from .state import Action, Connect, MemberDown, MemberUp, PeerState, SendControl
@@ -77,7 +78,7 @@ class PeerRouter:
 
     async def start(self, ctx: RouterContext, entry: Link | None) -> None:
         self._ctx = ctx
-        local = _member(ctx.hello)
+        local = member_from_hello(ctx.hello)
         self._state = PeerState(local)
         self._liveness = Liveness(ctx, local, self._on_member_change, self.swim_config)
         await self._liveness.start()
@@ -121,22 +122,22 @@ class PeerRouter:
             return
         existing = self._links.get(link.peer_id)
         if existing is not None:
-            if _keeps(existing, link):
+            if keeps(existing, link):
                 # Not closed unread: the peer may have sent on it before it saw the
                 # other one. Read it until the peer closes it, or for leave_timeout.
                 log.debug("duplicate link %r: keeping %r", link, existing)
                 self._ctx.spawn(self._run_link, link)
-                self._ctx.spawn(self._close_later, link, self.leave_timeout, "duplicate link")
+                self._ctx.spawn(close_later, link, self.leave_timeout, "duplicate link")
                 return
             log.debug("duplicate link %r replaces %r", link, existing)
             self._links[link.peer_id] = link
-            self._ctx.spawn(_retire, existing, self.leave_timeout)
+            self._ctx.spawn(retire, existing, self.leave_timeout)
             self._ctx.spawn(self._run_link, link, name=f"pydevts link {link.peer_id}")
             return
         log.debug("adopted %r", link)
         self._links[link.peer_id] = link
         self._up_since[link.peer_id] = anyio.current_time()
-        self._apply(self._state.link_up(_member(link.peer), anyio.current_time()))
+        self._apply(self._state.link_up(member_from_hello(link.peer), anyio.current_time()))
         assert self._liveness is not None
         member = self._liveness.swim.members.get(link.peer_id)
         if member is not None and member.alive:
@@ -252,17 +253,11 @@ class PeerRouter:
                 # reading until then — and close it ourselves only if it does not.
                 del self._links[member.id]
                 self._up_since.pop(member.id, None)
-                self._ctx.spawn(self._close_later, link, 2 * self.leave_timeout, "member left")
+                self._ctx.spawn(close_later, link, 2 * self.leave_timeout, "member left")
             else:
                 self._ctx.spawn(link.aclose, f"member {member.state.value}")
         elif member.id not in self._links and not self._stopping:
             self._apply(self._state.learn(member, anyio.current_time()))
-
-    @staticmethod
-    async def _close_later(link: Link, delay: float, reason: str) -> None:
-        with anyio.move_on_after(delay):
-            await link.wait_closed()
-        await link.aclose(reason)
 
     async def _reconnect(self, peer_id: str) -> None:
         """Reconnect with bounded exponential backoff while the member may still be alive.
@@ -347,35 +342,3 @@ class PeerRouter:
                 await link.send(frame)
             except ConnectionClosedError:
                 pass  # the member is going away; its leave/fail is reported separately
-
-
-def _member(hello: Hello) -> Member:
-    incarnation = hello.extensions.get("incarnation", 0)
-    return Member(
-        hello.node_id,
-        hello.address,
-        dict(hello.tags),
-        incarnation=incarnation if isinstance(incarnation, int) else 0,
-    )
-
-
-async def _retire(link: Link, timeout: float) -> None:
-    """Close a link that another one replaced, after sending what it had queued."""
-    with anyio.move_on_after(timeout):
-        await link.flush()
-    await link.aclose("replaced by a newer link")
-
-
-def _keeps(existing: Link, new: Link) -> bool:
-    """Of two links to one peer, keep the one opened by the smaller node id.
-
-    Both ends apply the same rule, so they close the same link. When one
-    side opened both (a reconnect), the newer one wins.
-    """
-
-    def opener(link: Link) -> str:
-        return link.local.node_id if link.initiated else link.peer_id
-
-    if opener(existing) == opener(new):
-        return False
-    return opener(existing) < opener(new)

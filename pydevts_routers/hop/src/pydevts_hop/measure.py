@@ -1,0 +1,90 @@
+"""Measurements of the hop router in the in-memory network (for ``bench/``; not tests).
+
+``python -m pydevts_hop.measure`` prints, for random sparse graphs of growing
+size: frames per broadcast once converged (the ideal is N-1) and while
+flooding after a change, and the time from a silent link cut until every
+route is right again.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+
+from .actions import HopConfig
+from .simulation import Edges, Network, random_sparse
+
+__all__ = ["broadcast_cost", "reconvergence", "main"]
+
+
+def broadcast_cost(count: int, extra: int, seed: int = 1) -> tuple[float, float]:
+    """Mean frames per broadcast on a fresh ``count``-node graph: ``(flooding, converged)``."""
+    net = Network(HopConfig(max_neighbours=0))
+    net.build(random_sparse(count, extra, random.Random(seed)))
+    ids = sorted(net.nodes)[:10]
+    before = net.frames[0x42]
+    for i, origin in enumerate(ids):
+        net.broadcast(origin, b"\x01\x01t" + bytes([i]))
+    net.run()
+    flooding = (net.frames[0x42] - before) / len(ids)
+    net.settle()
+    before = net.frames[0x42]
+    for i, origin in enumerate(ids):
+        net.broadcast(origin, b"\x01\x01t" + bytes([i]))
+    net.run()
+    return flooding, (net.frames[0x42] - before) / len(ids)
+
+
+def _routes_right(net: Network, edges: Edges) -> bool:
+    adj: dict[str, set[str]] = {}
+    for a, b in edges:
+        adj.setdefault(a, set()).add(b)
+        adj.setdefault(b, set()).add(a)
+    for src, state in net.nodes.items():
+        dist = {src: 0}
+        queue = deque([src])
+        while queue:
+            node = queue.popleft()
+            for n in adj.get(node, ()):
+                if n not in dist:
+                    dist[n] = dist[node] + 1
+                    queue.append(n)
+        for dest in net.nodes:
+            route = state.route(dest)
+            if dest != src and (None if route is None else route[1]) != dist.get(dest):
+                return False
+    return True
+
+
+def reconvergence(count: int, extra: int, seed: int = 1, cuts: int = 5) -> float:
+    """Worst seconds from a silent cut of a random link until all routes are right (fake clock)."""
+    config = HopConfig(max_neighbours=0)
+    rng = random.Random(seed)
+    edges = random_sparse(count, extra, rng)
+    net = Network(config)
+    net.build(edges)
+    net.settle()
+    worst = 0.0
+    for _ in range(cuts):
+        cut = rng.choice(edges)
+        net.cut(*cut)
+        edges = [e for e in edges if e != cut]
+        start = net.now
+        while not _routes_right(net, edges):
+            net.tick()
+        worst = max(worst, net.now - start)
+    return worst
+
+
+def main() -> None:
+    print(f"{'nodes':>5} {'links':>5} {'flooding':>9} {'converged':>9} {'ideal':>5} {'reconverge':>10}")
+    for count in (10, 25, 50, 100):
+        extra = count // 2
+        flooding, converged = broadcast_cost(count, extra)
+        seconds = reconvergence(count, extra)
+        links, ideal = count - 1 + extra, count - 1
+        print(f"{count:>5} {links:>5} {flooding:>9.1f} {converged:>9.1f} {ideal:>5} {seconds:>9.1f}s")
+
+
+if __name__ == "__main__":
+    main()

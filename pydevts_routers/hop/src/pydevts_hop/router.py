@@ -1,0 +1,275 @@
+"""The ``hop`` router: the IO shell around :class:`~pydevts_hop.state.HopState`.
+
+It owns one :class:`~pydevts.link.Link` per neighbour, runs each link's
+reader, feeds frames and time to the state machine, and carries out the
+actions it returns, in order. Raw core frames (kind < ``0x40``) on a link
+come from that neighbour itself; router frames (``0x41``-``0x44``) go to the
+state, which may hand core frames from farther origins up to the node
+(``Deliver``) or relay them (``Send``).
+
+Backpressure: frames this node originates wait for queue space on the link
+(``send`` / ``emit`` slow down). A frame being *relayed* is queued at once if
+the link has room; otherwise the reader waits up to ``relay_timeout`` for
+room and then drops it, counting and logging it — two relays waiting on each
+other's full links must not stop both links for good.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Mapping
+
+import anyio
+from pydevts.errors import ConnectionClosedError, PydevtsError
+from pydevts.link import Link, Tail
+from pydevts.protocols import Address, RouterContext
+from pydevts.routing import close_later, keeps, member_from_hello, retire
+from pydevts.wire import ROUTER_KIND_MIN
+
+from .actions import Action, CloseLink, Connect, Deliver, HopConfig, MemberChange, Send
+from .state import HopState
+from .wire import ADVERT, KEEPALIVE
+
+__all__ = ["HopRouter"]
+
+log = logging.getLogger("pydevts.hop")
+
+
+class HopRouter:
+    """Multi-hop routing over the links each node can actually make (see the package README)."""
+
+    name = "hop"
+
+    def __init__(
+        self, *, config: HopConfig | None = None, leave_timeout: float = 2.0, relay_timeout: float = 2.0
+    ) -> None:
+        self.config = config or HopConfig()
+        self.leave_timeout = leave_timeout
+        self.relay_timeout = relay_timeout
+        self._links: dict[str, Link] = {}
+        self._busy: dict[str, int] = {}  # readers inside the node's deliver, per neighbour
+        self._connecting: set[str] = set()
+        self._ctx: RouterContext | None = None
+        self._state: HopState | None = None
+        self._stopping = False
+        self.relays_dropped = 0
+
+    @property
+    def state(self) -> HopState:
+        assert self._state is not None, "the router has not started"
+        return self._state
+
+    @property
+    def links(self) -> Mapping[str, Link]:
+        """Live links by neighbour id (read-only use)."""
+        return self._links
+
+    def statistics(self) -> dict[str, int]:
+        return self.state.statistics() | {"relays_dropped": self.relays_dropped}
+
+    # ----------------------------------------------------------- lifecycle
+
+    async def start(self, ctx: RouterContext, entry: Link | None) -> None:
+        self._ctx = ctx
+        self._state = HopState(member_from_hello(ctx.hello), self.config, anyio.current_time())
+        if entry is not None:
+            self.add_link(entry)
+        ctx.spawn(self._tick_loop, name="pydevts hop ticks")
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        self._apply_now(self.state.set_tags(tags, anyio.current_time()))
+
+    async def stop(self) -> None:
+        self._stopping = True
+        try:
+            self._apply_now(self.state.leave(anyio.current_time()))
+            with anyio.move_on_after(self.leave_timeout):
+                for link in list(self._links.values()):
+                    await link.flush()
+        finally:
+            with anyio.CancelScope(shield=True):
+                for link in list(self._links.values()):
+                    await link.aclose("this node left")
+
+    # ----------------------------------------------------------- links
+
+    def add_link(self, link: Link) -> None:
+        ctx = self._ctx
+        assert ctx is not None
+        if self._stopping:
+            ctx.spawn(link.aclose, "this node is leaving")
+            return
+        if link.peer.role != "member":
+            ctx.spawn(link.aclose, f"role {link.peer.role!r} not served")
+            return
+        existing = self._links.get(link.peer_id)
+        if existing is not None:
+            if keeps(existing, link):
+                # Read it until the peer closes it: it may have sent on it first.
+                ctx.spawn(self._run_link, link)
+                ctx.spawn(close_later, link, self.leave_timeout, "duplicate link")
+                return
+            self._links[link.peer_id] = link
+            ctx.spawn(retire, existing, self.leave_timeout)
+            ctx.spawn(self._run_link, link, name=f"pydevts hop link {link.peer_id}")
+            return
+        self._links[link.peer_id] = link
+        self._apply_now(self.state.link_up(member_from_hello(link.peer), anyio.current_time()))
+        ctx.spawn(self._run_link, link, name=f"pydevts hop link {link.peer_id}")
+
+    async def _run_link(self, link: Link) -> None:
+        assert self._ctx is not None
+        try:
+            await link.run(self._on_frames, spawn=self._ctx.spawn)
+        finally:
+            if self._links.get(link.peer_id) is link:
+                del self._links[link.peer_id]
+                if not self._stopping:
+                    log.info("link to %s closed: %s", link.peer_id, link.close_reason)
+                    self._apply_now(self.state.link_down(link.peer_id, anyio.current_time()))
+
+    async def _on_frames(self, link: Link, frames: list[bytes]) -> Tail | None:
+        """Frames from a neighbour: raw core frames are its own; router frames go to the state."""
+        ctx, state, peer = self._ctx, self.state, link.peer_id
+        assert ctx is not None
+        now = anyio.current_time()
+        state.heard(peer, now)
+        self._busy[peer] = self._busy.get(peer, 0) + 1
+        try:
+            start = 0
+            for i, frame in enumerate(frames):
+                if frame and frame[0] < ROUTER_KIND_MIN:
+                    continue
+                if i > start:
+                    _spawn_tail(ctx, await ctx.deliver(peer, frames[start:i]))
+                start = i + 1
+                await self._apply(state.receive(peer, frame, anyio.current_time()), relaying=True)
+            if start == 0:
+                return await ctx.deliver(peer, frames)
+            if start < len(frames):
+                return await ctx.deliver(peer, frames[start:])
+            return None
+        finally:
+            self._busy[peer] -= 1
+
+    # ----------------------------------------------------------- actions
+
+    def _apply_now(self, actions: list[Action]) -> None:
+        """Actions that never wait: control frames, member changes, link changes."""
+        for action in actions:
+            if isinstance(action, Send):
+                self._queue(action.neighbour, action.frame)
+            elif isinstance(action, Deliver):
+                assert self._ctx is not None
+                self._ctx.spawn(self._deliver_later, action)
+            else:
+                self._control(action)
+
+    async def _apply(self, actions: list[Action], *, relaying: bool) -> None:
+        ctx = self._ctx
+        assert ctx is not None
+        for action in actions:
+            if isinstance(action, Send):
+                if action.frame[0] in (ADVERT, KEEPALIVE):
+                    self._queue(action.neighbour, action.frame)  # small; must never wait
+                elif relaying:
+                    await self._relay(action.neighbour, action.frame)
+                else:
+                    await self._send(action.neighbour, action.frame)
+            elif isinstance(action, Deliver):
+                _spawn_tail(ctx, await ctx.deliver(action.origin, [action.frame]))
+            else:
+                self._control(action)
+
+    def _control(self, action: Action) -> None:
+        ctx = self._ctx
+        assert ctx is not None
+        if isinstance(action, MemberChange):
+            ctx.update_member(action.to_member())
+        elif isinstance(action, CloseLink):
+            link = self._links.get(action.neighbour)
+            if link is not None:
+                log.info("closing link to %s: %s", action.neighbour, action.reason)
+                ctx.spawn(link.aclose, action.reason)
+        elif isinstance(action, Connect):
+            if action.member_id not in self._connecting and not self._stopping:
+                self._connecting.add(action.member_id)
+                ctx.spawn(self._connect, action, name=f"pydevts hop connect {action.member_id}")
+
+    def _queue(self, neighbour: str, frame: bytes) -> None:
+        link = self._links.get(neighbour)
+        if link is not None:
+            try:
+                link.send_nowait(frame)
+            except PydevtsError as exc:
+                log.debug("frame to %s not queued: %s", neighbour, exc)
+
+    async def _send(self, neighbour: str, frame: bytes) -> None:
+        link = self._links.get(neighbour)
+        if link is None:
+            return  # the link went between the decision and now: the state hears of it next
+        try:
+            await link.send(frame)
+        except ConnectionClosedError:
+            pass
+
+    async def _relay(self, neighbour: str, frame: bytes) -> None:
+        link = self._links.get(neighbour)
+        if link is None:
+            return
+        if link.queued_bytes < link.high_water:
+            self._queue(neighbour, frame)
+            return
+        with anyio.move_on_after(self.relay_timeout):
+            await self._send(neighbour, frame)
+            return
+        self.relays_dropped += 1
+        log.warning(
+            "dropped a frame relayed to %s: its link stayed full for %g s", neighbour, self.relay_timeout
+        )
+
+    async def _deliver_later(self, action: Deliver) -> None:
+        assert self._ctx is not None
+        tail = await self._ctx.deliver(action.origin, [action.frame])
+        if tail is not None:
+            await tail()
+
+    async def _connect(self, action: Connect) -> None:
+        assert self._ctx is not None
+        try:
+            link = await self._ctx.connect(Address.parse(action.address))
+        except (PydevtsError, ValueError) as exc:
+            log.debug("could not link to %s at %s: %s", action.member_id, action.address, exc)
+            self.state.connect_failed(action.member_id, anyio.current_time())
+            return
+        except Exception:  # a bug must cost this attempt, never the node
+            log.exception("linking to %s at %s failed", action.member_id, action.address)
+            self.state.connect_failed(action.member_id, anyio.current_time())
+            return
+        finally:
+            self._connecting.discard(action.member_id)
+        self.add_link(link)
+
+    async def _tick_loop(self) -> None:
+        interval = self.config.tick_interval
+        while not self._stopping:
+            await anyio.sleep(interval * random.uniform(0.8, 1.2))
+            now = anyio.current_time()
+            for peer, busy in self._busy.items():
+                if busy:  # still handing its frames to the node: not silent, just slow
+                    self.state.heard(peer, now)
+            self._apply_now(self.state.tick(now))
+
+    # ----------------------------------------------------------- delivery
+
+    async def send(self, dest: str, frame: bytes) -> None:
+        await self._apply(self.state.send(dest, frame, anyio.current_time()), relaying=False)
+
+    async def broadcast(self, frame: bytes) -> None:
+        await self._apply(self.state.broadcast(frame, anyio.current_time()), relaying=False)
+
+
+def _spawn_tail(ctx: RouterContext, tail: Tail | None) -> None:
+    if tail is not None:
+        ctx.spawn(tail)

@@ -1,0 +1,447 @@
+"""The hop router's routing state machine (sans-IO): link state, trees, exactly-once.
+
+Theory of operation
+-------------------
+*Topology: link state.* Every node floods an advert (:class:`~.wire.Advert`):
+its id, address, tags, the neighbours it has links to and a ``left`` flag,
+versioned by ``(incarnation, seq)`` — the incarnation is the node's start
+time, ``seq`` grows with every change. A node re-floods an advert to all its
+other neighbours the first time it sees that version, and sends its whole
+advert database to a new neighbour, so each node holds every advert of its
+part of the network. Link state rather than distance vector: a change reaches
+every node in one network diameter with no counting to infinity, and every
+node can compute any other node's tree, which broadcasts need.
+
+*Routes.* The graph has an edge only where both ends' adverts list each
+other; from it each node computes breadth-first trees with a deterministic
+tie-break (:mod:`.topology`). Its own tree gives next hop and distance per
+member; a member outside it is *failed*, one whose advert says ``left`` is
+*left*. Failure detection is per link — a keepalive on every link idle for
+``keepalive_interval``, a link silent for ``dead_interval`` is closed — and a
+member's liveness is known through the routes that reach it.
+
+*Unicast* follows the **origin's** tree: a relay sends to its child on the
+tree path to the destination (falling back to its own shortest route when
+its view disagrees), so all of one origin's traffic to one node, unicast and
+broadcast alike, takes one path of FIFO links while views agree: per-sender
+order holds. A unicast to a neighbour leaves as the raw core frame (no
+header); relayed ones carry origin, destination and a hop limit of
+``2 x distance + hop_slack``, so a unicast caught between inconsistent views
+dies after that many links. A request that cannot be routed is answered
+"unreachable" on the destination's behalf, so the requester fails at once.
+
+*Broadcast* follows the origin's tree too: each node sends only to its
+children, so a broadcast costs N-1 frames once views agree. While they may
+not agree — for ``settle_time`` after this node's view changed, or when a
+copy arrives from a neighbour that is not our parent in the origin's tree, or
+flagged ``flood`` — a node *floods* it (to every neighbour but the sender)
+and flags it, so everything downstream floods as well: a broadcast then
+costs up to twice the number of links, but reaches every node still
+connected, because the first node to see a cut floods (see the README). Every
+node drops copies it has seen by ``(origin, incarnation, seq)`` in a bounded
+per-origin window (:mod:`.dedup`), so no handler sees one twice, and the
+origin never delivers its own.
+
+Adverts of nodes that have been unreachable or left for ``purge_after`` are
+forgotten. Every input takes ``now`` (seconds, any monotonic clock); the
+machine never reads a clock nor touches a socket.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+from pydevts.errors import LocalProtocolError, UnknownNodeError
+from pydevts.members import Member
+from pydevts.wire import REQUEST, ROUTER_KIND_MIN, ErrorCode, encode_error
+
+from .actions import Action, CloseLink, Deliver, HopConfig, HopStatistics, MemberChange, Send
+from .dedup import Dedup, Verdict
+from .dialer import Dialer
+from .roster import Roster
+from .topology import Graph, Tree, bfs_tree, first_hops
+from .wire import (
+    KEEPALIVE_FRAME,
+    Advert,
+    Broadcast,
+    HopFrame,
+    Keepalive,
+    Unicast,
+    decode,
+    encode_advert,
+    encode_broadcast,
+    encode_unicast,
+    relay,
+)
+
+__all__ = ["HopState"]
+
+
+@dataclass(slots=True)
+class _Link:
+    heard: float  # last frame received
+    sent: float  # last frame sent
+
+
+class HopState:
+    """Routing state of one node; every input returns the actions to carry out, in order."""
+
+    def __init__(self, local: Member, config: HopConfig | None = None, now: float = 0.0) -> None:
+        self.local_id = local.id
+        self.config = config or HopConfig()
+        self.links: dict[str, _Link] = {}
+        self.adverts: dict[str, Advert] = {}
+        self._frames: dict[str, bytes] = {}  # adverts as received, to relay and sync unchanged
+        self._held: set[bytes] = set()  # the same frames, to skip exact copies without decoding
+        self._graph = Graph(local.id)
+        self._own = Advert(local.id, local.incarnation, 0, local.address, dict(local.tags))
+        self._left = False
+        self._advertised_at = now
+        self._install_own()
+        self._tree: Tree = bfs_tree(self._graph, local.id)
+        self._hops: dict[str, str] = {}
+        self._trees: dict[str, Tree] = {}
+        self._children: dict[str, list[str]] = {}
+        self._settle_until = -math.inf
+        self._roster = Roster(local.id)
+        self._dialer = Dialer(local.id, self.config)
+        self._dedup = Dedup(self.config.dedup_window)
+        self._bseq = 0
+        self.stats = HopStatistics()
+
+    # ------------------------------------------------------------------ views
+
+    @property
+    def members(self) -> Mapping[str, MemberChange]:
+        """Every member reported so far, as last reported."""
+        return self._roster.reported
+
+    def route(self, dest: str) -> tuple[str, int] | None:
+        """``(next hop, distance)`` to ``dest``, or ``None`` if it is unreachable."""
+        hop = self._hops.get(dest)
+        return None if hop is None else (hop, self._tree.depth[dest])
+
+    def flooding(self, now: float) -> bool:
+        """Whether broadcasts are flooded now (the view changed less than ``settle_time`` ago)."""
+        return now < self._settle_until
+
+    def statistics(self) -> dict[str, int]:
+        return self.stats.as_dict() | {"known_nodes": len(self.adverts), "dedup_origins": len(self._dedup)}
+
+    # ------------------------------------------------------------------ links
+
+    def link_up(self, member: Member, now: float) -> list[Action]:
+        """A link to ``member`` passed its handshake: advertise it, send our database."""
+        if member.id == self.local_id:
+            raise LocalProtocolError("a link to this node itself")
+        if member.id in self.links:
+            self.links[member.id].heard = now
+            return []
+        self.links[member.id] = _Link(now, now)
+        self._dialer.forget(member.id)
+        actions = self._originate(now)
+        actions += [Send(member.id, f) for nid, f in self._frames.items() if nid != self.local_id]
+        self.stats.adverts_sent += len(self._frames) - 1
+        return self._stamp(actions + self._recompute(now, self.local_id), now)
+
+    def link_down(self, neighbour: str, now: float) -> list[Action]:
+        """The link to ``neighbour`` closed (a no-op if it is not linked)."""
+        if self.links.pop(neighbour, None) is None:
+            return []
+        self._lost(neighbour, now)
+        return self._stamp(self._originate(now) + self._recompute(now, self.local_id), now)
+
+    def heard(self, neighbour: str, now: float) -> None:
+        """Something arrived from ``neighbour`` that is not for :meth:`receive` (a raw core frame),
+        or the shell is still busy with what did: the link is not silent."""
+        link = self.links.get(neighbour)
+        if link is not None:
+            link.heard = now
+
+    def connect_failed(self, member_id: str, now: float) -> list[Action]:
+        """A :class:`Connect` did not produce a link: retry later, with backoff."""
+        self._dialer.failed(member_id, now)
+        return []
+
+    # ------------------------------------------------------------------ frames
+
+    def receive(self, neighbour: str, frame: bytes, now: float) -> list[Action]:
+        """A router frame (kind ``0x40`` or above) arrived on the link to ``neighbour``.
+
+        Raises :class:`~.wire.HopWireError` (a ValueError) for a malformed
+        frame, before anything changes.
+        """
+        if frame in self._held:  # a copy of an advert we hold, byte for byte: well-formed, no news
+            self.stats.adverts_ignored += 1
+            msg: HopFrame = Keepalive()
+        else:
+            msg = decode(frame)
+        link = self.links.get(neighbour)
+        if link is None:
+            self.stats.from_unlinked += 1
+            return []
+        link.heard = now
+        if isinstance(msg, Keepalive):
+            return []
+        if isinstance(msg, Advert):
+            actions = self._on_advert(neighbour, msg, frame, now)
+        elif isinstance(msg, Broadcast):
+            actions = self._on_broadcast(neighbour, msg, frame, now)
+        else:
+            actions = self._on_unicast(neighbour, msg, frame)
+        return self._stamp(actions, now)
+
+    def broadcast(self, frame: bytes, now: float) -> list[Action]:
+        """Send the core frame ``frame`` to every other reachable node, once each."""
+        self._check_origin()
+        self._bseq += 1
+        flood = self.flooding(now)
+        targets = list(self.links) if flood else self._children_of(self.local_id)
+        hop_limit = min(255, 2 * self._tree.height + self.config.hop_slack) or 1
+        out = encode_broadcast(
+            self.local_id, self._own.incarnation, self._bseq, hop_limit, frame, flood=flood
+        )
+        self.stats.broadcasts_sent += 1
+        self.stats.broadcast_frames += len(targets)
+        return self._stamp([Send(n, out) for n in targets], now)
+
+    def send(self, dest: str, frame: bytes, now: float) -> list[Action]:
+        """Send the core frame ``frame`` to ``dest``; raise UnknownNodeError if it is unreachable."""
+        self._check_origin()
+        if dest == self.local_id:
+            raise LocalProtocolError("the hop router does not send to its own node")
+        if not frame or frame[0] >= ROUTER_KIND_MIN:
+            raise LocalProtocolError("the hop router carries core frames only (first byte below 0x40)")
+        hop = self._hops.get(dest)
+        if hop is None:
+            raise UnknownNodeError(dest, self._why_unreachable(dest))
+        self.stats.unicasts_sent += 1
+        self.stats.unicast_frames += 1
+        out = frame if hop == dest else encode_unicast(self.local_id, dest, self._hop_limit(dest), frame)
+        return self._stamp([Send(hop, out)], now)
+
+    # ------------------------------------------------------------------ time, tags, leave
+
+    def tick(self, now: float) -> list[Action]:
+        """Close silent links, send keepalives, refresh our advert, purge, connect."""
+        cfg = self.config
+        actions: list[Action] = []
+        dead = [n for n, link in self.links.items() if now - link.heard >= cfg.dead_interval]
+        for n in dead:
+            del self.links[n]
+            self._lost(n, now)
+            self.stats.links_timed_out += 1
+            actions.append(CloseLink(n, f"nothing heard from {n} for {cfg.dead_interval:g} s"))
+        if dead or (not self._left and now - self._advertised_at >= cfg.refresh_interval):
+            actions += self._originate(now) + self._recompute(now, self.local_id)
+        self._stamp(actions, now)
+        for n, link in self.links.items():
+            if now - link.sent >= cfg.keepalive_interval:
+                actions.append(Send(n, KEEPALIVE_FRAME))
+                self.stats.keepalives_sent += 1
+        actions += self._purge(now)
+        if not self._left:
+            actions += self._dialer.due(now, self.adverts, self.links, self._hops)
+        return self._stamp(actions, now)
+
+    def set_tags(self, tags: Mapping[str, str], now: float) -> list[Action]:
+        """This node's tags changed: advertise them."""
+        self._own = replace(self._own, tags=dict(tags))
+        return self._stamp(self._originate(now) + self._recompute(now, self.local_id), now)
+
+    def leave(self, now: float) -> list[Action]:
+        """This node leaves: advertise it (members see *left*); it originates nothing more."""
+        self._left = True
+        return self._stamp(self._originate(now) + self._recompute(now, self.local_id), now)
+
+    # ------------------------------------------------------------------ adverts
+
+    def _install_own(self) -> None:
+        self._own = replace(
+            self._own, seq=self._own.seq + 1, neighbours=frozenset(self.links), left=self._left
+        )
+        self.adverts[self.local_id] = self._own
+        self._hold(self.local_id, encode_advert(self._own))
+
+    def _hold(self, origin: str, frame: bytes | None) -> None:
+        old = self._frames.pop(origin, None)
+        if old is not None:
+            self._held.discard(old)
+        if frame is not None:
+            self._frames[origin] = frame
+            self._held.add(frame)
+
+    def _originate(self, now: float) -> list[Action]:
+        self._install_own()
+        self._advertised_at = now
+        frame = self._frames[self.local_id]
+        self.stats.adverts_sent += len(self.links)
+        return [Send(n, frame) for n in self.links]
+
+    def _on_advert(self, neighbour: str, adv: Advert, frame: bytes, now: float) -> list[Action]:
+        if adv.origin == self.local_id:
+            if adv.incarnation == self._own.incarnation and adv.seq > self._own.seq:
+                self._own = replace(self._own, seq=adv.seq)  # ours from before a state reset: go past it
+                return self._originate(now) + self._recompute(now, self.local_id)
+            self.stats.adverts_ignored += 1
+            return []
+        old = self.adverts.get(adv.origin)
+        if (old is not None and adv.version <= old.version) or (
+            old is None and len(self.adverts) >= self.config.max_nodes
+        ):
+            self.stats.adverts_ignored += 1
+            return []
+        self.stats.adverts_accepted += 1
+        self.adverts[adv.origin] = adv
+        self._hold(adv.origin, frame)
+        if adv.left:
+            self._dialer.forget(adv.origin)
+        actions: list[Action] = [Send(n, frame) for n in self.links if n != neighbour]
+        self.stats.adverts_sent += len(actions)
+        return actions + self._recompute(now, adv.origin)
+
+    # ------------------------------------------------------------------ data
+
+    def _on_broadcast(self, neighbour: str, msg: Broadcast, frame: bytes, now: float) -> list[Action]:
+        origin = msg.origin
+        if origin == self.local_id:
+            self.stats.broadcast_duplicates += 1
+            return []
+        if origin not in self.adverts:
+            self.stats.unknown_origin_drops += 1
+            return []
+        verdict = self._dedup.check(origin, msg.incarnation, msg.seq)
+        if verdict is not Verdict.NEW:
+            if verdict is Verdict.DUPLICATE:
+                self.stats.broadcast_duplicates += 1
+            else:
+                self.stats.too_old += 1
+            return []
+        tree = self._tree_of(origin)
+        flood = msg.flood or self.flooding(now) or tree.parent.get(self.local_id) != neighbour
+        if flood:
+            targets = [n for n in self.links if n != neighbour and n != origin]
+            self.stats.broadcasts_flooded += 1
+        else:
+            targets = self._children_of(origin)
+        actions: list[Action] = []
+        if targets and msg.hop_limit <= 1:
+            self.stats.hop_limit_drops += 1
+        elif targets:
+            out = relay(frame, flood=flood)
+            actions = [Send(n, out) for n in targets]
+            self.stats.broadcast_frames += len(targets)
+        self.stats.broadcasts_delivered += 1
+        actions.append(Deliver(origin, msg.frame))
+        return actions
+
+    def _on_unicast(self, neighbour: str, msg: Unicast, frame: bytes) -> list[Action]:
+        if msg.dest == self.local_id:
+            if msg.origin not in self.adverts:
+                self.stats.unknown_origin_drops += 1
+                return []
+            self.stats.unicasts_delivered += 1
+            return [Deliver(msg.origin, msg.frame)]
+        if msg.hop_limit <= 1:
+            self.stats.hop_limit_drops += 1
+            return self._bounce(msg, f"its hop limit ran out at {self.local_id}")
+        tree = self._tree_of(msg.origin)
+        hop = tree.next_hop(self.local_id, msg.dest) if self.local_id in tree.depth else None
+        if hop is None or hop not in self.links:
+            hop = self._hops.get(msg.dest)
+        if hop is None:
+            self.stats.no_route_drops += 1
+            return self._bounce(msg, f"no route to it from {self.local_id}")
+        self.stats.unicast_frames += 1
+        return [Send(hop, relay(frame))]
+
+    def _bounce(self, msg: Unicast, why: str) -> list[Action]:
+        """Answer an unroutable request with an UNREACHABLE error, as if from its destination."""
+        if msg.frame[0] != REQUEST or len(msg.frame) < 9:
+            return []
+        (request_id,) = struct.unpack_from(">Q", msg.frame, 1)
+        error = encode_error(request_id, ErrorCode.UNREACHABLE, f"{msg.dest} is unreachable: {why}")
+        self.stats.unreachable_replies += 1
+        if msg.origin == self.local_id:
+            return [Deliver(msg.dest, error)]
+        hop = self._hops.get(msg.origin)
+        if hop is None:
+            return []
+        self.stats.unicast_frames += 1
+        return [Send(hop, encode_unicast(msg.dest, msg.origin, self._hop_limit(msg.origin), error))]
+
+    # ------------------------------------------------------------------ routes and members
+
+    def _tree_of(self, origin: str) -> Tree:
+        if origin == self.local_id:
+            return self._tree
+        tree = self._trees.get(origin)
+        if tree is None:
+            tree = self._trees[origin] = bfs_tree(self._graph, origin)
+        return tree
+
+    def _children_of(self, origin: str) -> list[str]:
+        children = self._children.get(origin)
+        if children is None:
+            children = self._children[origin] = self._tree_of(origin).children(self.local_id, self._graph)
+        return children
+
+    def _hop_limit(self, dest: str) -> int:
+        return min(255, 2 * self._tree.depth.get(dest, 1) + self.config.hop_slack)
+
+    def _recompute(self, now: float, changed: str) -> list[Action]:
+        """``changed``'s advert changed: update graph, routes and member records."""
+        if self._graph.update(self.adverts, changed):
+            was_reachable = changed in self._tree.depth
+            self._tree = bfs_tree(self._graph, self.local_id)
+            self._hops = first_hops(self._tree)
+            self._trees.clear()
+            self._children.clear()
+            if was_reachable or changed in self._tree.depth:
+                self._settle_until = now + self.config.settle_time
+            return [*self._roster.update(now, self.adverts, self._hops, self._tree.depth)]
+        adv = self.adverts.get(changed)
+        adverts = {changed: adv} if adv is not None else {}
+        return [*self._roster.update(now, adverts, self._hops, self._tree.depth)]
+
+    def _why_unreachable(self, dest: str) -> str:
+        adv = self.adverts.get(dest)
+        if adv is None:
+            return "not a member of this cluster (no route)"
+        if adv.left:
+            return "it left the cluster"
+        return f"unreachable: no route to it from {self.local_id} (it is reported failed)"
+
+    def _check_origin(self) -> None:
+        if self._left:
+            raise LocalProtocolError("this node has left the cluster")
+
+    # ------------------------------------------------------------------ housekeeping
+
+    def _stamp(self, actions: list[Action], now: float) -> list[Action]:
+        for action in actions:
+            if isinstance(action, Send):
+                link = self.links.get(action.neighbour)
+                if link is not None:
+                    link.sent = now
+        return actions
+
+    def _lost(self, neighbour: str, now: float) -> None:
+        adv = self.adverts.get(neighbour)
+        if adv is not None and not adv.left:
+            self._dialer.lost(neighbour, now)
+
+    def _purge(self, now: float) -> list[Action]:
+        actions: list[Action] = []
+        for nid in self._roster.expired(now, self.config.purge_after):
+            self.adverts.pop(nid, None)
+            self._hold(nid, None)
+            self._roster.forget(nid)
+            self._dialer.forget(nid)
+            self._dedup.forget(nid)
+            self.stats.purged += 1
+            actions += self._recompute(now, nid)
+        return actions

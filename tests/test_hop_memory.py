@@ -1,0 +1,152 @@
+"""The hop router in one process over the in-memory transport (both backends).
+
+Partial connectivity is made with the in-memory network's cuts: only the
+listed host pairs can talk, so a node can only link to its neighbours.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable
+from contextlib import AsyncExitStack
+from typing import Any
+
+import anyio
+import pytest
+from inproc import wait_until
+from pydevts import Node
+from pydevts.errors import UnknownNodeError
+from pydevts.members import MemberState
+from pydevts.testing import MemoryNetwork, MemoryTransport, check_router
+from pydevts_hop import HopConfig, HopRouter
+
+pytestmark = pytest.mark.anyio
+
+FAST = HopConfig(
+    tick_interval=0.05,
+    keepalive_interval=0.1,
+    dead_interval=0.4,
+    settle_time=0.3,
+    connect_delay=0.1,
+    connect_backoff=0.1,
+    max_connect_backoff=0.5,
+)
+PORT = 7000
+
+
+async def test_the_hop_router_honours_the_router_contract() -> None:
+    await check_router(lambda: HopRouter(config=FAST))
+
+
+def only_edges(net: MemoryNetwork, hosts: list[str], edges: Iterable[tuple[str, str]]) -> None:
+    """Cut every pair of hosts that is not an edge."""
+    allowed = {frozenset(e) for e in edges}
+    for i, a in enumerate(hosts):
+        for b in hosts[i + 1 :]:
+            if frozenset((a, b)) not in allowed:
+                net.partition([a], [b])
+
+
+class Harness:
+    """Nodes that record every event they receive."""
+
+    def __init__(self, net: MemoryNetwork) -> None:
+        self.net = net
+        self.got: dict[str, list[tuple[str, Any]]] = {}
+        self.nodes: dict[str, Node] = {}
+
+    def node(self, host: str, via: str) -> Node:
+        node = Node(
+            PORT,
+            host=host,
+            port=PORT,
+            node_id=host,
+            cluster_host=via,
+            transport=MemoryTransport(self.net, host=host),
+            router=HopRouter(config=FAST),
+            request_timeout=3,
+        )
+        got = self.got[host] = []
+
+        @node.on("ev")
+        async def ev(sender: str, payload: Any) -> None:
+            got.append((sender, payload))
+
+        @node.on("who")
+        async def who(sender: str, payload: Any) -> Any:
+            return {"me": host, "you": sender}
+
+        self.nodes[host] = node
+        return node
+
+    def alive(self, host: str) -> set[str]:
+        return {m.id for m in self.nodes[host].members if m.alive}
+
+    async def wait_alive(self, hosts: Iterable[str], expect: set[str], timeout: float = 10) -> None:
+        hosts = list(hosts)
+        await wait_until(
+            lambda: all(self.alive(h) == expect for h in hosts),
+            timeout,
+            f"{hosts} to see {sorted(expect)} (now { ({h: sorted(self.alive(h)) for h in hosts}) })",
+        )
+
+
+async def test_a_line_of_nodes_reaches_end_to_end_exactly_once() -> None:
+    net = MemoryNetwork(seed=1)
+    hosts = [f"n{i}" for i in range(6)]
+    only_edges(net, hosts, itertools.pairwise(hosts))
+    h = Harness(net)
+    with anyio.fail_after(30):
+        async with AsyncExitStack() as stack:
+            for i, host in enumerate(hosts):
+                await stack.enter_async_context(h.node(host, hosts[max(i - 1, 0)]))
+            await h.wait_alive(hosts, set(hosts))
+            first, last = h.nodes["n0"], h.nodes["n5"]
+            route = {m.id: (m.next_hop, m.distance) for m in first.members}
+            assert route["n5"] == ("n1", 5) and route["n1"] == ("n1", 1)
+            for host in hosts:
+                await h.nodes[host].emit("ev", f"from {host}")
+            await first.send("n5", "ev", "end to end")
+            assert await last.request("n0", "who") == {"me": "n0", "you": "n5"}
+            expected = {host: sorted((s, f"from {s}") for s in hosts if s != host) for host in hosts}
+            expected["n5"] = sorted([*expected["n5"], ("n0", "end to end")])
+            await wait_until(lambda: all(sorted(h.got[x]) == expected[x] for x in hosts), 5, "deliveries")
+            await anyio.sleep(0.3)  # nothing more may arrive: no duplicates
+            assert all(sorted(h.got[x]) == expected[x] for x in hosts)
+
+
+async def test_cutting_the_only_bridge_makes_the_far_side_unreachable_and_healing_restores_it() -> None:
+    net = MemoryNetwork(seed=2)
+    left, right, bridge = ["a1", "a2", "a3"], ["b1", "b2", "b3"], "x"
+    hosts = [*left, *right, bridge]
+    edges = [(p, q) for side in (left, right) for p in side for q in side if p < q]
+    edges += [(bridge, "a1"), (bridge, "b1")]
+    only_edges(net, hosts, edges)
+    h = Harness(net)
+    with anyio.fail_after(40):
+        async with AsyncExitStack() as stack:
+            await stack.enter_async_context(h.node("a1", "a1"))
+            await stack.enter_async_context(h.node("x", "a1"))
+            for host in ("a2", "a3"):
+                await stack.enter_async_context(h.node(host, "a1"))
+            for host in right:
+                await stack.enter_async_context(h.node(host, "x" if host == "b1" else "b1"))
+            await h.wait_alive(hosts, set(hosts))
+            a3, b3 = h.nodes["a3"], h.nodes["b3"]
+            assert {m.id: m.distance for m in a3.members}["b3"] == 4  # a3-a1-x-b1-b3
+            assert await a3.request("b3", "who") == {"me": "b3", "you": "a3"}
+            await a3.emit("ev", "across")
+            await wait_until(lambda: ("a3", "across") in h.got["b3"], 5, "broadcast across the bridge")
+
+            net.partition(["x"], ["b1"])  # the bridge loses its right-hand link
+            await h.wait_alive([*left, bridge], set(left) | {bridge})
+            await h.wait_alive(right, set(right))
+            assert {m.id: m.state for m in a3.members}["b3"] == MemberState.FAILED
+            with pytest.raises(UnknownNodeError, match="unreachable"):
+                await a3.send("b3", "ev", "lost")
+
+            net.heal()
+            only_edges(net, hosts, edges)  # the bridge's link comes back
+            await h.wait_alive(hosts, set(hosts), timeout=15)
+            assert await b3.request("a3", "who") == {"me": "a3", "you": "b3"}
+            assert h.got["b3"].count(("a3", "across")) == 1
