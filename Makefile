@@ -15,6 +15,10 @@ PYPROJECTS := pyproject.toml $(addsuffix /pyproject.toml,$(DISTS) $(EXAMPLE_PACK
 install: $(STAMP)
 
 $(STAMP): $(PYPROJECTS) requirements-dev.txt examples/requirements.txt
+	@# iproute2 (`ip`) for the network-namespace tests of the hop router (Debian, as root)
+	@command -v ip >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+		&& apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 >/dev/null; } \
+		|| echo "note: iproute2 is not installed; the network-namespace tests will be skipped"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
 		$(addprefix -e ,$(DISTS) $(EXAMPLE_PACKAGES)) -e . -r requirements-dev.txt
