@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DISTS := pydevts_core pydevts_transports/tcp pydevts_transports/quic pydevts_routers/peer pydevts_routers/hop pydevts_serializers/msgpack \
 	pydevts_serializers/pickle
-EXAMPLE_PACKAGES := examples/connection_plugin
+EXAMPLE_PACKAGES := examples/connection_plugin examples/third_party_router
 PYPROJECTS := pyproject.toml $(addsuffix /pyproject.toml,$(DISTS) $(EXAMPLE_PACKAGES))
 
 .PHONY: install demo test test-fast lint bench wheels clean

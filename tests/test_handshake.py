@@ -92,6 +92,19 @@ async def test_other_serializer_is_refused() -> None:
             await assert_still_serving(port, packer)
 
 
+async def test_a_node_with_another_router_is_refused() -> None:
+    port = free_port()
+    meshed = Node(port, node_id="p1")
+    hopper = Node(port, node_id="h1", router="hop")
+    with anyio.fail_after(15):
+        async with meshed:
+            with pytest.raises(HandshakeRefusedError, match="router differs: local 'peer', remote 'hop'"):
+                async with hopper:
+                    pytest.fail("a hop node joined a peer cluster")
+            assert alive_ids(meshed) == {"p1"}
+            await assert_still_serving(port, meshed)
+
+
 async def test_a_cluster_of_json_nodes_works() -> None:
     """The custom serializer itself is fine: nodes that all use it form a cluster."""
     port = free_port()

@@ -328,6 +328,13 @@ def test_mismatch_serializer() -> None:
     assert "serializer" in reason and "'msgpack'" in reason and "'json'" in reason
 
 
+def test_mismatch_router_but_clients_name_none() -> None:
+    peer = make_hello(extensions={"router": "peer"})
+    reason = handshake_mismatch(peer, make_hello(node_id="b", extensions={"router": "hop"}))
+    assert reason == "router differs: local 'peer', remote 'hop'"
+    assert handshake_mismatch(peer, make_hello(node_id="c")) is None  # a client: no router
+
+
 def test_mismatch_duplicate_node_id() -> None:
     reason = handshake_mismatch(make_hello(), make_hello(address="10.0.0.9:1"))
     assert reason is not None

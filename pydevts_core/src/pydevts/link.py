@@ -26,7 +26,7 @@ from .errors import (
 from .protocols import Connection, ConnectionInfo, ConnectionPlugin
 from .wire import ERROR, REFUSE, REPLY, REQUEST, Hello, decode_refuse
 
-__all__ = ["DEFAULT_HIGH_WATER", "SEND_DEADLINE", "Link"]
+__all__ = ["DEFAULT_HIGH_WATER", "SEND_DEADLINE", "Link", "Tail"]
 
 log = logging.getLogger("pydevts.link")
 

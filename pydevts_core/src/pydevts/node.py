@@ -348,7 +348,7 @@ class Node:
                 address=str(Address(advertise_host or bound.host, self._advertise_port or bound.port)),
                 serializer=serializer.name,
                 tags=dict(self.tags),
-                extensions={"incarnation": incarnation},
+                extensions={"incarnation": incarnation, "router": router.name},
             )
 
         joined = await join_or_start(

@@ -1,18 +1,29 @@
 """Building blocks for routers: what every router that owns links needs the same way.
 
 Public so that third-party routers can use them too (see ``README.md``,
-"Writing a plugin").
+"Writing a plugin"). The rules a router lives by:
+
+* Frames whose first byte is :data:`ROUTER_KIND_MIN` (``0x40``) or above are
+  the router's own; lower kinds are core messages, handed to
+  ``RouterContext.deliver`` at their destination. Pick kinds no other router
+  uses (the peer router uses ``0x40``, the hop router ``0x41``-``0x44``);
+  the handshake already refuses a member running another router.
+* ``deliver`` may return a :data:`Tail` (a request to answer now). Return the
+  last one from the ``Link.run`` frames handler; spawn any earlier one
+  (``RouterContext.spawn``), or that request is never answered.
+* A member's incarnation (start time in ms) rides in its HELLO's
+  ``incarnation`` extension: :func:`member_from_hello` reads it.
 """
 
 from __future__ import annotations
 
 import anyio
 
-from .link import Link
+from .link import Link, Tail
 from .members import Member
-from .wire import Hello
+from .wire import ROUTER_KIND_MIN, Hello
 
-__all__ = ["close_later", "keeps", "member_from_hello", "retire"]
+__all__ = ["ROUTER_KIND_MIN", "Hello", "Link", "Tail", "close_later", "keeps", "member_from_hello", "retire"]
 
 
 def member_from_hello(hello: Hello) -> Member:

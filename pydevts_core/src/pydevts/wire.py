@@ -228,6 +228,9 @@ def handshake_mismatch(local: Hello, remote: Hello) -> str | None:
         return f"cluster name differs: local {local.cluster!r}, remote {remote.cluster!r}"
     if remote.serializer != local.serializer:
         return f"serializer differs: local {local.serializer!r}, remote {remote.serializer!r}"
+    ours, theirs = local.extensions.get("router"), remote.extensions.get("router")
+    if ours is not None and theirs is not None and ours != theirs:  # clients name no router
+        return f"router differs: local {ours!r}, remote {theirs!r}"
     if remote.node_id == local.node_id:
         return f"node id {remote.node_id!r} is already in use by the node at {local.address}"
     return None

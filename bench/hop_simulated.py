@@ -1,6 +1,6 @@
-"""Measurements of the hop router in the in-memory network (for ``bench/``; not tests).
+"""The hop router's routing state machines in a simulated network (fake clock, no IO).
 
-``python -m pydevts_hop.measure`` prints, for random sparse graphs of growing
+``.venv/bin/python bench/hop_simulated.py`` prints, for random sparse graphs of growing
 size: frames per broadcast once converged (the ideal is N-1) and while
 flooding after a change, and the time from a silent link cut until every
 route is right again.
@@ -11,8 +11,8 @@ from __future__ import annotations
 import random
 from collections import deque
 
-from .actions import HopConfig
-from .simulation import Edges, Network, random_sparse
+from pydevts_hop import HopConfig
+from pydevts_hop.simulation import Edges, Network, random_sparse
 
 __all__ = ["broadcast_cost", "reconvergence", "main"]
 
