@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
 
 import anyio
@@ -109,8 +112,11 @@ def hop_node(node_id: str, host: str, port: int, cluster_host: str, advertise: s
     return argv
 
 
-def failed(node_id: str) -> object:
-    return lambda e: e.get("ev") == "member" and e["id"] == node_id and e["kind"] == "failed"
+def failed(node_id: str, after: float = 0.0) -> object:
+    """Matches a "failed" member event for ``node_id`` written at or after wall-clock time ``after``."""
+    return lambda e: (
+        e.get("ev") == "member" and e["id"] == node_id and e["kind"] == "failed" and e["t"] >= after
+    )
 
 
 async def test_two_networks_talk_through_a_bridge_node_and_heal(nets: Networks, anyio_backend: str) -> None:
@@ -169,6 +175,24 @@ async def test_two_networks_talk_through_a_bridge_node_and_heal(nets: Networks, 
                 assert reply["ok"], reply
                 received = [e for e in b2.events if e.get("ev") == "received" and e["payload"] == "hello all"]
                 assert len(received) == 1, "a broadcast was delivered twice"
+
+                # the CLI shows each member's next hop and distance
+                cli = ["ip", "netns", "exec", nets.a, sys.executable, "-m", "pydevts", "members"]
+                done = await anyio.run_process([*cli, "--join", f"{nets.ip_a}:7101"], check=False)
+                table = done.stdout.decode()
+                assert done.returncode == 0, done.stderr.decode()
+                assert table.split("\n")[0].split() == ["ID", "ADDRESS", "STATE", "VIA", "HOPS", "TAGS"]
+                rows = {line.split()[0]: line.split() for line in table.strip().split("\n")[1:]}
+                assert rows["b1"][2:5] == ["alive", "x", "2"], table
+
+                # the bridging node dies: its connections reset, each side fails the other at once
+                killed = time.time()
+                procs["x"].signal(signal.SIGKILL)
+                for name in ("b1", "b2", "x"):
+                    gone = failed(name, killed)
+                    await a1.wait_for(gone, 10, f"a1 sees {name} failed after the bridge died")  # type: ignore[arg-type]
+                await b2.wait_for(failed("a1", killed), 10, "b2 sees a1 failed after the bridge died")  # type: ignore[arg-type]
+                assert time.time() - killed < 5
                 tg.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
