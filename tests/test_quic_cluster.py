@@ -85,6 +85,58 @@ async def test_the_peer_router_honours_its_contract_with_quic_installed() -> Non
     await check_router(lambda: PeerRouter())
 
 
+SENDER = """
+import sys, time, anyio
+from pydevts import Node
+
+async def main(port, peer):
+    node = Node(port, transport="quic", join_only=True)
+    async with node:
+        with anyio.fail_after(10):
+            while not any(m.id == peer and m.alive for m in node.members):
+                await anyio.sleep(0.01)
+        sent, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < 1.5 and sent < 5000:
+            await node.send(peer, "blob", b"x" * 16384)
+            sent += 1
+        await node.send(peer, "end", sent)
+    # the node has left; the process ends now, with what it sent maybe still unacknowledged
+
+anyio.run(main, int(sys.argv[1]), sys.argv[2], backend=sys.argv[3])
+"""
+
+
+@pytest.mark.slow
+async def test_what_a_node_sent_before_leaving_arrives_though_its_process_exits(
+    anyio_backend: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    script = tmp_path / "sender.py"
+    script.write_text(SENDER)
+    receiver = Node(port, node_id="slow", transport="quic")
+    handled, ended = 0, anyio.Event()
+    announced: list[int] = []
+
+    @receiver.on("blob")
+    async def blob(sender: str, payload: Any) -> None:
+        nonlocal handled
+        handled += 1
+        await anyio.sleep(0.002)  # slower than the sender: the flow-control window fills
+
+    @receiver.on("end")
+    async def end(sender: str, payload: Any) -> None:
+        announced.append(payload)
+        ended.set()
+
+    with anyio.fail_after(60):
+        async with receiver:
+            done = await anyio.run_process([sys.executable, str(script), str(port), "slow", anyio_backend])
+            assert done.returncode == 0
+            with anyio.fail_after(20):
+                await ended.wait()
+            assert announced and handled == announced[0], f"handled {handled} of {announced}"
+
+
 @pytest.mark.slow
 async def test_three_processes_over_quic_join_exchange_and_detect_a_kill(anyio_backend: str) -> None:
     port = free_port()

@@ -315,6 +315,9 @@ class Node:
         with anyio.move_on_after(self.handshake_timeout):
             await ctx.router.stop()
         await ctx.listener.aclose()
+        closer = getattr(ctx.transport, "aclose", None)
+        if closer is not None:  # e.g. QUIC: let closed connections deliver what they were given
+            await closer()
         await ctx.drain_lifecycle()
         log.info("node %s stopped", self.id)
         self._stopped.set()

@@ -157,6 +157,9 @@ class Transport(Protocol):
     # Optional: ``async def open_datagrams(self, address: Address) -> DatagramEndpoint``
     # gives failure detectors a channel of the transport's own (bound beside the
     # listener at ``address``). Without it they use UDP on the listener's port.
+    # Optional: ``async def aclose(self) -> None``, awaited last when a node stops:
+    # a transport that delivers after ``Connection.aclose`` in tasks of its own
+    # (QUIC) waits there, bounded, until it has.
 
 
 # --------------------------------------------------------------------------

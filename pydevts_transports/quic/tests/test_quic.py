@@ -26,7 +26,7 @@ from pydevts.errors import (
 )
 from pydevts.protocols import Address, Connection
 from pydevts_quic import QUICTransport
-from pydevts_quic.connection import HIGH_WATER, QUICConnection
+from pydevts_quic.connection import HIGH_WATER, READ_SIZE, QUICConnection
 from pydevts_quic.transport import QUICListener
 
 pytestmark = pytest.mark.anyio
@@ -255,11 +255,14 @@ async def test_a_receiver_that_stops_reading_bounds_memory_on_both_sides() -> No
             buffered = receiver.quic._local_max_data.used
             assert buffered <= receiver._window, f"receiver holds {buffered} bytes unread"
             assert sender.unacknowledged() <= HIGH_WATER + 200_000 + 4 * 4
-            # once the receiver reads, everything arrives and the sender moves again
+            # once the receiver reads, everything arrives and the sender moves again; each
+            # read hands out at most READ_SIZE bytes, as a TCP read would
             got = 0
             with anyio.fail_after(10):
                 while got < sent:
-                    got += sum(len(f) for f in await receiver.receive_frames())
+                    batch = sum(len(f) for f in await receiver.receive_frames())
+                    assert batch <= READ_SIZE
+                    got += batch
             assert got == sent
             await sender.aclose()
             await listener.aclose()

@@ -47,10 +47,15 @@ log = logging.getLogger("pydevts.quic")
 PREAMBLE = b"\x01"
 #: Written-but-unacknowledged bytes past which ``send_frames`` waits.
 HIGH_WATER = 1024 * 1024
-#: How long a closed connection keeps trying to deliver what was written before it closed.
+#: How long a closed connection keeps trying to deliver what was written before it closed...
 LINGER = 5.0
+#: ... unless the peer has said nothing for this long (it is gone: nobody will acknowledge).
+LINGER_SILENCE = 1.0
 #: Frames handed out in a row without waiting before yielding to other tasks anyway.
 FAIR_READS = 16
+#: Bytes of frames one ``receive_frames`` returns at most (at least one frame), as TCP's read size:
+#: what the application has taken but not handled stays as bounded as over TCP.
+READ_SIZE = 256 * 1024
 STREAM_ID = 0
 
 
@@ -119,8 +124,8 @@ class QUICConnection:
         self.idle_timeout = idle_timeout
         self.is_client = is_client
         self._remote = format_address(peer)
-        # Room for two frames of the largest size: a frame completes only once all of it is in.
-        self._window = max(2 * 1024 * 1024, 2 * (max_frame_size + 4))
+        # Room for a frame of the largest size and more: a frame completes only once all of it is in.
+        self._window = max(2 * 1024 * 1024, max_frame_size + 64 * 1024)
         self._credit = _Credit(self._window)
         quic._local_max_data = self._credit
         self._consumed = 0
@@ -140,6 +145,7 @@ class QUICConnection:
         self.terminated = False
         self.refused = False
         self.linger_until: float | None = None
+        self.last_heard = anyio.current_time()
         self.cids: set[bytes] = set()
         # The endpoint's timer task sleeps on this until the next deadline.
         self.timer_wake: anyio.Event | None = None
@@ -159,9 +165,7 @@ class QUICConnection:
     async def receive_frames(self) -> list[bytes]:
         while True:
             if self._inbox:
-                frames, self._inbox = self._inbox, []
-                self._consumed += self._inbox_bytes
-                self._inbox_bytes = 0
+                frames = self._take()
                 if self._credit.grant(self._consumed, self._window):
                     self.endpoint.transmit(self)
                 self._quick_reads += 1
@@ -180,6 +184,25 @@ class QUICConnection:
                 raise ConnectionClosedError(f"connection closed by {self._remote}")
             self._reader = anyio.Event()
             await self._reader.wait()
+
+    def _take(self) -> list[bytes]:
+        """Up to READ_SIZE bytes of frames from the inbox (at least one frame); credit them."""
+        inbox = self._inbox
+        if self._inbox_bytes <= READ_SIZE:
+            self._inbox = []
+            taken, self._inbox_bytes = self._inbox_bytes, 0
+            self._consumed += taken
+            return inbox
+        size = count = 0
+        for frame in inbox:
+            if count and size + len(frame) + 4 > READ_SIZE:
+                break
+            size += len(frame) + 4
+            count += 1
+        frames, self._inbox = inbox[:count], inbox[count:]
+        self._inbox_bytes -= size
+        self._consumed += size
+        return frames
 
     def _check_open(self) -> None:
         if self.closed_locally:
@@ -282,7 +305,8 @@ class QUICConnection:
         if self.linger_until is None or self.quic._close_event is not None:
             return
         stream = self.quic._streams.get(STREAM_ID)
-        if stream is None or stream.sender.is_finished or now >= self.linger_until:
+        silent = now - self.last_heard >= LINGER_SILENCE
+        if stream is None or stream.sender.is_finished or now >= self.linger_until or silent:
             self.linger_until = None
             self.quic.close(error_code=QuicErrorCode.NO_ERROR, reason_phrase="closed")
 

@@ -34,7 +34,7 @@ from anyio.abc import TaskGroup
 from pydevts.errors import ConnectionClosedError
 from pydevts.protocols import Address
 
-from .connection import QUICConnection
+from .connection import LINGER_SILENCE, QUICConnection
 
 __all__ = ["DATAGRAM_MARK", "Datagrams", "Endpoint"]
 
@@ -86,7 +86,7 @@ class Endpoint:
         self._accepted: deque[QUICConnection] = deque()
         self._accept_wake: anyio.Event | None = None
         self._tg: TaskGroup | None = None
-        self._closing = server is None  # a client endpoint ends with its connection
+        self.closing = server is None  # a client endpoint ends with its connection
         self.datagrams: Datagrams | None = None
         self.dropped = 0
         self.done = anyio.Event()
@@ -117,7 +117,7 @@ class Endpoint:
     def stop_accepting(self) -> None:
         """Listener closed: no new connections; the socket closes once the last one has ended."""
         self.accepting = False
-        self._closing = True
+        self.closing = True
         for conn in list(self._accepted):
             conn.quic.close(reason_phrase="listener closed")
             self.transmit(conn)
@@ -127,7 +127,7 @@ class Endpoint:
         self._maybe_finish()
 
     def _maybe_finish(self) -> None:
-        if self._closing and not self.connections:
+        if self.closing and not self.connections:
             self._close_socket()
 
     def _close_socket(self) -> None:
@@ -283,8 +283,9 @@ class Endpoint:
             conn = self._new_connection(data, addr, header)
             if conn is None:
                 return
+        now = conn.last_heard = anyio.current_time()
         try:
-            conn.quic.receive_datagram(data, addr, now=anyio.current_time())
+            conn.quic.receive_datagram(data, addr, now=now)
         except Exception:
             log.exception("QUIC connection to %s failed on a datagram", conn.remote_address)
             conn.quic.close(reason_phrase="internal error")
@@ -334,12 +335,22 @@ class Endpoint:
     # ------------------------------------------------------------------ timers
 
     async def _timers(self, conn: QUICConnection) -> None:
-        """Run ``conn``'s aioquic timer, its linger deadline and its keep-alive pings until it ends."""
+        """Run ``conn``'s aioquic timer, its linger deadline and its keep-alive pings until it ends.
+
+        While lingering, pings go every third of LINGER_SILENCE: a live peer
+        must acknowledge them at once, so silence then means it is gone.
+        """
         quic = conn.quic
-        next_ping = anyio.current_time() + self.keepalive
+        last_ping = anyio.current_time()
         while not conn.terminated:
             now = anyio.current_time()
-            deadline = min(t for t in (quic.get_timer(), conn.linger_until, next_ping) if t is not None)
+            linger = conn.linger_until
+            if linger is None:
+                next_ping = last_ping + self.keepalive
+            else:  # it ends early if the peer falls silent
+                linger = min(linger, conn.last_heard + LINGER_SILENCE)
+                next_ping = last_ping + LINGER_SILENCE / 3
+            deadline = min(t for t in (quic.get_timer(), linger, next_ping) if t is not None)
             if deadline - now > 1e-6:
                 conn.timer_wake = wake = anyio.Event()
                 conn.sleeping_until = deadline
@@ -352,7 +363,7 @@ class Endpoint:
             if timer is not None and now >= timer:
                 quic.handle_timer(now)
             if now >= next_ping:
-                next_ping = now + self.keepalive
+                last_ping = now
                 if conn.ready.is_set() and quic._close_event is None:
                     quic.send_ping(0)
             conn.handle_events(now)

@@ -23,7 +23,7 @@ from pydevts.protocols import Address, Connection
 from pydevts.wire import PROTOCOL_VERSION
 
 from ._spawn import spawn_detached
-from .connection import PREAMBLE, STREAM_ID, QUICConnection
+from .connection import LINGER, PREAMBLE, STREAM_ID, QUICConnection
 from .endpoint import Datagrams, Endpoint, tune_socket
 from .tls import TLSSettings
 
@@ -99,6 +99,31 @@ class QUICTransport:
         self.tls = TLSSettings(certfile=certfile, keyfile=keyfile, cafile=cafile, server_name=server_name)
         self._server_config: QuicConfiguration | None = None
         self._listeners: dict[Address, QUICListener] = {}
+        self._endpoints: set[Endpoint] = set()
+
+    def _run(self, endpoint: Endpoint) -> None:
+        async def run() -> None:
+            try:
+                await endpoint.run()
+            finally:
+                self._endpoints.discard(endpoint)
+
+        self._endpoints.add(endpoint)
+        spawn_detached(run)
+
+    async def aclose(self) -> None:
+        """Wait until the connections closed so far have delivered what they were given.
+
+        A closed QUIC connection keeps sending (for up to LINGER seconds) until
+        its peer has acknowledged everything, in a detached task; a program
+        that ends right after closing would cut that short, where a TCP
+        socket's kernel would carry on. Nodes call this as they stop.
+        Connections still open, and listeners, are left as they are.
+        """
+        with anyio.move_on_after(LINGER + 1.0):
+            for endpoint in list(self._endpoints):
+                if endpoint.closing and all(c.closed_locally or c.terminated for c in endpoint.connections):
+                    await endpoint.done.wait()
 
     def _common(self) -> dict[str, object]:
         return {
@@ -143,7 +168,7 @@ class QUICTransport:
         )
         listener = QUICListener(endpoint, self)
         self._listeners[endpoint.address] = listener
-        spawn_detached(endpoint.run)
+        self._run(endpoint)
         return listener
 
     async def open_datagrams(self, address: Address) -> Datagrams:
@@ -186,7 +211,7 @@ class QUICTransport:
         )
         endpoint.register(conn, [])
         quic.connect(sockaddr, now=anyio.current_time())
-        spawn_detached(endpoint.run)
+        self._run(endpoint)
         endpoint.transmit(conn)
         try:
             with anyio.fail_after(self.connect_timeout):
