@@ -150,3 +150,37 @@ async def test_cutting_the_only_bridge_makes_the_far_side_unreachable_and_healin
             await h.wait_alive(hosts, set(hosts), timeout=15)
             assert await b3.request("a3", "who") == {"me": "a3", "you": "b3"}
             assert h.got["b3"].count(("a3", "across")) == 1
+
+
+async def test_a_ring_reroutes_around_a_cut_link_and_nobody_fails() -> None:
+    net = MemoryNetwork(seed=3)
+    hosts = [f"r{i}" for i in range(6)]
+    ring = [*itertools.pairwise(hosts), (hosts[-1], hosts[0])]
+    only_edges(net, hosts, ring)
+    h = Harness(net)
+    with anyio.fail_after(30):
+        async with AsyncExitStack() as stack:
+            for i, host in enumerate(hosts):
+                await stack.enter_async_context(h.node(host, hosts[max(i - 1, 0)]))
+            await h.wait_alive(hosts, set(hosts))
+            r0 = h.nodes["r0"]
+            await wait_until(lambda: {m.id: m.distance for m in r0.members}.get("r1") == 1, 5, "r0-r1 direct")
+            failures: list[str] = []
+
+            @r0.on_lifecycle
+            async def watch(event: Any) -> None:
+                if event.kind == "failed":
+                    failures.append(event.member.id)
+
+            net.partition(["r0"], ["r1"])  # silently: nothing crosses, no close
+            await wait_until(
+                lambda: {m.id: (m.next_hop, m.distance) for m in r0.members}.get("r1") == ("r5", 5),
+                5,
+                "r0 to reach r1 the long way round",
+            )
+            assert await r0.request("r1", "who") == {"me": "r1", "you": "r0"}
+            await r0.emit("ev", "after the cut")
+            others = [x for x in hosts if x != "r0"]
+            await wait_until(lambda: all(("r0", "after the cut") in h.got[x] for x in others), 5, "emit")
+            assert failures == []
+            assert all(h.got[x].count(("r0", "after the cut")) == 1 for x in others)
