@@ -184,3 +184,33 @@ async def test_a_ring_reroutes_around_a_cut_link_and_nobody_fails() -> None:
             await wait_until(lambda: all(("r0", "after the cut") in h.got[x] for x in others), 5, "emit")
             assert failures == []
             assert all(h.got[x].count(("r0", "after the cut")) == 1 for x in others)
+
+
+async def test_a_relay_after_a_nested_request_is_not_bound_by_that_request_deadline() -> None:
+    """A handler that requests in turn ran in the reader's task; the next reader must not inherit
+    that request's deadline (a later relay onto a full link would then close the incoming link)."""
+    net = MemoryNetwork(seed=4)
+    hosts = ["a", "b", "c"]
+    only_edges(net, hosts, [("a", "b"), ("b", "c")])
+    h = Harness(net)
+    with anyio.fail_after(30):
+        async with AsyncExitStack() as stack:
+            for i, host in enumerate(hosts):
+                node = h.node(host, hosts[max(i - 1, 0)])
+
+                @node.on("ask_c")
+                async def ask_c(sender: str, payload: Any, node: Node = node) -> Any:
+                    return await node.request("c", "who", payload, timeout=0.3)
+
+                await stack.enter_async_context(node)
+            await h.wait_alive(hosts, set(hosts))
+            a, b = h.nodes["a"], h.nodes["b"]
+            assert await a.request("b", "ask_c") == {"me": "c", "you": "b"}
+            await anyio.sleep(0.5)  # the nested request's deadline is over
+            router = b._ctx.router
+            assert isinstance(router, HopRouter)
+            link_to_a, link_to_c = router.links["a"], router.links["c"]
+            link_to_c.high_water = 0  # b -> c counts as full, as with a slow c
+            await a.send("c", "ev", "relayed through a full link")
+            await wait_until(lambda: router.relays_dropped == 1, 5, "the relay to time out and drop")
+            assert not link_to_a.closed, link_to_a.close_reason

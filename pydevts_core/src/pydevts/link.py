@@ -319,6 +319,8 @@ class Link:
     async def _read_loop(self) -> None:
         on_frames = self._on_frames
         assert on_frames is not None
+        # A reader may start inside a handler's task (after a tail): not under its request deadline.
+        SEND_DEADLINE.set(None)
         try:
             if self._early:
                 early, self._early = self._early, []

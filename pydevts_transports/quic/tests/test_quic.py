@@ -6,6 +6,7 @@ and the failure detector's datagrams sharing the QUIC socket.
 
 from __future__ import annotations
 
+import random
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -194,6 +195,86 @@ async def test_an_oversized_frame_closes_that_connection_only() -> None:
             await big.aclose()
             await round_trip(bystander, [b"fine"])
             await bystander.aclose()
+
+
+async def test_frames_near_a_large_limit_never_starve_flow_control() -> None:
+    limit = 4 * 1024 * 1024
+    frames = [b"a" * 500_000, b"b" * limit, b"c" * 3_000_000, b"d" * limit, b"e"]
+    with anyio.fail_after(20):
+        async with serving(QUICTransport(max_frame_size=limit)) as (listener, _):
+            conn = await QUICTransport(max_frame_size=limit).connect(listener.address)
+            await round_trip(conn, frames)
+            await conn.aclose()
+
+
+async def test_a_bug_in_one_connection_costs_that_connection_not_the_listener(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with anyio.fail_after(10):
+        async with serving(QUICTransport()) as (listener, accepted):
+            good = await QUICTransport().connect(listener.address)
+            await round_trip(good, [b"one"])
+            doomed = await QUICTransport().connect(listener.address)
+            await round_trip(doomed, [b"two"])
+            victim = accepted[-1]
+            assert isinstance(victim, QUICConnection)
+
+            def broken(now: float) -> None:
+                raise RuntimeError("a bug")
+
+            victim.handle_events = broken  # type: ignore[method-assign]
+            await doomed.send_frames([b"trigger"])
+            with pytest.raises(ConnectionClosedError, match="internal error"):
+                while True:
+                    await doomed.receive_frames()
+            await round_trip(good, [b"still fine"])
+            await assert_serves(listener)
+            assert "failed while handling its events" in caplog.text
+            await good.aclose()
+            await doomed.aclose()
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_a_close_under_loss_delivers_everything_or_says_it_did_not(seed: int) -> None:
+    rng = random.Random(seed)
+    frames = [bytes([i]) * 20_000 for i in range(20)]
+    with anyio.fail_after(30):
+        listener = await QUICTransport().listen(LOCAL)
+        got: list[bytes] = []
+        ended: list[BaseException] = []
+        finished = anyio.Event()
+
+        async def collect(conn: Connection) -> None:
+            try:
+                while True:
+                    got.extend(await conn.receive_frames())
+            except ConnectionClosedError as exc:
+                ended.append(exc)
+            finally:
+                await conn.aclose()
+                finished.set()
+
+        endpoint = listener.endpoint
+        deliver = endpoint._datagram
+
+        def lossy(data: bytes, addr: Any) -> None:
+            if rng.random() >= 0.1:
+                deliver(data, addr)
+
+        endpoint._datagram = lossy  # type: ignore[method-assign]
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(listener.serve, collect)
+            conn = await QUICTransport().connect(listener.address)
+            await conn.send_frames(frames)
+            await conn.aclose()  # at once: what is unacknowledged is delivered while lingering
+            await finished.wait()
+            if got != frames:
+                assert got == frames[: len(got)], "frames were changed or reordered"
+                assert "undelivered" in str(ended[0]), (
+                    f"lost {len(frames) - len(got)} frames silently: {ended}"
+                )
+            await listener.aclose()
+            tg.cancel_scope.cancel()
 
 
 # ----------------------------------------------------------------------------- failures

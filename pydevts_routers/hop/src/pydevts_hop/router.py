@@ -21,8 +21,8 @@ import random
 from collections.abc import Mapping
 
 import anyio
-from pydevts.errors import ConnectionClosedError, PydevtsError
-from pydevts.link import Link, Tail
+from pydevts.errors import ConnectionClosedError, PydevtsError, UnknownNodeError
+from pydevts.link import SEND_DEADLINE, Link, Tail
 from pydevts.protocols import Address, RouterContext
 from pydevts.routing import close_later, keeps, member_from_hello, retire
 from pydevts.wire import ROUTER_KIND_MIN
@@ -166,7 +166,7 @@ class HopRouter:
             else:
                 self._control(action)
 
-    async def _apply(self, actions: list[Action], *, relaying: bool) -> None:
+    async def _apply(self, actions: list[Action], *, relaying: bool, dest: str | None = None) -> None:
         ctx = self._ctx
         assert ctx is not None
         for action in actions:
@@ -176,7 +176,7 @@ class HopRouter:
                 elif relaying:
                     await self._relay(action.neighbour, action.frame)
                 else:
-                    await self._send(action.neighbour, action.frame)
+                    await self._send(action.neighbour, action.frame, dest)
             elif isinstance(action, Deliver):
                 _spawn_tail(ctx, await ctx.deliver(action.origin, [action.frame]))
             else:
@@ -205,14 +205,17 @@ class HopRouter:
             except PydevtsError as exc:
                 log.debug("frame to %s not queued: %s", neighbour, exc)
 
-    async def _send(self, neighbour: str, frame: bytes) -> None:
+    async def _send(self, neighbour: str, frame: bytes, dest: str | None = None) -> None:
+        """Send on the link to ``neighbour``; for a frame this node originated to ``dest``, a link
+        that is gone is an error the caller sees (a request must not wait out its timeout)."""
         link = self._links.get(neighbour)
-        if link is None:
-            return  # the link went between the decision and now: the state hears of it next
         try:
+            if link is None:
+                raise ConnectionClosedError(f"the link to next hop {neighbour} is gone")
             await link.send(frame)
-        except ConnectionClosedError:
-            pass
+        except ConnectionClosedError as exc:
+            if dest is not None:
+                raise UnknownNodeError(dest, f"its route through {neighbour} just broke: {exc}") from exc
 
     async def _relay(self, neighbour: str, frame: bytes) -> None:
         link = self._links.get(neighbour)
@@ -221,9 +224,13 @@ class HopRouter:
         if link.queued_bytes < link.high_water:
             self._queue(neighbour, frame)
             return
-        with anyio.move_on_after(self.relay_timeout):
-            await self._send(neighbour, frame)
-            return
+        token = SEND_DEADLINE.set(None)  # a relay is not bound by some request's deadline
+        try:
+            with anyio.move_on_after(self.relay_timeout):
+                await self._send(neighbour, frame)
+                return
+        finally:
+            SEND_DEADLINE.reset(token)
         self.relays_dropped += 1
         log.warning(
             "dropped a frame relayed to %s: its link stayed full for %g s", neighbour, self.relay_timeout
@@ -249,6 +256,9 @@ class HopRouter:
             return
         finally:
             self._connecting.discard(action.member_id)
+        if link.peer_id != action.member_id:
+            log.info("expected %s at %s but found %s", action.member_id, action.address, link.peer_id)
+            self.state.connect_failed(action.member_id, anyio.current_time())
         self.add_link(link)
 
     async def _tick_loop(self) -> None:
@@ -264,7 +274,7 @@ class HopRouter:
     # ----------------------------------------------------------- delivery
 
     async def send(self, dest: str, frame: bytes) -> None:
-        await self._apply(self.state.send(dest, frame, anyio.current_time()), relaying=False)
+        await self._apply(self.state.send(dest, frame, anyio.current_time()), relaying=False, dest=dest)
 
     async def broadcast(self, frame: bytes) -> None:
         await self._apply(self.state.broadcast(frame, anyio.current_time()), relaying=False)

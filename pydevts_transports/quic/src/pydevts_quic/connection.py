@@ -49,8 +49,11 @@ PREAMBLE = b"\x01"
 HIGH_WATER = 1024 * 1024
 #: How long a closed connection keeps trying to deliver what was written before it closed...
 LINGER = 5.0
-#: ... unless the peer has said nothing for this long (it is gone: nobody will acknowledge).
+#: ... unless the peer has said nothing for this long, and for three probe timeouts
+#: (see :meth:`QUICConnection.silence_limit`): it is gone, nobody will acknowledge.
 LINGER_SILENCE = 1.0
+#: Application error code of a close that leaves written bytes unacknowledged.
+UNDELIVERED = 0x1
 #: Frames handed out in a row without waiting before yielding to other tasks anyway.
 FAIR_READS = 16
 #: Bytes of frames one ``receive_frames`` returns at most (at least one frame), as TCP's read size:
@@ -84,10 +87,13 @@ class _Credit(Limit):
     def value(self, _ignored: int) -> None:
         pass
 
-    def grant(self, consumed: int, window: int) -> bool:
-        """Allow ``window`` bytes past ``consumed``; True when worth telling the peer now."""
+    def grant(self, consumed: int, window: int, needed: int) -> bool:
+        """Allow ``window`` bytes past ``consumed``; True when worth telling the peer now.
+
+        Always when less than ``needed`` (a whole largest frame) is left past ``consumed``.
+        """
         target = consumed + window
-        if target - self._granted < window // 4:
+        if target - self._granted < window // 4 and self._granted - consumed >= needed:
             return False
         self._granted = target
         return True
@@ -124,8 +130,9 @@ class QUICConnection:
         self.idle_timeout = idle_timeout
         self.is_client = is_client
         self._remote = format_address(peer)
-        # Room for a frame of the largest size and more: a frame completes only once all of it is in.
-        self._window = max(2 * 1024 * 1024, max_frame_size + 64 * 1024)
+        # A frame completes only once all of it is in: with credit that lags by at most a quarter
+        # of the window, three quarters of two largest frames always leave room for one.
+        self._window = max(2 * 1024 * 1024, 2 * (max_frame_size + 4))
         self._credit = _Credit(self._window)
         quic._local_max_data = self._credit
         self._consumed = 0
@@ -166,7 +173,7 @@ class QUICConnection:
         while True:
             if self._inbox:
                 frames = self._take()
-                if self._credit.grant(self._consumed, self._window):
+                if self._credit.grant(self._consumed, self._window, self.max_frame_size + 4):
                     self.endpoint.transmit(self)
                 self._quick_reads += 1
                 if self._quick_reads >= FAIR_READS:
@@ -305,10 +312,26 @@ class QUICConnection:
         if self.linger_until is None or self.quic._close_event is not None:
             return
         stream = self.quic._streams.get(STREAM_ID)
-        silent = now - self.last_heard >= LINGER_SILENCE
-        if stream is None or stream.sender.is_finished or now >= self.linger_until or silent:
+        if stream is None or stream.sender.is_finished:
             self.linger_until = None
             self.quic.close(error_code=QuicErrorCode.NO_ERROR, reason_phrase="closed")
+        elif now >= self.linger_until or now - self.last_heard >= self.silence_limit():
+            self.linger_until = None
+            left = self.unacknowledged()
+            log.info("closing QUIC connection to %s with %d bytes unacknowledged", self._remote, left)
+            # An application close, not NO_ERROR: the peer learns that it did not get everything.
+            self.quic.close(error_code=UNDELIVERED, reason_phrase=f"closed with {left} bytes undelivered")
+
+    def silence_limit(self) -> float:
+        """How long a lingering connection waits without a packet before taking its peer for gone.
+
+        At least LINGER_SILENCE (it pings every third of that) and three probe
+        timeouts, backoff included: on a lossy path retransmissions back off,
+        and a live peer may then be silent for a while.
+        """
+        loss = self.quic._loss
+        backoff: int = 2**loss._pto_count
+        return max(LINGER_SILENCE, 3 * loss.get_probe_timeout() * backoff)
 
     def handle_events(self, now: float) -> None:
         """Act on everything aioquic has to say since the last call."""

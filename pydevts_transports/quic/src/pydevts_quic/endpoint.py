@@ -260,9 +260,25 @@ class Endpoint:
         now = anyio.current_time()
         touched, self._touched = self._touched, {}
         for conn in touched:
-            conn.handle_events(now)
+            try:
+                conn.handle_events(now)
+            except Exception:
+                self._broken(conn, "handling its events")
+                continue
             if not conn.terminated:
                 self.transmit(conn)
+
+    def _broken(self, conn: QUICConnection, doing: str) -> None:
+        """A bug in one connection's handling costs that connection, never the endpoint."""
+        log.exception("QUIC connection to %s failed while %s", conn.remote_address, doing)
+        conn.fail(ConnectionClosedError(f"connection to {conn.remote_address} failed: internal error"))
+        try:
+            conn.quic.close(reason_phrase="internal error")
+            self.transmit(conn)
+        except Exception:
+            log.debug("closing a failed QUIC connection failed too", exc_info=True)
+        conn.terminated = True
+        self.forget(conn)
 
     def _datagram(self, data: bytes, addr: tuple[str, int]) -> None:
         if not data:
@@ -348,7 +364,7 @@ class Endpoint:
             if linger is None:
                 next_ping = last_ping + self.keepalive
             else:  # it ends early if the peer falls silent
-                linger = min(linger, conn.last_heard + LINGER_SILENCE)
+                linger = min(linger, conn.last_heard + conn.silence_limit())
                 next_ping = last_ping + LINGER_SILENCE / 3
             deadline = min(t for t in (quic.get_timer(), linger, next_ping) if t is not None)
             if deadline - now > 1e-6:
@@ -359,14 +375,18 @@ class Endpoint:
                 conn.timer_wake = None
                 conn.sleeping_until = math.inf
                 continue
-            timer = quic.get_timer()
-            if timer is not None and now >= timer:
-                quic.handle_timer(now)
-            if now >= next_ping:
-                last_ping = now
-                if conn.ready.is_set() and quic._close_event is None:
-                    quic.send_ping(0)
-            conn.handle_events(now)
+            try:
+                timer = quic.get_timer()
+                if timer is not None and now >= timer:
+                    quic.handle_timer(now)
+                if now >= next_ping:
+                    last_ping = now
+                    if conn.ready.is_set() and quic._close_event is None:
+                        quic.send_ping(0)
+                conn.handle_events(now)
+            except Exception:
+                self._broken(conn, "running its timers")
+                return
             if not conn.terminated:
                 self.transmit(conn)
 
