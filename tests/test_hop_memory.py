@@ -113,6 +113,8 @@ async def test_a_line_of_nodes_reaches_end_to_end_exactly_once() -> None:
             await wait_until(lambda: all(sorted(h.got[x]) == expected[x] for x in hosts), 5, "deliveries")
             await anyio.sleep(0.3)  # nothing more may arrive: no duplicates
             assert all(sorted(h.got[x]) == expected[x] for x in hosts)
+            stats = first.statistics()
+            assert stats["router.broadcasts_sent"] == 1 and stats["router.unicasts_sent"] >= 1
 
 
 async def test_cutting_the_only_bridge_makes_the_far_side_unreachable_and_healing_restores_it() -> None:

@@ -10,12 +10,13 @@ peer pushes back on its sender instead of growing memory.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from contextvars import ContextVar
 from typing import Any
 
 import anyio
 
+from ._resume import Resume
 from .errors import (
     ConnectionClosedError,
     FrameTooLargeError,
@@ -42,39 +43,6 @@ _DIRECT_KINDS = frozenset((REQUEST, REPLY, ERROR))
 Tail = Callable[[], Coroutine[Any, Any, None]]
 FramesHandler = Callable[["Link", list[bytes]], Awaitable[Tail | None]]
 Spawn = Callable[..., Any]
-
-
-class _Resume:
-    """Await a coroutine that was already started and is suspended on ``first``.
-
-    Forwards the event loop's sends and throws, exactly as ``await`` would
-    have done had the coroutine not been started by hand.
-    """
-
-    __slots__ = ("coro", "first")
-
-    def __init__(self, coro: Coroutine[Any, Any, None], first: Any) -> None:
-        self.coro = coro
-        self.first = first
-
-    def __await__(self) -> Generator[Any, Any, None]:
-        coro, value = self.coro, self.first
-        while True:
-            try:
-                sent = yield value
-            except GeneratorExit:
-                coro.close()
-                raise
-            except BaseException as exc:
-                try:
-                    value = coro.throw(exc)
-                except StopIteration:
-                    return
-            else:
-                try:
-                    value = coro.send(sent)
-                except StopIteration:
-                    return
 
 
 class Link:
@@ -363,7 +331,7 @@ class Link:
         assert self._spawn is not None
         self._spawn(self._read_loop)
         try:
-            await _Resume(coro, first)
+            await Resume(coro, first)
         except Exception:
             log.exception("answering a request from %s failed", self.peer_id)
         return False

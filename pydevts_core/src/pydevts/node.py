@@ -28,7 +28,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup
@@ -36,6 +36,7 @@ from anyio.abc import TaskGroup
 from .dispatch import Dispatcher, Handler
 from .errors import ConfigurationError, LocalProtocolError
 from .framing import DEFAULT_MAX_FRAME_SIZE
+from .handlers import SYSTEM_PREFIX, F, check_event_name, class_handlers, handler
 from .join import JoinResult, join_or_start
 from .members import Member, MemberEvent, MemberView
 from .node_context import NodeContext
@@ -48,23 +49,7 @@ __all__ = ["Node", "handler"]
 
 log = logging.getLogger("pydevts.node")
 
-F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 LifecycleCallback = Callable[[MemberEvent], Awaitable[None]]
-SYSTEM_PREFIX = "pydevts."
-
-
-def handler(name: str) -> Callable[[F], F]:
-    """Mark a method of a Node subclass as the handler of event ``name``.
-
-    The method is called as ``await self.method(sender, payload)``; for a
-    request its return value is the reply.
-    """
-
-    def mark(func: F) -> F:
-        func._pydevts_event = name  # type: ignore[attr-defined]
-        return func
-
-    return mark
 
 
 class Node:
@@ -139,18 +124,11 @@ class Node:
         #: True when this node found nothing at the cluster port and started a new cluster.
         self.started_cluster = False
         self._stopped = anyio.Event()
-        self._collect_class_handlers()
+        self._handlers.update(class_handlers(self))
         self._handlers[f"{SYSTEM_PREFIX}members"] = self._system_members
         self._handlers[f"{SYSTEM_PREFIX}emit"] = self._system_emit
 
     # ----------------------------------------------------------- handlers
-
-    def _collect_class_handlers(self) -> None:
-        for klass in reversed(type(self).__mro__):
-            for attr, value in vars(klass).items():
-                event = getattr(value, "_pydevts_event", None)
-                if event is not None:
-                    self._handlers[event] = getattr(self, attr)
 
     def on(self, name: str) -> Callable[[F], F]:
         """Decorator: register ``async def handler(sender, payload)`` for event ``name``.
@@ -167,11 +145,7 @@ class Node:
 
     def add_handler(self, name: str, func: Handler) -> None:
         """Register ``func`` for event ``name`` (see :meth:`on`)."""
-        if not name or len(name.encode()) > 255:
-            raise LocalProtocolError(f"event name must be 1 to 255 UTF-8 bytes: {name!r}")
-        if name.startswith(SYSTEM_PREFIX):
-            raise LocalProtocolError(f"event names starting with {SYSTEM_PREFIX!r} are reserved: {name!r}")
-        self._handlers[name] = func
+        self._handlers[check_event_name(name)] = func
 
     # System requests, answered by every node (``pydevts members``/``emit`` use them).
 
@@ -229,8 +203,14 @@ class Node:
         return self._require_running().hello.address
 
     def statistics(self) -> dict[str, int]:
-        """Counters: events received/unhandled, handler errors, requests served, bad frames."""
-        return dict(vars(self._require_running().dispatcher.stats))
+        """Counters: events received/unhandled, handler errors, requests served, bad frames;
+        plus the router's own counters (prefixed ``router.``) when it keeps any."""
+        ctx = self._require_running()
+        counters = dict(vars(ctx.dispatcher.stats))
+        router_stats = getattr(ctx.router, "statistics", None)
+        if router_stats is not None:
+            counters.update({f"router.{k}": v for k, v in router_stats().items()})
+        return counters
 
     # ----------------------------------------------------------- messaging
 
@@ -404,20 +384,14 @@ class Node:
         ctx.dispatcher = Dispatcher(self.id, serializer, ctx.send_frame, tg)
         ctx.dispatcher.handlers = self._handlers
         tg.start_soon(ctx.run_lifecycle, name="pydevts lifecycle")
+        where = joined.listener.address
         if joined.entry is None:
-            log.info(
-                "node %s started a new cluster %r on cluster port %s",
-                self.id,
-                self.cluster,
-                joined.listener.address,
-            )
+            log.info("node %s started a new cluster %r on cluster port %s", self.id, self.cluster, where)
         else:
+            via = self.cluster_address
             log.info(
                 "node %s joined cluster %r through cluster port %s; listening on %s",
-                self.id,
-                self.cluster,
-                self.cluster_address,
-                joined.listener.address,
+                *(self.id, self.cluster, via, where),
             )
         await router.start(ctx, joined.entry)
         tg.start_soon(joined.listener.serve, ctx.accept, name="pydevts listener")

@@ -1,0 +1,48 @@
+"""Event handlers: the ``@handler`` decorator for Node subclasses, and event-name rules."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from .errors import LocalProtocolError
+
+__all__ = ["SYSTEM_PREFIX", "check_event_name", "class_handlers", "handler"]
+
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+#: Event names every node answers itself (``pydevts members``/``emit`` use them).
+SYSTEM_PREFIX = "pydevts."
+
+
+def handler(name: str) -> Callable[[F], F]:
+    """Mark a method of a Node subclass as the handler of event ``name``.
+
+    The method is called as ``await self.method(sender, payload)``; for a
+    request its return value is the reply.
+    """
+
+    def mark(func: F) -> F:
+        func._pydevts_event = name  # type: ignore[attr-defined]
+        return func
+
+    return mark
+
+
+def class_handlers(obj: object) -> dict[str, Callable[..., Awaitable[Any]]]:
+    """The ``@handler`` methods of ``obj``'s class and its bases (a subclass's override wins)."""
+    found: dict[str, Callable[..., Awaitable[Any]]] = {}
+    for klass in reversed(type(obj).__mro__):
+        for attr, value in vars(klass).items():
+            event = getattr(value, "_pydevts_event", None)
+            if event is not None:
+                found[event] = getattr(obj, attr)
+    return found
+
+
+def check_event_name(name: str) -> str:
+    """``name`` if users may handle it; LocalProtocolError otherwise."""
+    if not name or len(name.encode()) > 255:
+        raise LocalProtocolError(f"event name must be 1 to 255 UTF-8 bytes: {name!r}")
+    if name.startswith(SYSTEM_PREFIX):
+        raise LocalProtocolError(f"event names starting with {SYSTEM_PREFIX!r} are reserved: {name!r}")
+    return name
