@@ -36,8 +36,11 @@ from hypercorn.config import Config
 from pydevts import DeliveryError, Node, ReplicatedDict
 
 
-def build(cluster_port: int, host_port: int, host: str = "127.0.0.1") -> tuple[Node, ReplicatedDict, FastAPI]:
-    node = Node(cluster_port, host=host, tags={"type": "fastapi_example", "http_port": str(host_port)})
+def build(
+    cluster_port: int, host_port: int, host: str = "127.0.0.1", transport: str = "tcp"
+) -> tuple[Node, ReplicatedDict, FastAPI]:
+    tags = {"type": "fastapi_example", "http_port": str(host_port)}
+    node = Node(cluster_port, host=host, tags=tags, transport=transport)
     store = ReplicatedDict(node, "kv")
     received: list[dict[str, Any]] = []
     app = FastAPI(title=f"pydevts node on port {host_port}")
@@ -89,8 +92,8 @@ def build(cluster_port: int, host_port: int, host: str = "127.0.0.1") -> tuple[N
     return node, store, app
 
 
-async def main(cluster_port: int, host_port: int) -> None:
-    node, store, app = build(cluster_port, host_port)
+async def main(cluster_port: int, host_port: int, transport: str = "tcp") -> None:
+    node, store, app = build(cluster_port, host_port, transport=transport)
     config = Config()
     config.bind = [f"127.0.0.1:{host_port}"]
     config.accesslog = None
@@ -114,5 +117,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="FastAPI + hypercorn beside a pydevts node")
     parser.add_argument("cluster_port", type=int)
     parser.add_argument("host_port", type=int)
+    parser.add_argument("--transport", default="tcp", help="tcp (default) or quic (pip install pydevts-quic)")
     args = parser.parse_args()
-    anyio.run(main, args.cluster_port, args.host_port)
+    anyio.run(main, args.cluster_port, args.host_port, args.transport)

@@ -52,8 +52,8 @@ class PickleNode(Node):
         return self.value
 
 
-async def main(cluster_port: int, write: bool) -> None:
-    node = PickleNode(cluster_port)
+async def main(cluster_port: int, write: bool, transport: str = "tcp") -> None:
+    node = PickleNode(cluster_port, transport=transport)
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with node, anyio.create_task_group() as tg:
             await node.store.sync()  # the cluster's current value, before the first print
@@ -78,5 +78,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="a node that stores one pickled object (trio)")
     parser.add_argument("cluster_port", type=int)
     parser.add_argument("w", nargs="?", choices=["w"], help="'w': update the value every second")
+    parser.add_argument("--transport", default="tcp", help="tcp (default) or quic (pip install pydevts-quic)")
     args = parser.parse_args()
-    anyio.run(main, args.cluster_port, args.w == "w", backend="trio")
+    anyio.run(main, args.cluster_port, args.w == "w", args.transport, backend="trio")

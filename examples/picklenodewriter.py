@@ -44,8 +44,8 @@ class PickleNodeWriter(Node):
             print(f"wrote {value!r} (set by {origin}) to {self.output}", flush=True)
 
 
-async def main(cluster_port: int) -> None:
-    node = PickleNodeWriter(cluster_port)
+async def main(cluster_port: int, transport: str = "tcp") -> None:
+    node = PickleNodeWriter(cluster_port, transport=transport)
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with node:
             async for _ in signals:  # Ctrl-C or SIGTERM: leave the cluster gracefully
@@ -55,4 +55,6 @@ async def main(cluster_port: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="writes picklenode's value to pickleoutput.txt (trio)")
     parser.add_argument("cluster_port", type=int)
-    anyio.run(main, parser.parse_args().cluster_port, backend="trio")
+    parser.add_argument("--transport", default="tcp", help="tcp (default) or quic (pip install pydevts-quic)")
+    args = parser.parse_args()
+    anyio.run(main, args.cluster_port, args.transport, backend="trio")

@@ -5,6 +5,7 @@ cluster, the others join it:
 
     python examples/quickstart.py 7000
     python examples/quickstart.py 7000 --backend trio
+    python examples/quickstart.py 7100 --transport quic   # every node of a cluster alike
 """
 
 import argparse
@@ -13,8 +14,8 @@ import anyio
 from pydevts import Node
 
 
-async def main(cluster_port: int) -> None:
-    node = Node(cluster_port)
+async def main(cluster_port: int, transport: str = "tcp") -> None:
+    node = Node(cluster_port, transport=transport)
 
     @node.on("greet")
     async def greet(sender: str, payload: dict) -> None:
@@ -39,8 +40,9 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("cluster_port", type=int)
     parser.add_argument("--backend", default="asyncio", choices=["asyncio", "trio"])
+    parser.add_argument("--transport", default="tcp", help="tcp (default) or quic (pip install pydevts-quic)")
     args = parser.parse_args()
     try:
-        anyio.run(main, args.cluster_port, backend=args.backend)
+        anyio.run(main, args.cluster_port, args.transport, backend=args.backend)
     except KeyboardInterrupt:
         pass

@@ -13,7 +13,15 @@ import anyio
 import anyio.abc
 from pydevts.cli.driver import AgentProcess
 
-__all__ = ["AgentProcess", "LoggedProcess", "agents", "free_port", "wait_alive", "wait_listening"]
+__all__ = [
+    "AgentProcess",
+    "LoggedProcess",
+    "agents",
+    "free_port",
+    "wait_alive",
+    "wait_listening",
+    "wait_udp_bound",
+]
 
 
 def free_port() -> int:
@@ -53,6 +61,17 @@ async def wait_alive(proc: AgentProcess, ids: set[str], timeout: float = 10.0) -
     raise AssertionError(
         f"{proc.name} sees {sorted(last)} alive, expected {sorted(ids)}; log: {proc.log[-10:]}"
     )
+
+
+async def wait_udp_bound(port: int, timeout: float = 15) -> None:
+    with anyio.fail_after(timeout):
+        while True:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+                try:
+                    probe.bind(("127.0.0.1", port))
+                except OSError:
+                    return  # taken: the node has bound it
+            await anyio.sleep(0.02)
 
 
 class LoggedProcess:
@@ -104,7 +123,11 @@ class LoggedProcess:
         return process.returncode if process.returncode is not None else -9
 
 
-async def wait_listening(port: int, timeout: float = 15) -> None:
+async def wait_listening(port: int, timeout: float = 15, transport: str = "tcp") -> None:
+    """Wait until a node listens on 127.0.0.1:``port`` (QUIC: until that UDP port is bound)."""
+    if transport == "quic":
+        await wait_udp_bound(port, timeout)
+        return
     with anyio.fail_after(timeout):
         while True:
             try:

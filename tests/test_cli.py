@@ -111,16 +111,17 @@ def test_demo(backend: str, transport: str) -> None:
 
 
 @pytest.mark.anyio
-async def test_quickstart_example() -> None:
+@pytest.mark.parametrize("transport", ["tcp", "quic"])
+async def test_quickstart_example(transport: str) -> None:
     port = free_port()
     script = str(ROOT / "examples" / "quickstart.py")
-    first = LoggedProcess([sys.executable, script, str(port)])
-    second = LoggedProcess([sys.executable, script, str(port), "--backend", "trio"])
+    first = LoggedProcess([sys.executable, script, str(port), "--transport", transport])
+    second = LoggedProcess([sys.executable, script, str(port), "--backend", "trio", "--transport", transport])
     with anyio.fail_after(30):
         async with anyio.create_task_group() as tg:
             try:
                 await first.start(tg)
-                await wait_listening(port)  # so that the first one is the one that starts the cluster
+                await wait_listening(port, transport=transport)  # the first one starts the cluster
                 await second.start(tg)
                 await second.wait_line("added 1+2+3 = 6")
                 await first.wait_line("says 'hello from")

@@ -52,18 +52,22 @@ async def stop_all(*procs: LoggedProcess) -> None:
                 await proc.stop()
 
 
-async def test_picklenode_writer_readers_late_reader_and_picklenodewriter(tmp_path: Path) -> None:
+@pytest.mark.parametrize("transport", ["tcp", "quic"])
+async def test_picklenode_writer_readers_late_reader_and_picklenodewriter(
+    tmp_path: Path, transport: str
+) -> None:
     port = free_port()
-    writer = example("picklenode.py", port, "w")
-    readers = [example("picklenode.py", port) for _ in range(2)]
-    filewriter = example("picklenodewriter.py", port, cwd=tmp_path)
-    late = example("picklenode.py", port)
+    over = ("--transport", transport)
+    writer = example("picklenode.py", port, "w", *over)
+    readers = [example("picklenode.py", port, *over) for _ in range(2)]
+    filewriter = example("picklenodewriter.py", port, *over, cwd=tmp_path)
+    late = example("picklenode.py", port, *over)
     output = tmp_path / "pickleoutput.txt"
     with anyio.fail_after(90):
         async with anyio.create_task_group() as tg:
             try:
                 await writer.start(tg)
-                await wait_listening(port)  # the writer started the cluster
+                await wait_listening(port, transport=transport)  # the writer started the cluster
                 for proc in (*readers, filewriter):
                     await proc.start(tg)
                 # readers print increasing values as the writer updates it every second
