@@ -15,8 +15,9 @@ import anyio
 import pytest
 from inproc import wait_until
 from pydevts import Node
-from pydevts.errors import UnknownNodeError
+from pydevts.errors import ConfigurationError, UnknownNodeError
 from pydevts.members import MemberState
+from pydevts.plugins import Registry
 from pydevts.testing import MemoryNetwork, MemoryTransport, check_router
 from pydevts_hop import HopConfig, HopRouter
 
@@ -216,3 +217,18 @@ async def test_a_relay_after_a_nested_request_is_not_bound_by_that_request_deadl
             await a.send("c", "ev", "relayed through a full link")
             await wait_until(lambda: router.relays_dropped == 1, 5, "the relay to time out and drop")
             assert not link_to_a.closed, link_to_a.close_reason
+
+
+def test_router_options_by_name_reach_the_routers_timings() -> None:
+    registry = Registry()
+    hop = registry.create("router", "hop", dead_interval="1.5", max_neighbours="3", relay_timeout="0.5")
+    assert isinstance(hop, HopRouter)
+    assert (hop.config.dead_interval, hop.config.max_neighbours, hop.relay_timeout) == (1.5, 3, 0.5)
+    peer = registry.create("router", "peer", probe_interval="0.2", suspicion_mult=2)
+    assert (peer.swim_config.probe_interval, peer.swim_config.suspicion_mult) == (0.2, 2)
+    with pytest.raises(ConfigurationError, match=r"unknown option.*nonsense"):
+        registry.create("router", "hop", nonsense="1")
+    with pytest.raises(ConfigurationError, match="dead_interval='soon' is not a float"):
+        registry.create("router", "hop", dead_interval="soon")
+    with pytest.raises(ConfigurationError, match="keepalive_interval must be positive"):
+        registry.create("router", "hop", keepalive_interval="5")  # not shorter than dead_interval

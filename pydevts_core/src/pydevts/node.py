@@ -65,8 +65,8 @@ class Node:
     :param join_only: never start a new cluster; fail if nobody answers.
     :param max_frame_size: largest frame sent or accepted, in bytes.
     :param transport_options: settings for a transport chosen by name (e.g.
-        the quic transport's ``certfile``/``cafile``); ``serializer_options``
-        likewise for the serializer.
+        the quic transport's ``certfile``/``cafile``); ``router_options`` and
+        ``serializer_options`` likewise (e.g. the hop router's ``dead_interval``).
     """
 
     def __init__(
@@ -83,6 +83,7 @@ class Node:
         transport: str | Transport = "tcp",
         transport_options: Mapping[str, Any] | None = None,
         router: str | Router = "peer",
+        router_options: Mapping[str, Any] | None = None,
         serializer: str | Serializer = "msgpack",
         serializer_options: Mapping[str, Any] | None = None,
         connection_plugins: Sequence[str | ConnectionPlugin] = (),
@@ -116,6 +117,7 @@ class Node:
             list(connection_plugins),
         )
         self._transport_options = dict(transport_options or {})
+        self._router_options = dict(router_options or {})
         self._registry = registry
         self._handlers: dict[str, Handler] = {}
         self._lifecycle: list[LifecycleCallback] = []
@@ -311,7 +313,7 @@ class Node:
         pick = partial(resolve, self._registry)
         return (
             pick("transport", transport, max_frame_size=self.max_frame_size, **self._transport_options),
-            pick("router", router),
+            pick("router", router, **self._router_options),
             pick("serializer", serializer, **options),
             [pick("connection_plugin", p) for p in plugins],
         )

@@ -161,7 +161,7 @@ class Registry:
         info = self.info(kind, name)
         try:
             return info.factory(**settings)
-        except TypeError as exc:
+        except (TypeError, ValueError) as exc:  # unknown or bad settings
             given = ", ".join(f"{k}={v!r}" for k, v in settings.items()) or "no settings"
             what = f"{kind.replace('_', ' ')} {name!r} from {info.distribution}"
             raise ConfigurationError(f"{what} cannot be made with {given}: {exc}") from exc

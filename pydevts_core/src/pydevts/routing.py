@@ -17,13 +17,60 @@ Public so that third-party routers can use them too (see ``README.md``,
 
 from __future__ import annotations
 
+import dataclasses
+import typing
+from typing import Any, TypeVar
+
 import anyio
 
 from .link import Link, Tail
 from .members import Member
 from .wire import ROUTER_KIND_MIN, Hello
 
-__all__ = ["ROUTER_KIND_MIN", "Hello", "Link", "Tail", "close_later", "keeps", "member_from_hello", "retire"]
+__all__ = [
+    "ROUTER_KIND_MIN",
+    "Hello",
+    "Link",
+    "Tail",
+    "close_later",
+    "config_from_options",
+    "keeps",
+    "member_from_hello",
+    "retire",
+]
+
+C = TypeVar("C")
+
+
+def config_from_options(cls: type[C], options: dict[str, Any], *, base: C | None = None) -> C:
+    """A dataclass ``cls`` (e.g. a router's timings) from ``options``, taking out the keys it knows.
+
+    Values may be strings (``--router-option dead_interval=1.5``): they are
+    converted to the field's type. ``options`` keeps the keys ``cls`` does not know.
+    """
+    hints = typing.get_type_hints(cls)
+    chosen: dict[str, Any] = {}
+    for field in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if field.name in options:
+            chosen[field.name] = _convert(options.pop(field.name), hints[field.name], field.name)
+    if base is not None:
+        return dataclasses.replace(base, **chosen)  # type: ignore[type-var]
+    return cls(**chosen)
+
+
+def _convert(value: Any, kind: Any, name: str) -> Any:
+    if not isinstance(value, str) or kind is str:
+        return value
+    try:
+        if kind is bool:
+            if value.lower() not in ("1", "0", "true", "false", "yes", "no"):
+                raise ValueError(value)
+            return value.lower() in ("1", "true", "yes")
+        if kind in (int, float):
+            return kind(value)
+    except ValueError:
+        raise TypeError(f"option {name}={value!r} is not a {kind.__name__}") from None
+    return value
 
 
 def member_from_hello(hello: Hello) -> Member:

@@ -30,6 +30,13 @@ def add_node_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--id", dest="node_id", default=None, help="node id (default: random)")
     add_transport_options(parser)
     parser.add_argument("--router", default="peer", help="router plugin (default peer)")
+    parser.add_argument(
+        "--router-option",
+        action="append",
+        default=[],
+        metavar="K=V",
+        help="a setting of the router, e.g. dead_interval=1.5 for hop (repeatable)",
+    )
     parser.add_argument("--serializer", default="msgpack", help="serializer plugin (default msgpack)")
     parser.add_argument(
         "--plugin", action="append", default=[], help="enable a connection plugin (repeatable)"
@@ -89,6 +96,7 @@ def node_from_args(args: argparse.Namespace, cls: type[Node] = Node, **extra: An
         transport=args.transport,
         transport_options=transport_options(args),
         router=args.router,
+        router_options=parse_pairs(args.router_option, "--router-option"),
         serializer=args.serializer,
         connection_plugins=args.plugin,
         serializer_options={"trusted": True} if args.trusted_cluster else None,

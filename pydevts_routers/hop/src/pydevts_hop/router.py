@@ -19,12 +19,13 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Mapping
+from typing import Any
 
 import anyio
 from pydevts.errors import ConnectionClosedError, PydevtsError, UnknownNodeError
 from pydevts.link import SEND_DEADLINE, Link, Tail
 from pydevts.protocols import Address, RouterContext
-from pydevts.routing import close_later, keeps, member_from_hello, retire
+from pydevts.routing import close_later, config_from_options, keeps, member_from_hello, retire
 from pydevts.wire import ROUTER_KIND_MIN
 
 from .actions import Action, CloseLink, Connect, Deliver, HopConfig, MemberChange, Send
@@ -42,11 +43,19 @@ class HopRouter:
     name = "hop"
 
     def __init__(
-        self, *, config: HopConfig | None = None, leave_timeout: float = 2.0, relay_timeout: float = 2.0
+        self,
+        *,
+        config: HopConfig | None = None,
+        leave_timeout: float = 2.0,
+        relay_timeout: float = 2.0,
+        **timings: Any,
     ) -> None:
-        self.config = config or HopConfig()
-        self.leave_timeout = leave_timeout
-        self.relay_timeout = relay_timeout
+        """``timings``: HopConfig fields by name (``Node(router_options=...)``, ``--router-option``)."""
+        self.config = config_from_options(HopConfig, timings, base=config or HopConfig())
+        if timings:
+            raise TypeError(f"unknown option(s): {', '.join(sorted(timings))}")
+        self.leave_timeout = float(leave_timeout)
+        self.relay_timeout = float(relay_timeout)
         self._links: dict[str, Link] = {}
         self._busy: dict[str, int] = {}  # readers inside the node's deliver, per neighbour
         self._connecting: set[str] = set()

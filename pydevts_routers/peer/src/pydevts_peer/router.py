@@ -13,6 +13,7 @@ import logging
 import random
 from collections.abc import Mapping
 from dataclasses import replace
+from typing import Any
 
 import anyio
 from pydevts.errors import (
@@ -25,7 +26,7 @@ from pydevts.errors import (
 from pydevts.link import Link, Tail
 from pydevts.members import Member, MemberState
 from pydevts.protocols import Address, RouterContext
-from pydevts.routing import close_later, keeps, member_from_hello, retire
+from pydevts.routing import close_later, config_from_options, keeps, member_from_hello, retire
 from pydevts.swim import SwimConfig
 from pydevts.wire import ROUTER_KIND_MIN
 
@@ -55,11 +56,15 @@ class PeerRouter:
         leave_timeout: float = 2.0,
         swim: SwimConfig | None = None,
         max_backoff: float = 2.0,
+        **swim_options: Any,
     ) -> None:
-        self.tick_interval = tick_interval
-        self.leave_timeout = leave_timeout
-        self.swim_config = swim or SwimConfig()
-        self.max_backoff = max_backoff
+        """``swim_options``: SwimConfig fields by name (``Node(router_options=...)``, ``--router-option``)."""
+        self.tick_interval = float(tick_interval)
+        self.leave_timeout = float(leave_timeout)
+        self.swim_config = config_from_options(SwimConfig, swim_options, base=swim or SwimConfig())
+        if swim_options:
+            raise TypeError(f"unknown option(s): {', '.join(sorted(swim_options))}")
+        self.max_backoff = float(max_backoff)
         self._links: dict[str, Link] = {}
         self._ctx: RouterContext | None = None
         self._state: PeerState | None = None
