@@ -7,8 +7,10 @@ listed host pairs can talk, so a node can only link to its neighbours.
 from __future__ import annotations
 
 import itertools
+import random
 from collections.abc import Iterable
 from contextlib import AsyncExitStack
+from dataclasses import replace
 from typing import Any
 
 import anyio
@@ -51,8 +53,9 @@ def only_edges(net: MemoryNetwork, hosts: list[str], edges: Iterable[tuple[str, 
 class Harness:
     """Nodes that record every event they receive."""
 
-    def __init__(self, net: MemoryNetwork) -> None:
+    def __init__(self, net: MemoryNetwork, config: HopConfig = FAST) -> None:
         self.net = net
+        self.config = config
         self.got: dict[str, list[tuple[str, Any]]] = {}
         self.nodes: dict[str, Node] = {}
 
@@ -64,7 +67,7 @@ class Harness:
             node_id=host,
             cluster_host=via,
             transport=MemoryTransport(self.net, host=host),
-            router=HopRouter(config=FAST),
+            router=HopRouter(config=self.config),
             request_timeout=3,
         )
         got = self.got[host] = []
@@ -232,3 +235,42 @@ def test_router_options_by_name_reach_the_routers_timings() -> None:
         registry.create("router", "hop", dead_interval="soon")
     with pytest.raises(ConfigurationError, match="keepalive_interval must be positive"):
         registry.create("router", "hop", keepalive_interval="5")  # not shorter than dead_interval
+
+
+@pytest.mark.parametrize("seed", [2, 3, 5])
+async def test_concurrent_joins_then_emits_keep_exactly_once_and_per_sender_order(seed: int) -> None:
+    """Right after 10 nodes join at once, routes are still settling and broadcasts are flooded:
+    copies race along different paths and arrive on different links; every node must still
+    handle each sender's events once each and in the order sent."""
+    rng = random.Random(seed)
+    net = MemoryNetwork(seed=seed)
+    hosts = [f"c{i}" for i in range(10)]
+    for i, a in enumerate(hosts):  # about half the pairs cannot talk; everyone reaches c0
+        for b in hosts[i + 1 :]:
+            if a != "c0" and rng.random() < 0.5:
+                net.partition([a], [b])
+    h = Harness(net, replace(FAST, max_neighbours=3))
+    done = anyio.Event()
+
+    async def run(node: Node) -> None:
+        async with node:
+            await done.wait()
+
+    with anyio.fail_after(40):
+        async with anyio.create_task_group() as tg:
+            first = h.node("c0", "c0")
+            tg.start_soon(run, first)
+            await wait_until(lambda: bool(first.members), 5, "c0 to start the cluster")
+            for host in hosts[1:]:  # all at once
+                tg.start_soon(run, h.node(host, "c0"))
+            await h.wait_alive(hosts, set(hosts), timeout=15)
+            for host in hosts:
+                for k in range(20):
+                    await h.nodes[host].emit("ev", k)
+            expected = {x: sorted((s, k) for s in hosts if s != x for k in range(20)) for x in hosts}
+            await wait_until(lambda: all(sorted(h.got[x]) == expected[x] for x in hosts), 10, "every emit")
+            for x in hosts:
+                for s in hosts:
+                    if s != x:
+                        assert [k for sender, k in h.got[x] if sender == s] == list(range(20)), (x, s)
+            done.set()

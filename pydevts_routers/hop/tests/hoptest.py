@@ -62,8 +62,15 @@ def check_routes(net: Network, edges: Edges) -> None:
             assert (record.next_hop, record.distance) == (hop, d), (src, dest, record)
 
 
-def broadcast_from(net: Network, origins: Iterable[str], edges: Edges, tag: int = 0) -> int:
-    """Each origin broadcasts once; check exactly-once delivery; return frames transmitted."""
+def broadcast_from(
+    net: Network, origins: Iterable[str], edges: Edges, tag: int = 0, *, after_gaps: bool = False
+) -> int:
+    """Each origin broadcasts once; check exactly-once delivery; return frames transmitted.
+
+    Delivery must be immediate, unless ``after_gaps``: earlier broadcasts were
+    lost (cuts), so a node may hold the next one of that origin for up to
+    ``reorder_wait`` waiting for them (ticks then release it).
+    """
     adj = adjacency(edges)
     for node in net.delivered:
         net.delivered[node].clear()
@@ -72,6 +79,8 @@ def broadcast_from(net: Network, origins: Iterable[str], edges: Edges, tag: int 
     for origin in origins:
         net.broadcast(origin, event(origin, tag))
         net.run()
+    if after_gaps:
+        net.tick(int(net.config.reorder_wait / net.config.tick_interval) + 1)
     for origin in origins:
         reach = distances(adj, origin)
         frame = event(origin, tag)

@@ -110,7 +110,8 @@ def test_cutting_the_only_bridge_makes_the_far_side_unreachable_and_restoring_he
     assert {net.members["a2"][b].state for b in ("b0", "b1", "b4")} == {MemberState.ALIVE}
     assert net.members["a2"]["b4"].distance == 4 and net.members["a2"]["b4"].next_hop == "a0"
     send_between(net, [("a1", "b3"), ("b2", "a4")])
-    broadcast_from(net, ["a1", "b3"], edges)
+    # each side missed the other's broadcasts during the cut: the next one may wait reorder_wait
+    broadcast_from(net, ["a1", "b3"], edges, after_gaps=True)
 
 
 def test_a_request_caught_by_a_cut_is_answered_unreachable_on_the_destination_behalf() -> None:
@@ -298,4 +299,5 @@ def test_under_random_churn_no_node_ever_delivers_a_broadcast_twice() -> None:
     net.tick(BOUND_TICKS)
     net.settle()
     check_routes(net, edges)
-    assert broadcast_from(net, sorted(net.nodes), edges, tag=10_000) == 30 * 29
+    # broadcasts lost during the churn leave gaps: the next one may wait reorder_wait
+    assert broadcast_from(net, sorted(net.nodes), edges, tag=10_000, after_gaps=True) == 30 * 29

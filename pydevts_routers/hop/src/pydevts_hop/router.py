@@ -29,6 +29,7 @@ from pydevts.routing import close_later, config_from_options, keeps, member_from
 from pydevts.wire import ROUTER_KIND_MIN
 
 from .actions import Action, CloseLink, Connect, Deliver, HopConfig, MemberChange, Send
+from .outbox import Outboxes
 from .state import HopState
 from .wire import ADVERT, KEEPALIVE
 
@@ -60,6 +61,7 @@ class HopRouter:
         self._busy: dict[str, int] = {}  # readers inside the node's deliver, per neighbour
         self._connecting: set[str] = set()
         self._ctx: RouterContext | None = None
+        self._outboxes: Outboxes
         self._state: HopState | None = None
         self._stopping = False
         self.relays_dropped = 0
@@ -81,6 +83,7 @@ class HopRouter:
 
     async def start(self, ctx: RouterContext, entry: Link | None) -> None:
         self._ctx = ctx
+        self._outboxes = Outboxes(ctx.deliver, ctx.spawn)
         self._state = HopState(member_from_hello(ctx.hello), self.config, anyio.current_time())
         if entry is not None:
             self.add_link(entry)
@@ -151,13 +154,13 @@ class HopRouter:
                 if frame and frame[0] < ROUTER_KIND_MIN:
                     continue
                 if i > start:
-                    _spawn_tail(ctx, await ctx.deliver(peer, frames[start:i]))
+                    _spawn_tail(ctx, await self._outboxes.deliver(peer, frames[start:i]))
                 start = i + 1
                 await self._apply(state.receive(peer, frame, anyio.current_time()), relaying=True)
             if start == 0:
-                return await ctx.deliver(peer, frames)
+                return await self._outboxes.deliver(peer, frames)
             if start < len(frames):
-                return await ctx.deliver(peer, frames[start:])
+                return await self._outboxes.deliver(peer, frames[start:])
             return None
         finally:
             self._busy[peer] -= 1
@@ -171,13 +174,21 @@ class HopRouter:
                 self._queue(action.neighbour, action.frame)
             elif isinstance(action, Deliver):
                 assert self._ctx is not None
-                self._ctx.spawn(self._deliver_later, action)
+                self._outboxes.deliver_soon(action.origin, [action.frame])
             else:
                 self._control(action)
 
     async def _apply(self, actions: list[Action], *, relaying: bool, dest: str | None = None) -> None:
         ctx = self._ctx
         assert ctx is not None
+        # Frames for this node are queued first, before any await: the state put them in
+        # order, and another reader must not slip in between (see outbox.py).
+        origins: list[str] = []
+        for action in actions:
+            if isinstance(action, Deliver):
+                self._outboxes.enqueue(action.origin, [action.frame])
+                if action.origin not in origins:
+                    origins.append(action.origin)
         for action in actions:
             if isinstance(action, Send):
                 if action.frame[0] in (ADVERT, KEEPALIVE):
@@ -186,10 +197,10 @@ class HopRouter:
                     await self._relay(action.neighbour, action.frame)
                 else:
                     await self._send(action.neighbour, action.frame, dest)
-            elif isinstance(action, Deliver):
-                _spawn_tail(ctx, await ctx.deliver(action.origin, [action.frame]))
-            else:
+            elif not isinstance(action, Deliver):
                 self._control(action)
+        for origin in origins:
+            _spawn_tail(ctx, await self._outboxes.flush(origin))
 
     def _control(self, action: Action) -> None:
         ctx = self._ctx
@@ -244,12 +255,6 @@ class HopRouter:
         log.warning(
             "dropped a frame relayed to %s: its link stayed full for %g s", neighbour, self.relay_timeout
         )
-
-    async def _deliver_later(self, action: Deliver) -> None:
-        assert self._ctx is not None
-        tail = await self._ctx.deliver(action.origin, [action.frame])
-        if tail is not None:
-            await tail()
 
     async def _connect(self, action: Connect) -> None:
         assert self._ctx is not None

@@ -61,6 +61,7 @@ from pydevts.wire import REQUEST, ROUTER_KIND_MIN, ErrorCode, encode_error
 from .actions import Action, CloseLink, Deliver, HopConfig, HopStatistics, MemberChange, Send
 from .dedup import Dedup, Verdict
 from .dialer import Dialer
+from .reorder import Reorder
 from .roster import Roster
 from .topology import Graph, Tree, bfs_tree, first_hops
 from .wire import (
@@ -109,6 +110,7 @@ class HopState:
         self._roster = Roster(local.id)
         self._dialer = Dialer(local.id, self.config)
         self._dedup = Dedup(self.config.dedup_window)
+        self._reorder = Reorder(self.config.reorder_wait)
         self._bseq = 0
         self.stats = HopStatistics()
 
@@ -129,7 +131,12 @@ class HopState:
         return now < self._settle_until
 
     def statistics(self) -> dict[str, int]:
-        return self.stats.as_dict() | {"known_nodes": len(self.adverts), "dedup_origins": len(self._dedup)}
+        return self.stats.as_dict() | {
+            "known_nodes": len(self.adverts),
+            "dedup_origins": len(self._dedup),
+            "broadcasts_held_for_order": self._reorder.held_total,
+            "order_gaps_skipped": self._reorder.gaps_skipped,
+        }
 
     # ------------------------------------------------------------------ links
 
@@ -242,6 +249,7 @@ class HopState:
             if now - link.sent >= cfg.keepalive_interval:
                 actions.append(Send(n, KEEPALIVE_FRAME))
                 self.stats.keepalives_sent += 1
+        actions += [Deliver(origin, f) for origin, f in self._reorder.due(now)]
         actions += self._purge(now)
         if not self._left:
             actions += self._dialer.due(now, self.adverts, self.links, self._hops)
@@ -335,7 +343,8 @@ class HopState:
             actions = [Send(n, out) for n in targets]
             self.stats.broadcast_frames += len(targets)
         self.stats.broadcasts_delivered += 1
-        actions.append(Deliver(origin, msg.frame))
+        ready = self._reorder.arrive(origin, msg.incarnation, msg.seq, msg.frame, now)
+        actions += [Deliver(origin, f) for f in ready]
         return actions
 
     def _on_unicast(self, neighbour: str, msg: Unicast, frame: bytes) -> list[Action]:
@@ -442,6 +451,7 @@ class HopState:
             self._roster.forget(nid)
             self._dialer.forget(nid)
             self._dedup.forget(nid)
+            actions += [Deliver(nid, f) for f in self._reorder.forget(nid)]
             self.stats.purged += 1
             actions += self._recompute(now, nid)
         return actions

@@ -1,0 +1,74 @@
+"""Per-origin ordering of broadcast delivery (sans-IO)."""
+
+from __future__ import annotations
+
+from pydevts_hop.reorder import Reorder
+
+
+def frames(*seqs: int) -> list[bytes]:
+    return [f"m{s}".encode() for s in seqs]
+
+
+def test_in_order_arrivals_are_delivered_at_once() -> None:
+    r = Reorder(max_wait=1.0)
+    assert [r.arrive("a", 1, s, f, 0.0) for s, f in zip(range(1, 4), frames(1, 2, 3), strict=True)] == [
+        frames(1),
+        frames(2),
+        frames(3),
+    ]
+    assert r.held_total == 0 and r.next_due() is None
+
+
+def test_an_early_arrival_waits_for_the_gap_to_fill() -> None:
+    r = Reorder(max_wait=1.0)
+    assert r.arrive("a", 1, 1, b"m1", 0.0) == frames(1)
+    assert r.arrive("a", 1, 3, b"m3", 0.1) == []
+    assert r.arrive("a", 1, 4, b"m4", 0.2) == []
+    assert r.next_due() == 1.1
+    assert r.arrive("a", 1, 2, b"m2", 0.3) == frames(2, 3, 4)
+    assert r.due(5.0) == [] and r.held_total == 2
+
+
+def test_a_gap_that_never_fills_is_skipped_after_max_wait() -> None:
+    r = Reorder(max_wait=1.0)
+    r.arrive("a", 1, 1, b"m1", 0.0)
+    assert r.arrive("a", 1, 3, b"m3", 0.5) == []
+    assert r.due(1.4) == []
+    assert r.due(1.5) == [("a", b"m3")]
+    assert r.gaps_skipped == 1
+    assert r.arrive("a", 1, 2, b"m2", 2.0) == frames(2)  # later than its turn: delivered late, not lost
+    assert r.arrive("a", 1, 4, b"m4", 2.0) == frames(4)
+
+
+def test_the_first_broadcast_heard_waits_once_for_earlier_ones_racing_behind_it() -> None:
+    r = Reorder(max_wait=1.0)
+    assert r.arrive("a", 1, 2, b"m2", 0.0) == []  # 1 may be on a longer path
+    assert r.arrive("a", 1, 1, b"m1", 0.2) == frames(1, 2)
+    assert r.arrive("b", 1, 7, b"b7", 0.0) == []  # b sent 1-6 before we could hear of it
+    assert r.due(1.0) == [("b", b"b7")]
+    assert r.arrive("b", 1, 8, b"b8", 1.1) == [b"b8"]
+
+
+def test_origins_are_independent_and_a_new_incarnation_starts_over() -> None:
+    r = Reorder(max_wait=1.0)
+    r.arrive("a", 1, 1, b"a1", 0.0)
+    assert r.arrive("b", 1, 1, b"b1", 0.0) == [b"b1"]
+    assert r.arrive("a", 1, 3, b"a3", 0.0) == []
+    assert r.arrive("a", 2, 1, b"A1", 0.1) == [b"A1"]  # restarted: its old held frame is dropped
+    assert r.due(9.0) == []
+
+
+def test_too_many_held_skips_the_gap_without_waiting() -> None:
+    r = Reorder(max_wait=10.0, max_held=3)
+    r.arrive("a", 1, 1, b"m1", 0.0)
+    assert [r.arrive("a", 1, s, f"m{s}".encode(), 0.0) for s in (3, 4, 5)] == [[], [], []]
+    assert r.arrive("a", 1, 6, b"m6", 0.0) == frames(3, 4, 5, 6)
+
+
+def test_forget_hands_out_what_was_held_in_order() -> None:
+    r = Reorder(max_wait=1.0)
+    r.arrive("a", 1, 1, b"m1", 0.0)
+    r.arrive("a", 1, 4, b"m4", 0.0)
+    r.arrive("a", 1, 3, b"m3", 0.0)
+    assert r.forget("a") == frames(3, 4)
+    assert r.forget("a") == [] and len(r) == 0
