@@ -47,9 +47,11 @@ async def test_a_slow_node_pushes_back_on_every_feeding_task() -> None:
         tg.start_soon(boxes.deliver, "x", [b"0"])
         await anyio.wait_all_tasks_blocked()
         returned = 0
+        queued: list[int] = []  # the order the tasks queued in (the scheduler picks it)
 
         async def feed(i: int) -> None:
             nonlocal returned
+            queued.append(i)  # deliver queues before it first awaits
             await boxes.deliver("x", [str(i).encode()])
             returned += 1
 
@@ -58,4 +60,5 @@ async def test_a_slow_node_pushes_back_on_every_feeding_task() -> None:
         await anyio.wait_all_tasks_blocked()
         assert returned == BACKLOG  # the rest wait for room while the node is stuck
         node.gate.set()
-    assert [int(f) for _, f in node.got] == list(range(BACKLOG + 11))
+    assert [int(f) for _, f in node.got] == [0, *queued]
+    assert sorted(queued) == list(range(1, BACKLOG + 11))
