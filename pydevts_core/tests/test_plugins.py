@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
+import re
+import subprocess
+import sys
 from collections.abc import Mapping
 from types import SimpleNamespace
 from typing import Any
@@ -12,7 +15,7 @@ import pydevts
 import pydevts.plugins
 import pytest
 from pydevts.errors import ConfigurationError, PluginNotFoundError
-from pydevts.plugins import AUTOLOAD_ENV, ENTRY_POINT_GROUP, Registry, create_plugin_manager
+from pydevts.plugins import AUTOLOAD_ENV, ENTRY_POINT_GROUP, Registry, create_plugin_manager, lazy
 
 INSTALLED = [
     ("transport", "tcp", "pydevts-tcp", "pydevts_tcp.transport", "TCPTransport"),
@@ -68,9 +71,32 @@ def test_entry_points_are_discovered(kind: str, name: str, dist: str, module: st
     assert info.name == name
     assert info.distribution == dist
     assert info.version == "0.3.0"
-    assert info.factory.__module__ == module
-    assert info.factory.__name__ == cls
+    assert info.target == f"{module}:{cls}"
     assert registry.broken == []
+
+
+def test_discovery_imports_no_implementation() -> None:
+    """Finding plugins is on every node's start-up path: it must not import aioquic & co."""
+    code = (
+        "import sys; from pydevts.plugins import Registry; r = Registry(); "
+        "assert 'quic' in r.names('transport') and 'hop' in r.names('router'); "
+        "print(sorted(m for m in ('aioquic', 'cryptography', 'pydevts_quic.transport', "
+        "'pydevts_hop.router', 'pydevts_tcp.transport') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_a_lazy_factory_imports_on_use_and_names_a_missing_module() -> None:
+    made = lazy("pydevts_tcp.transport:TCPTransport")(max_frame_size=4096)
+    assert type(made).__name__ == "TCPTransport" and made.max_frame_size == 4096
+    with pytest.raises(
+        ConfigurationError, match=re.escape("cannot load nowhere.at_all:Thing: No module named 'nowhere'")
+    ):
+        lazy("nowhere.at_all:Thing")()
+    with pytest.raises(ValueError, match=re.escape("expected 'package.module:Name'")):
+        lazy("no_colon")
 
 
 def test_registry_all_is_ordered_by_kind_then_name() -> None:

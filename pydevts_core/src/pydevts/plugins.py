@@ -9,6 +9,7 @@ factory is called NAME" and "what is installed".
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 import logging
 import os
@@ -29,6 +30,7 @@ __all__ = [
     "PluginInfo",
     "Registry",
     "create_plugin_manager",
+    "lazy",
     "resolve",
 ]
 
@@ -54,6 +56,14 @@ class PluginInfo:
     distribution: str
     version: str
     factory: Any
+
+    @property
+    def target(self) -> str:
+        """``"package.module:Name"`` of what the factory makes (without importing a lazy one)."""
+        target = getattr(self.factory, "target", None)
+        if isinstance(target, str):
+            return target
+        return f"{self.factory.__module__}:{self.factory.__qualname__}"
 
 
 @dataclass(frozen=True)
@@ -109,6 +119,36 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
             pm.pydevts_broken.append(BrokenPlugin(ep.name, dist, reason))  # type: ignore[attr-defined]
             continue
         pm.pydevts_dists[plugin_name] = (dist, version)  # type: ignore[attr-defined]
+
+
+class lazy:
+    """A factory that imports ``"package.module:Name"`` only when first called.
+
+    Registration hooks run whenever plugins are discovered (every node start,
+    ``pydevts plugins``); returning ``{"quic": lazy("pydevts_quic.transport:QUICTransport")}``
+    keeps heavy imports (aioquic, cryptography) out of that path until the
+    implementation is really used. An import failure is a ConfigurationError
+    naming the module.
+    """
+
+    def __init__(self, target: str) -> None:
+        module_name, _, attr = target.partition(":")
+        if not module_name or not attr:
+            raise ValueError(f"lazy({target!r}): expected 'package.module:Name'")
+        self.target = target
+
+    def __call__(self, **settings: Any) -> Any:
+        module_name, _, attr = self.target.partition(":")
+        try:
+            made = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as exc:
+            raise ConfigurationError(
+                f"cannot load {self.target}: {exc} (is its distribution installed whole?)"
+            ) from exc
+        return made(**settings)
+
+    def __repr__(self) -> str:
+        return f"lazy({self.target!r})"
 
 
 class Registry:

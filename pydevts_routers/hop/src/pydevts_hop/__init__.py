@@ -7,10 +7,15 @@ frame format and :mod:`pydevts_hop.simulation` runs many of them in memory.
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .actions import CloseLink, Connect, Deliver, HopConfig, HopStatistics, MemberChange, Send
-from .router import HopRouter
 from .state import HopState
 from .wire import HopWireError
+
+if TYPE_CHECKING:
+    from .router import HopRouter
 
 __version__ = "0.3.0"
 
@@ -26,3 +31,10 @@ __all__ = [
     "MemberChange",
     "Send",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The IO shell is imported on first use: plugin discovery imports this package at every start.
+    if name == "HopRouter":
+        return importlib.import_module(".router", __name__).HopRouter
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -6,10 +6,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from pydevts import hookimpl
+from pydevts.plugins import lazy
 
 
 @hookimpl
 def pydevts_register_serializers() -> Mapping[str, Any]:
-    from . import MsgpackSerializer
-
-    return {"msgpack": MsgpackSerializer}
+    # Imported when first used, not when plugins are discovered (node start-up time).
+    return {"msgpack": lazy("pydevts_msgpack:MsgpackSerializer")}

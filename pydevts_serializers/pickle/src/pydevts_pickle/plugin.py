@@ -6,10 +6,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from pydevts import hookimpl
+from pydevts.plugins import lazy
 
 
 @hookimpl
 def pydevts_register_serializers() -> Mapping[str, Any]:
-    from . import PickleSerializer
-
-    return {"pickle": PickleSerializer}
+    # Imported when first used, not when plugins are discovered (node start-up time).
+    return {"pickle": lazy("pydevts_pickle:PickleSerializer")}

@@ -6,10 +6,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from pydevts import hookimpl
+from pydevts.plugins import lazy
 
 
 @hookimpl
 def pydevts_register_transports() -> Mapping[str, Any]:
-    from .transport import QUICTransport
-
-    return {"quic": QUICTransport}
+    # Imported when first used, not when plugins are discovered (node start-up time).
+    return {"quic": lazy("pydevts_quic.transport:QUICTransport")}
