@@ -40,13 +40,21 @@ def test_a_gap_that_never_fills_is_skipped_after_max_wait() -> None:
     assert r.arrive("a", 1, 4, b"m4", 2.0) == frames(4)
 
 
-def test_the_first_broadcast_heard_waits_once_for_earlier_ones_racing_behind_it() -> None:
+def test_the_first_broadcast_heard_sets_where_the_origin_stands() -> None:
     r = Reorder(max_wait=1.0)
-    assert r.arrive("a", 1, 2, b"m2", 0.0) == []  # 1 may be on a longer path
-    assert r.arrive("a", 1, 1, b"m1", 0.2) == frames(1, 2)
-    assert r.arrive("b", 1, 7, b"b7", 0.0) == []  # b sent 1-6 before we could hear of it
-    assert r.due(1.0) == [("b", b"b7")]
-    assert r.arrive("b", 1, 8, b"b8", 1.1) == [b"b8"]
+    assert r.arrive("b", 1, 7, b"b7", 0.0) == [b"b7"]  # b sent 1-6 before we could hear of it
+    assert r.arrive("b", 1, 8, b"b8", 0.1) == [b"b8"]
+    assert r.arrive("b", 1, 10, b"b10", 0.2) == []
+    assert r.arrive("b", 1, 9, b"b9", 0.3) == [b"b9", b"b10"]
+
+
+def test_a_unicast_from_an_origin_releases_what_it_has_held() -> None:
+    r = Reorder(max_wait=1.0)
+    r.arrive("a", 1, 1, b"a1", 0.0)
+    assert r.arrive("a", 1, 3, b"a3", 0.0) == []
+    assert r.release("a") == [b"a3"]  # delivered before the unicast: a send never overtakes an emit
+    assert r.release("a") == [] and r.release("nobody") == []
+    assert r.arrive("a", 1, 4, b"a4", 0.1) == [b"a4"]
 
 
 def test_origins_are_independent_and_a_new_incarnation_starts_over() -> None:
@@ -54,7 +62,8 @@ def test_origins_are_independent_and_a_new_incarnation_starts_over() -> None:
     r.arrive("a", 1, 1, b"a1", 0.0)
     assert r.arrive("b", 1, 1, b"b1", 0.0) == [b"b1"]
     assert r.arrive("a", 1, 3, b"a3", 0.0) == []
-    assert r.arrive("a", 2, 1, b"A1", 0.1) == [b"A1"]  # restarted: its old held frame is dropped
+    # restarted: what the old run had held comes first, then the new run starts at once
+    assert r.arrive("a", 2, 1, b"A1", 0.1) == [b"a3", b"A1"]
     assert r.due(9.0) == []
 
 
@@ -72,3 +81,12 @@ def test_forget_hands_out_what_was_held_in_order() -> None:
     r.arrive("a", 1, 3, b"m3", 0.0)
     assert r.forget("a") == frames(3, 4)
     assert r.forget("a") == [] and len(r) == 0
+
+
+def test_right_after_learning_of_an_origin_its_first_broadcast_waits_for_earlier_ones() -> None:
+    r = Reorder(max_wait=1.0)
+    assert r.arrive("a", 1, 2, b"a2", 0.0, fresh=True) == []  # 1 may be racing behind it
+    assert r.arrive("a", 1, 1, b"a1", 0.2) == [b"a1", b"a2"]
+    assert r.arrive("b", 1, 7, b"b7", 0.0, fresh=True) == []  # or sent before we joined
+    assert r.due(1.0) == [("b", b"b7")]
+    assert r.arrive("c", 1, 1, b"c1", 0.0, fresh=True) == [b"c1"]  # number 1: nothing to wait for

@@ -8,15 +8,18 @@ runnable tasks). The routing state already puts them in order; this keeps
 that order: frames are queued per origin, synchronously, in the order the
 state produced them, and one task at a time (the *pump*) hands them over.
 
-The task that finds nobody pumping becomes the pump, so the common case (one
-link, nothing queued) costs nothing extra and a request's *tail* still comes
-back to the reader for the leader/follower fast path. Others only queue, and
-wait while more than :data:`BACKLOG` batches of that origin are queued: a
-slow handler still pushes back on every link that feeds it.
+The task that finds nobody pumping hands over what was queued when it came
+(its own frames, typically), so the common case (one link, nothing queued)
+costs nothing extra and a request's *tail* still comes back to the reader for
+the leader/follower fast path; anything queued meanwhile is handed over by a
+task of its own. Others only queue, and wait while more than :data:`BACKLOG`
+bytes of that origin are queued: a slow handler still pushes back on every
+link that feeds it.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -25,10 +28,12 @@ from typing import Any
 import anyio
 from pydevts.link import Tail
 
+log = logging.getLogger("pydevts.hop")
+
 __all__ = ["BACKLOG", "Outboxes"]
 
-#: Batches of one origin queued (beyond the one being handed over) before readers wait.
-BACKLOG = 64
+#: Bytes of one origin queued (beyond the batch being handed over) before its feeders wait.
+BACKLOG = 1024 * 1024
 
 Deliver = Callable[[str, list[bytes]], Coroutine[Any, Any, Tail | None]]
 Spawn = Callable[..., Any]
@@ -37,8 +42,17 @@ Spawn = Callable[..., Any]
 @dataclass(slots=True)
 class _Box:
     queue: deque[list[bytes]] = field(default_factory=deque)
+    bytes: int = 0
     pumping: bool = False
     room: anyio.Event | None = None
+
+    def busy(self) -> bool:
+        """Whether a task is handing frames over (read afresh after an await)."""
+        return self.pumping
+
+
+def _size(frames: list[bytes]) -> int:
+    return sum(map(len, frames)) + 8 * len(frames)
 
 
 class Outboxes:
@@ -48,10 +62,13 @@ class Outboxes:
         self._deliver = deliver
         self._spawn = spawn
         self._boxes: dict[str, _Box] = {}
+        self.failed = 0
 
     def enqueue(self, origin: str, frames: list[bytes]) -> None:
         """Queue ``frames`` behind what ``origin`` already has queued (never waits)."""
-        self._boxes.setdefault(origin, _Box()).queue.append(frames)
+        box = self._boxes.setdefault(origin, _Box())
+        box.queue.append(frames)
+        box.bytes += _size(frames)
 
     async def deliver(self, origin: str, frames: list[bytes]) -> Tail | None:
         """:meth:`enqueue`, then :meth:`flush`."""
@@ -59,49 +76,67 @@ class Outboxes:
         return await self.flush(origin)
 
     async def flush(self, origin: str) -> Tail | None:
-        """Hand ``origin``'s queued frames over if nobody is; else wait while too many are queued.
+        """Hand over what ``origin`` has queued if nobody is; else wait while too much is queued.
 
-        Returns the tail of the last batch handed over by this task, if any.
+        The task that hands over takes only what was queued when it began (its
+        own frames, typically); what others queue meanwhile goes to a task of
+        its own, so no reader is kept from its own link by another origin's
+        traffic. Returns the tail of the last batch this task handed over.
         """
         box = self._boxes.get(origin)
         if box is None:
             return None
-        if box.pumping:
-            while box.pumping and len(box.queue) > BACKLOG:
+        if box.busy():
+            while box.busy() and box.bytes > BACKLOG:
                 if box.room is None:
                     box.room = anyio.Event()
                 await box.room.wait()
-            return None
+            if box.busy() or not box.queue:
+                return None
         box.pumping = True
-        return await self._pump(origin, box)
+        return await self._pump(origin, box, len(box.queue))
 
     def deliver_soon(self, origin: str, frames: list[bytes]) -> None:
         """Queue ``frames`` now (in order) and hand them over from a task of their own."""
-        box = self._boxes.setdefault(origin, _Box())
-        box.queue.append(frames)
+        self.enqueue(origin, frames)
+        box = self._boxes[origin]
         if not box.pumping:
             box.pumping = True
             self._spawn(self._pump_all, origin, box)
 
     async def _pump_all(self, origin: str, box: _Box) -> None:
-        tail = await self._pump(origin, box)
+        tail = await self._pump(origin, box, None)
         if tail is not None:
             await tail()
 
-    async def _pump(self, origin: str, box: _Box) -> Tail | None:
+    async def _pump(self, origin: str, box: _Box, limit: int | None) -> Tail | None:
         tail: Tail | None = None
+        handed_on = False
         try:
-            while box.queue:
+            count = 0
+            while box.queue and (limit is None or count < limit):
                 if tail is not None:
                     self._spawn(tail)  # more follows: that request gets a task of its own
-                tail = await self._deliver(origin, box.queue.popleft())
+                batch = box.queue.popleft()
+                box.bytes -= _size(batch)
+                count += 1
+                try:
+                    tail = await self._deliver(origin, batch)
+                except Exception:  # a bug below must not strand what is queued behind
+                    self.failed += 1
+                    log.exception("handing %d frames from %s to the node failed", len(batch), origin)
+                    tail = None
                 self._wake(box)
+            if box.queue:  # queued by others meanwhile: a task of its own hands those over
+                self._spawn(self._pump_all, origin, box)
+                handed_on = True
             return tail
         finally:
-            box.pumping = False
+            if not handed_on:
+                box.pumping = False
+                if not box.queue and self._boxes.get(origin) is box:
+                    del self._boxes[origin]
             self._wake(box)
-            if not box.queue:
-                self._boxes.pop(origin, None)
 
     @staticmethod
     def _wake(box: _Box) -> None:

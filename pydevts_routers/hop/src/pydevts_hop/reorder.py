@@ -6,11 +6,14 @@ never held up; only *delivery to this node* waits: a broadcast that arrives
 ahead of a gap is held until the gap fills, or until it has waited
 ``max_wait`` seconds (the missing one may never come: lost beyond a cut, or
 sent before this node could hear of it), or until ``max_held`` are waiting;
-then it is delivered, in order, skipping the gap. A node expects an origin's
-broadcasts (per incarnation) from number 1: when the first one it hears has
-a later number, it waits (at most ``max_wait``, once per origin) for the
-earlier ones, which may be racing along a longer path — or may have been
-sent before this node could hear of the origin at all.
+then it is delivered, in order, skipping the gap. The first broadcast heard
+from an origin (per incarnation) is delivered at once and sets where the
+origin's sequence stands here — unless this node only just learned of the
+origin (a join), when its first broadcasts may race each other: then the
+first one heard waits for earlier numbers, from 1, at most ``max_wait``.
+:meth:`release` hands out what an origin has held (skipping its gap) before
+a unicast from that origin is delivered, so a ``send`` never overtakes an
+earlier ``emit``.
 
 Nothing is ever delivered twice: :mod:`.dedup` decides what is new before
 this module sees it; a copy that arrives after its gap was skipped is
@@ -44,11 +47,28 @@ class Reorder:
     def __len__(self) -> int:
         return len(self._origins)
 
-    def arrive(self, origin: str, incarnation: int, seq: int, frame: bytes, now: float) -> list[bytes]:
-        """A new broadcast (never seen before): the frames to deliver now, in order."""
+    def arrive(
+        self, origin: str, incarnation: int, seq: int, frame: bytes, now: float, *, fresh: bool = False
+    ) -> list[bytes]:
+        """A new broadcast (never seen before): the frames to deliver now, in order.
+
+        ``fresh``: this node has only just learned of the origin, so earlier
+        broadcasts of it may be racing behind this one: if this is the first
+        heard, it waits for them from number 1 (at most ``max_wait``).
+        """
         o = self._origins.get(origin)
         if o is None or incarnation > o.incarnation:
-            o = self._origins[origin] = _Origin(incarnation, 0)
+            # The first broadcast heard from an origin (or from its new run) is delivered at
+            # once and sets where its sequence stands here: earlier numbers were most likely
+            # sent before this node could hear of it (waiting for them would delay every
+            # joiner's first broadcast from every busy origin).
+            earlier = [o.held[s][0] for s in sorted(o.held)] if o is not None else []
+            if fresh and seq > 1:
+                self._origins[origin] = _Origin(incarnation, 0, {seq: (frame, now)})
+                self.held_total += 1
+                return earlier
+            self._origins[origin] = _Origin(incarnation, seq)
+            return [*earlier, frame]
         if incarnation < o.incarnation or seq <= o.delivered:
             return [frame]  # late: its place has passed; deliver it rather than lose it
         if seq == o.delivered + 1:
@@ -59,6 +79,13 @@ class Reorder:
         if len(o.held) > self.max_held:
             return self._skip(o)
         return []
+
+    def release(self, origin: str) -> list[bytes]:
+        """Everything ``origin`` has held, in order, skipping its gap (before one of its unicasts)."""
+        o = self._origins.get(origin)
+        if o is None or not o.held:
+            return []
+        return self._skip(o)
 
     def due(self, now: float) -> list[tuple[str, bytes]]:
         """Broadcasts whose gap has waited ``max_wait``: deliver them (and what follows them)."""

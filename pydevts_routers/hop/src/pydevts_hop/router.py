@@ -154,16 +154,22 @@ class HopRouter:
                 if frame and frame[0] < ROUTER_KIND_MIN:
                     continue
                 if i > start:
-                    _spawn_tail(ctx, await self._outboxes.deliver(peer, frames[start:i]))
+                    _spawn_tail(ctx, await self._raw(peer, frames[start:i]))
                 start = i + 1
                 await self._apply(state.receive(peer, frame, anyio.current_time()), relaying=True)
             if start == 0:
-                return await self._outboxes.deliver(peer, frames)
+                return await self._raw(peer, frames)
             if start < len(frames):
-                return await self._outboxes.deliver(peer, frames[start:])
+                return await self._raw(peer, frames[start:])
             return None
         finally:
             self._busy[peer] -= 1
+
+    async def _raw(self, peer: str, frames: list[bytes]) -> Tail | None:
+        """Core frames a neighbour sent us itself: after any of its broadcasts held for order."""
+        for held in self.state.held_before_unicast(peer):
+            self._outboxes.enqueue(peer, [held.frame])
+        return await self._outboxes.deliver(peer, frames)
 
     # ----------------------------------------------------------- actions
 
@@ -189,18 +195,20 @@ class HopRouter:
                 self._outboxes.enqueue(action.origin, [action.frame])
                 if action.origin not in origins:
                     origins.append(action.origin)
-        for action in actions:
-            if isinstance(action, Send):
-                if action.frame[0] in (ADVERT, KEEPALIVE):
-                    self._queue(action.neighbour, action.frame)  # small; must never wait
-                elif relaying:
-                    await self._relay(action.neighbour, action.frame)
-                else:
-                    await self._send(action.neighbour, action.frame, dest)
-            elif not isinstance(action, Deliver):
-                self._control(action)
-        for origin in origins:
-            _spawn_tail(ctx, await self._outboxes.flush(origin))
+        try:
+            for action in actions:
+                if isinstance(action, Send):
+                    if action.frame[0] in (ADVERT, KEEPALIVE):
+                        self._queue(action.neighbour, action.frame)  # small; must never wait
+                    elif relaying:
+                        await self._relay(action.neighbour, action.frame)
+                    else:
+                        await self._send(action.neighbour, action.frame, dest)
+                elif not isinstance(action, Deliver):
+                    self._control(action)
+        finally:  # what was queued is handed over even if a send failed
+            for origin in origins:
+                _spawn_tail(ctx, await self._outboxes.flush(origin))
 
     def _control(self, action: Action) -> None:
         ctx = self._ctx

@@ -111,6 +111,7 @@ class HopState:
         self._dialer = Dialer(local.id, self.config)
         self._dedup = Dedup(self.config.dedup_window)
         self._reorder = Reorder(self.config.reorder_wait)
+        self._learned: dict[str, float] = {}  # when each origin's (current run's) advert first came
         self._bseq = 0
         self.stats = HopStatistics()
 
@@ -167,6 +168,11 @@ class HopState:
         link = self.links.get(neighbour)
         if link is not None:
             link.heard = now
+
+    def held_before_unicast(self, origin: str) -> list[Deliver]:
+        """Broadcasts of ``origin`` held back for order, to deliver before a unicast from it
+        (a ``send`` must not overtake an earlier ``emit``); the shell calls it for raw frames."""
+        return [Deliver(origin, f) for f in self._reorder.release(origin)]
 
     def connect_failed(self, member_id: str, now: float) -> list[Action]:
         """A :class:`Connect` did not produce a link: retry later, with backoff."""
@@ -303,6 +309,8 @@ class HopState:
             self.stats.adverts_ignored += 1
             return []
         self.stats.adverts_accepted += 1
+        if old is None or adv.incarnation > old.incarnation:
+            self._learned[adv.origin] = now  # its broadcasts may already be racing towards us
         self.adverts[adv.origin] = adv
         self._hold(adv.origin, frame)
         if adv.left:
@@ -343,7 +351,10 @@ class HopState:
             actions = [Send(n, out) for n in targets]
             self.stats.broadcast_frames += len(targets)
         self.stats.broadcasts_delivered += 1
-        ready = self._reorder.arrive(origin, msg.incarnation, msg.seq, msg.frame, now)
+        # Just learned of the origin (we joined, or it did): its first broadcasts may race each
+        # other here, so the first one heard waits for earlier numbers (at most reorder_wait).
+        fresh = now - self._learned.get(origin, -math.inf) < self.config.settle_time
+        ready = self._reorder.arrive(origin, msg.incarnation, msg.seq, msg.frame, now, fresh=fresh)
         actions += [Deliver(origin, f) for f in ready]
         return actions
 
@@ -353,7 +364,7 @@ class HopState:
                 self.stats.unknown_origin_drops += 1
                 return []
             self.stats.unicasts_delivered += 1
-            return [Deliver(msg.origin, msg.frame)]
+            return [*self.held_before_unicast(msg.origin), Deliver(msg.origin, msg.frame)]
         if msg.hop_limit <= 1:
             self.stats.hop_limit_drops += 1
             return self._bounce(msg, f"its hop limit ran out at {self.local_id}")
@@ -451,6 +462,7 @@ class HopState:
             self._roster.forget(nid)
             self._dialer.forget(nid)
             self._dedup.forget(nid)
+            self._learned.pop(nid, None)
             actions += [Deliver(nid, f) for f in self._reorder.forget(nid)]
             self.stats.purged += 1
             actions += self._recompute(now, nid)
