@@ -227,7 +227,7 @@ def test_router_options_by_name_reach_the_routers_timings() -> None:
     hop = registry.create("router", "hop", dead_interval="1.5", max_neighbours="3", relay_timeout="0.5")
     assert isinstance(hop, HopRouter)
     assert (hop.config.dead_interval, hop.config.max_neighbours, hop.relay_timeout) == (1.5, 3, 0.5)
-    peer = registry.create("router", "peer", probe_interval="0.2", suspicion_mult=2)
+    peer = registry.create("router", "peer", probe_interval="0.2", probe_timeout="0.1", suspicion_mult=2)
     assert (peer.swim_config.probe_interval, peer.swim_config.suspicion_mult) == (0.2, 2)
     with pytest.raises(ConfigurationError, match=r"unknown option.*nonsense"):
         registry.create("router", "hop", nonsense="1")

@@ -92,7 +92,8 @@ def test_a_lazy_factory_imports_on_use_and_names_a_missing_module() -> None:
     made = lazy("pydevts_tcp.transport:TCPTransport")(max_frame_size=4096)
     assert type(made).__name__ == "TCPTransport" and made.max_frame_size == 4096
     with pytest.raises(
-        ConfigurationError, match=re.escape("cannot load nowhere.at_all:Thing: No module named 'nowhere'")
+        ConfigurationError,
+        match=re.escape("cannot load nowhere.at_all:Thing: ModuleNotFoundError: No module named 'nowhere'"),
     ):
         lazy("nowhere.at_all:Thing")()
     with pytest.raises(ValueError, match=re.escape("expected 'package.module:Name'")):
@@ -287,3 +288,47 @@ def test_unknown_name_with_nothing_installed_says_none() -> None:
         registry.info("connection_plugin", "auth")
     assert info.value.kind == "connection plugin"
     assert "pip install pydevts-auth" in str(info.value)
+
+
+def test_a_lazy_implementation_that_cannot_load_is_a_clear_error_and_listed_broken() -> None:
+    class Broken:
+        @pydevts.hookimpl
+        def pydevts_register_transports(self) -> Mapping[str, Any]:
+            return {"gone": lazy("no_such_package.transport:GoneTransport")}
+
+    registry = Registry(create_plugin_manager([Broken()], autoload=False))
+    assert "gone" in registry.names("transport")  # discovery imports nothing
+    with pytest.raises(
+        ConfigurationError, match=re.escape("cannot load no_such_package.transport:GoneTransport")
+    ):
+        registry.create("transport", "gone", max_frame_size=1024)
+    broken = registry.check()
+    assert [b.name for b in broken] == ["gone"] and "No module named 'no_such_package'" in broken[0].reason
+    assert "gone" not in registry.names("transport")
+
+
+def test_options_beside_a_plugin_object_are_refused() -> None:
+    from pydevts import Node
+    from pydevts_peer import PeerRouter
+
+    node = Node(7000, router=PeerRouter(), router_options={"probe_interval": 1})
+    with pytest.raises(ConfigurationError, match="router_options apply to a router chosen by name"):
+        node._resolve_plugins()
+
+
+@pytest.mark.parametrize(
+    ("kind", "name", "options", "error"),
+    [
+        ("router", "hop", {"tick_interval": "nan"}, "tick_interval='nan' is not a float"),
+        ("router", "hop", {"reorder_wait": "-1"}, "reorder_wait must be a number of seconds, 0 or more"),
+        ("router", "hop", {"connect_backoff": "0"}, "connect_backoff must be a positive number"),
+        ("router", "peer", {"probe_interval": "0"}, "probe_interval must be a positive number"),
+        ("router", "peer", {"tick_interval": "0"}, "tick_interval must be a positive number"),
+        ("router", "peer", {"probe_timeout": "2"}, "probe_timeout must be shorter than probe_interval"),
+    ],
+)
+def test_bad_router_option_values_are_configuration_errors(
+    kind: str, name: str, options: dict[str, str], error: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=re.escape(error)):
+        Registry().create(kind, name, **options)

@@ -208,7 +208,7 @@ def test_suspicion_timeout_follows_the_formula() -> None:
     assert CFG.suspicion_timeout(10) == 3.0
     assert CFG.suspicion_timeout(100) == pytest.approx(6.0)
     assert CFG.suspicion_timeout(20) == pytest.approx(3.0 * math.log10(20))
-    cfg = SwimConfig(probe_interval=0.2, suspicion_mult=4.0)
+    cfg = SwimConfig(probe_interval=0.2, probe_timeout=0.1, suspicion_mult=4.0)
     assert cfg.suspicion_timeout(1000) == pytest.approx(4.0 * 3 * 0.2)
 
 

@@ -42,7 +42,13 @@ from .members import Member, MemberEvent, MemberView
 from .node_context import NodeContext
 from .plugins import Registry, resolve
 from .protocols import Address, ConnectionPlugin, Router, Serializer, Transport
-from .settings import advertise_host_for, checked_tags, default_cluster_host, parse_advertise
+from .settings import (
+    advertise_host_for,
+    check_named_options,
+    checked_tags,
+    default_cluster_host,
+    parse_advertise,
+)
 from .wire import Hello, encode_event
 
 __all__ = ["Node", "handler"]
@@ -157,13 +163,7 @@ class Node:
     async def _system_emit(self, sender: str, payload: Any) -> dict[str, Any]:
         if not isinstance(payload, dict) or not isinstance(payload.get("name"), str):
             raise ValueError("expected {'name': str, 'payload': ...}")
-        name, data = payload["name"], payload.get("payload")
-        ctx = self._require_running()
-        frame = encode_event(name, ctx.serializer.dumps(data))
-        await ctx.send_frame(self.id, frame)  # this node handles it too
-        others = [m.id for m in self.members if m.alive and m.id != self.id]
-        await ctx.router.broadcast(frame)
-        return {"sent_to": [self.id, *others]}
+        return {"sent_to": await self._require_running().emit_here_and_to_all(payload)}
 
     def on_lifecycle(self, func: LifecycleCallback) -> LifecycleCallback:
         """Decorator: ``async def callback(event: MemberEvent)`` for every lifecycle event.
@@ -310,6 +310,11 @@ class Node:
             isinstance(c, str) for c in (transport, router, serializer, *plugins)
         ):
             self._registry = Registry()
+        check_named_options(
+            transport=(transport, self._transport_options),
+            router=(router, self._router_options),
+            serializer=(serializer, options),
+        )
         pick = partial(resolve, self._registry)
         return (
             pick("transport", transport, max_frame_size=self.max_frame_size, **self._transport_options),

@@ -24,7 +24,7 @@ from .protocols import (
     Serializer,
     Transport,
 )
-from .wire import Hello
+from .wire import Hello, encode_event
 
 if TYPE_CHECKING:
     from .dispatch import Dispatcher
@@ -79,6 +79,14 @@ class NodeContext:
     @property
     def listen_address(self) -> Address:
         return self.listener.address
+
+    async def emit_here_and_to_all(self, payload: dict[str, Any]) -> list[str]:
+        """``pydevts emit``: the event goes to this node's handlers too; returns who it went to."""
+        frame = encode_event(payload["name"], self.serializer.dumps(payload.get("payload")))
+        await self.send_frame(self.node_id, frame)
+        others = [m.id for m in self.members if m.alive and m.id != self.node_id]
+        await self.router.broadcast(frame)
+        return [self.node_id, *others]
 
     async def open_datagrams(self) -> DatagramEndpoint:
         opener = getattr(self.transport, "open_datagrams", None)

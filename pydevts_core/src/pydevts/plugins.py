@@ -63,7 +63,8 @@ class PluginInfo:
         target = getattr(self.factory, "target", None)
         if isinstance(target, str):
             return target
-        return f"{self.factory.__module__}:{self.factory.__qualname__}"
+        module = getattr(self.factory, "__module__", "?")
+        return f"{module}:{getattr(self.factory, '__qualname__', repr(self.factory))}"
 
 
 @dataclass(frozen=True)
@@ -137,15 +138,19 @@ class lazy:
             raise ValueError(f"lazy({target!r}): expected 'package.module:Name'")
         self.target = target
 
-    def __call__(self, **settings: Any) -> Any:
+    def load(self) -> Any:
+        """Import and return the implementation; ConfigurationError (naming it) if that fails."""
         module_name, _, attr = self.target.partition(":")
         try:
-            made = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as exc:
+            return getattr(importlib.import_module(module_name), attr)
+        except Exception as exc:  # ImportError, or anything its import raises
             raise ConfigurationError(
-                f"cannot load {self.target}: {exc} (is its distribution installed whole?)"
+                f"cannot load {self.target}: {type(exc).__name__}: {exc} "
+                "(is its distribution installed whole?)"
             ) from exc
-        return made(**settings)
+
+    def __call__(self, **settings: Any) -> Any:
+        return self.load()(**settings)
 
     def __repr__(self) -> str:
         return f"lazy({self.target!r})"
@@ -199,12 +204,29 @@ class Registry:
     def create(self, kind: str, name: str, **settings: Any) -> Any:
         """Instantiate the implementation ``name`` of ``kind`` with ``settings``."""
         info = self.info(kind, name)
+        factory = info.factory.load() if isinstance(info.factory, lazy) else info.factory
         try:
-            return info.factory(**settings)
+            return factory(**settings)
         except (TypeError, ValueError) as exc:  # unknown or bad settings
             given = ", ".join(f"{k}={v!r}" for k, v in settings.items()) or "no settings"
             what = f"{kind.replace('_', ' ')} {name!r} from {info.distribution}"
             raise ConfigurationError(f"{what} cannot be made with {given}: {exc}") from exc
+
+    def check(self) -> list[BrokenPlugin]:
+        """Import every lazily registered implementation; those that fail are moved to ``broken``.
+
+        Discovery does not import implementations (start-up time); ``pydevts
+        plugins`` calls this so that a plugin missing a dependency shows up.
+        """
+        for kind in KINDS:
+            for name, info in list(self._infos[kind].items()):
+                if isinstance(info.factory, lazy):
+                    try:
+                        info.factory.load()
+                    except ConfigurationError as exc:
+                        del self._infos[kind][name]
+                        self.broken.append(BrokenPlugin(name, info.distribution, str(exc)))
+        return self.broken
 
     def all(self) -> list[PluginInfo]:
         """Every registered implementation, ordered by kind then name."""

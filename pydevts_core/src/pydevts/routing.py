@@ -18,6 +18,7 @@ Public so that third-party routers can use them too (see ``README.md``,
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from typing import Any, TypeVar
 
@@ -67,7 +68,10 @@ def _convert(value: Any, kind: Any, name: str) -> Any:
                 raise ValueError(value)
             return value.lower() in ("1", "true", "yes")
         if kind in (int, float):
-            return kind(value)
+            number = kind(value)
+            if not math.isfinite(number):
+                raise ValueError(value)
+            return number
     except ValueError:
         raise TypeError(f"option {name}={value!r} is not a {kind.__name__}") from None
     return value

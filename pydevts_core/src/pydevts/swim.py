@@ -80,6 +80,16 @@ class SwimConfig:
     retransmit_mult: int = 3
     max_piggyback: int = 8
 
+    def __post_init__(self) -> None:
+        for name in ("probe_interval", "probe_timeout", "suspicion_mult", "dead_probe_interval"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive number, got {value!r}")
+        if self.probe_timeout >= self.probe_interval:
+            raise ValueError("probe_timeout must be shorter than probe_interval")
+        if self.indirect_checks < 0 or self.retransmit_mult < 1 or self.max_piggyback < 0:
+            raise ValueError("indirect_checks >= 0, retransmit_mult >= 1 and max_piggyback >= 0 are needed")
+
     def suspicion_timeout(self, n: int) -> float:
         return self.suspicion_mult * max(1.0, math.log10(max(1, n))) * self.probe_interval
 

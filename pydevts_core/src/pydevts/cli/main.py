@@ -141,6 +141,7 @@ async def _emit(args: argparse.Namespace) -> int:
 
 def _plugins(as_json: bool) -> int:
     registry = Registry()
+    registry.check()  # import each implementation, so that one missing a dependency shows as broken
     rows = [(p.kind, p.name, p.distribution, p.version) for p in registry.all()]
     if as_json:
         out = {

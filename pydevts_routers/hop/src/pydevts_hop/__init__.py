@@ -38,3 +38,7 @@ def __getattr__(name: str) -> Any:
     if name == "HopRouter":
         return importlib.import_module(".router", __name__).HopRouter
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
@@ -116,6 +117,15 @@ class HopConfig:
     max_connect_backoff: float = 60.0
 
     def __post_init__(self) -> None:
+        for name in ("tick_interval", "keepalive_interval", "dead_interval", "refresh_interval",
+                     "purge_after", "connect_backoff", "max_connect_backoff"):  # fmt: skip
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+        for name in ("settle_time", "reorder_wait", "connect_delay"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a number of seconds, 0 or more, got {value!r}")
         if not 0 < self.keepalive_interval < self.dead_interval:
             raise ValueError("keepalive_interval must be positive and shorter than dead_interval")
         if self.tick_interval <= 0 or self.tick_interval > self.keepalive_interval:

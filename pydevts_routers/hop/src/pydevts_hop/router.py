@@ -57,6 +57,8 @@ class HopRouter:
             raise TypeError(f"unknown option(s): {', '.join(sorted(timings))}")
         self.leave_timeout = float(leave_timeout)
         self.relay_timeout = float(relay_timeout)
+        if not (self.leave_timeout > 0 and self.relay_timeout > 0):  # also refuses nan
+            raise ValueError("leave_timeout and relay_timeout must be positive numbers of seconds")
         self._links: dict[str, Link] = {}
         self._busy: dict[str, int] = {}  # readers inside the node's deliver, per neighbour
         self._connecting: set[str] = set()

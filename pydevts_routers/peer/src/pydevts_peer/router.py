@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 from collections.abc import Mapping
 from dataclasses import replace
@@ -65,6 +66,10 @@ class PeerRouter:
         if swim_options:
             raise TypeError(f"unknown option(s): {', '.join(sorted(swim_options))}")
         self.max_backoff = float(max_backoff)
+        for name in ("tick_interval", "leave_timeout", "max_backoff"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
         self._links: dict[str, Link] = {}
         self._ctx: RouterContext | None = None
         self._state: PeerState | None = None

@@ -309,7 +309,10 @@ class QUICConnection:
 
     def check_linger(self, now: float) -> None:
         """After a local close, end the connection once the peer has everything (or LINGER passed)."""
-        if self.linger_until is None or self.quic._close_event is not None:
+        if self.linger_until is None:
+            return
+        if self.quic._close_event is not None:  # closing already: the linger is over
+            self.linger_until = None
             return
         stream = self.quic._streams.get(STREAM_ID)
         if stream is None or stream.sender.is_finished:
