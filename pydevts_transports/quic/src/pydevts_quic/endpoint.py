@@ -194,9 +194,8 @@ class Endpoint:
         sock = self.sock
         try:
             datagrams = conn.quic.datagrams_to_send(now=anyio.current_time())
-        except Exception:  # never let one connection's bug stop the endpoint
-            log.exception("QUIC connection to %s failed while sending", conn.remote_address)
-            conn.quic.close(reason_phrase="internal error")
+        except Exception:
+            self._broken(conn, "sending")
             return
         for data, addr in datagrams:
             try:
@@ -270,6 +269,9 @@ class Endpoint:
 
     def _broken(self, conn: QUICConnection, doing: str) -> None:
         """A bug in one connection's handling costs that connection, never the endpoint."""
+        if conn.terminated:
+            return  # (closing it below may fail the same way)
+        conn.terminated = True
         log.exception("QUIC connection to %s failed while %s", conn.remote_address, doing)
         conn.fail(ConnectionClosedError(f"connection to {conn.remote_address} failed: internal error"))
         try:
@@ -277,7 +279,6 @@ class Endpoint:
             self.transmit(conn)
         except Exception:
             log.debug("closing a failed QUIC connection failed too", exc_info=True)
-        conn.terminated = True
         self.forget(conn)
 
     def _datagram(self, data: bytes, addr: tuple[str, int]) -> None:
@@ -303,8 +304,8 @@ class Endpoint:
         try:
             conn.quic.receive_datagram(data, addr, now=now)
         except Exception:
-            log.exception("QUIC connection to %s failed on a datagram", conn.remote_address)
-            conn.quic.close(reason_phrase="internal error")
+            self._broken(conn, "reading a datagram")
+            return
         self._touched[conn] = None
 
     def _new_connection(
