@@ -20,10 +20,12 @@ from __future__ import annotations
 import dataclasses
 import math
 import typing
+from collections.abc import Iterable
 from typing import Any, TypeVar
 
 import anyio
 
+from .errors import ConnectionClosedError, UnknownNodeError
 from .link import Link, Tail
 from .members import Member
 from .wire import ROUTER_KIND_MIN, Hello
@@ -38,6 +40,8 @@ __all__ = [
     "keeps",
     "member_from_hello",
     "retire",
+    "send_on_link",
+    "send_on_links",
 ]
 
 C = TypeVar("C")
@@ -101,6 +105,26 @@ def keeps(existing: Link, new: Link) -> bool:
     if opener(existing) == opener(new):
         return False
     return opener(existing) < opener(new)
+
+
+async def send_on_link(link: Link | None, dest: str, frame: bytes) -> None:
+    """``Router.send`` over a direct link: UnknownNodeError when there is none or it closed."""
+    if link is None:
+        raise UnknownNodeError(dest, "not a live member of this cluster")
+    try:
+        await link.send(frame)
+    except ConnectionClosedError as exc:
+        raise UnknownNodeError(dest, f"its link closed: {exc}") from exc
+
+
+async def send_on_links(links: Iterable[Link], frame: bytes) -> None:
+    """``Router.broadcast`` over direct links, once each; a link closing meanwhile is skipped
+    (its member's leave or failure is reported on its own)."""
+    for link in list(links):
+        try:
+            await link.send(frame)
+        except ConnectionClosedError:
+            pass
 
 
 async def retire(link: Link, timeout: float) -> None:

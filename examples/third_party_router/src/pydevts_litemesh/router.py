@@ -23,15 +23,16 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
 import anyio
-from pydevts.errors import ConnectionClosedError, PydevtsError, RemoteProtocolError, UnknownNodeError
+from pydevts.errors import PydevtsError, RemoteProtocolError
 from pydevts.link import Link
 from pydevts.members import Member, MemberState
 from pydevts.protocols import Address, RouterContext
+from pydevts.routing import Tail, close_later, keeps, send_on_link, send_on_links
 
 __all__ = ["CONTROL", "LiteMeshRouter", "keeps"]
 
@@ -39,7 +40,6 @@ log = logging.getLogger("pydevts.litemesh")
 
 ROUTER_KIND_MIN = 0x40  # kinds below are core messages (see pydevts.protocols.Router)
 CONTROL = 0x4C  # "L": not the peer router's 0x40, so a mixed cluster fails loudly
-Tail = Callable[[], Coroutine[Any, Any, None]]
 
 
 class LiteMeshRouter:
@@ -255,44 +255,15 @@ class LiteMeshRouter:
         link = self._links.pop(peer, None)  # no more sends to it; it closes the link itself
         ctx.set_member_state(peer, MemberState.LEFT)
         if link is not None:
-            ctx.spawn(_close_later, link, 2 * self.leave_timeout, "member left")
+            ctx.spawn(close_later, link, 2 * self.leave_timeout, "member left")
 
     # ----------------------------------------------------------- delivery
 
     async def send(self, dest: str, frame: bytes) -> None:
-        link = self._links.get(dest)
-        if link is None:
-            raise UnknownNodeError(dest, "not a live member of this cluster")
-        try:
-            await link.send(frame)
-        except ConnectionClosedError as exc:
-            raise UnknownNodeError(dest, f"its link closed: {exc}") from exc
+        await send_on_link(self._links.get(dest), dest, frame)
 
     async def broadcast(self, frame: bytes) -> None:
-        for link in list(self._links.values()):
-            try:
-                await link.send(frame)
-            except ConnectionClosedError:
-                pass  # the member is going away; its failure is reported when the link ends
-
-
-def keeps(existing: Link, new: Link) -> bool:
-    """Of two links to one peer, keep the one opened by the smaller node id.
-
-    Both ends apply the same rule to the same pair, so they keep the same
-    link. When one node opened both (it dialled again), the newer one wins.
-    """
-
-    def opener(link: Link) -> str:
-        return link.local.node_id if link.initiated else link.peer_id
-
-    return opener(existing) != opener(new) and opener(existing) < opener(new)
-
-
-async def _close_later(link: Link, delay: float, reason: str) -> None:
-    with anyio.move_on_after(delay):
-        await link.wait_closed()
-    await link.aclose(reason)
+        await send_on_links(self._links.values(), frame)
 
 
 def _send_control(link: Link, message: dict[str, Any]) -> None:

@@ -19,15 +19,21 @@ from typing import Any
 import anyio
 from pydevts.errors import (
     ConnectError,
-    ConnectionClosedError,
     PydevtsError,
     RemoteProtocolError,
-    UnknownNodeError,
 )
 from pydevts.link import Link, Tail
 from pydevts.members import Member, MemberState
 from pydevts.protocols import Address, RouterContext
-from pydevts.routing import close_later, config_from_options, keeps, member_from_hello, retire
+from pydevts.routing import (
+    close_later,
+    config_from_options,
+    keeps,
+    member_from_hello,
+    retire,
+    send_on_link,
+    send_on_links,
+)
 from pydevts.swim import SwimConfig
 from pydevts.wire import ROUTER_KIND_MIN
 
@@ -338,17 +344,7 @@ class PeerRouter:
     # ----------------------------------------------------------- delivery
 
     async def send(self, dest: str, frame: bytes) -> None:
-        link = self._links.get(dest)
-        if link is None:
-            raise UnknownNodeError(dest, "not a live member of this cluster")
-        try:
-            await link.send(frame)
-        except ConnectionClosedError as exc:
-            raise UnknownNodeError(dest, f"its link closed: {exc}") from exc
+        await send_on_link(self._links.get(dest), dest, frame)
 
     async def broadcast(self, frame: bytes) -> None:
-        for link in list(self._links.values()):
-            try:
-                await link.send(frame)
-            except ConnectionClosedError:
-                pass  # the member is going away; its leave/fail is reported separately
+        await send_on_links(self._links.values(), frame)
