@@ -13,7 +13,8 @@ import importlib
 import importlib.metadata
 import logging
 import os
-from collections.abc import Iterable, Mapping
+import sys
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,7 @@ __all__ = [
     "Registry",
     "create_plugin_manager",
     "lazy",
+    "lazy_exports",
     "resolve",
 ]
 
@@ -154,6 +156,30 @@ class lazy:
 
     def __repr__(self) -> str:
         return f"lazy({self.target!r})"
+
+
+def lazy_exports(
+    package: str, where: Mapping[str, str]
+) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """A package's ``__getattr__`` and ``__dir__`` (PEP 562) that import each exported name from
+    its submodule (``where``: name -> submodule) on first use.
+
+    For plugin packages: discovery imports the package of every plugin at
+    each node start, so its ``__init__`` should import nothing heavy::
+
+        __getattr__, __dir__ = lazy_exports(__name__, {"MyTransport": "transport"})
+    """
+
+    def __getattr__(name: str) -> Any:
+        module = where.get(name)
+        if module is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        return getattr(importlib.import_module(f".{module}", package), name)
+
+    def __dir__() -> list[str]:
+        return sorted({*vars(sys.modules[package]), *where})
+
+    return __getattr__, __dir__
 
 
 class Registry:

@@ -7,8 +7,9 @@ frame format and :mod:`pydevts_hop.simulation` runs many of them in memory.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from pydevts.plugins import lazy_exports
 
 from .actions import CloseLink, Connect, Deliver, HopConfig, HopStatistics, MemberChange, Send
 from .state import HopState
@@ -32,13 +33,5 @@ __all__ = [
     "Send",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    # The IO shell is imported on first use: plugin discovery imports this package at every start.
-    if name == "HopRouter":
-        return importlib.import_module(".router", __name__).HopRouter
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+# The IO shell is imported on first use: plugin discovery imports this package at every start.
+__getattr__, __dir__ = lazy_exports(__name__, {"HopRouter": "router"})

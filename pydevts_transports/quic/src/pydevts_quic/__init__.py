@@ -7,8 +7,9 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from pydevts.plugins import lazy_exports
 
 if TYPE_CHECKING:
     from .tls import TLSSettings, make_self_signed
@@ -17,15 +18,7 @@ if TYPE_CHECKING:
 __all__ = ["ALPN", "QUICTransport", "TLSSettings", "make_self_signed"]
 
 # Imported on first use: plugin discovery imports this package on every node start.
-_WHERE = {"TLSSettings": "tls", "make_self_signed": "tls", "ALPN": "transport", "QUICTransport": "transport"}
-
-
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f".{module}", __name__), name)
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {"TLSSettings": "tls", "make_self_signed": "tls", "ALPN": "transport", "QUICTransport": "transport"},
+)

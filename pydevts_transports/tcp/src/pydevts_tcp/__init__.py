@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from pydevts.plugins import lazy_exports
 
 if TYPE_CHECKING:
     from .transport import TCPConnection, TCPListener, TCPTransport
@@ -13,15 +14,6 @@ __version__ = "0.3.0"
 __all__ = ["TCPConnection", "TCPListener", "TCPTransport"]
 
 # Imported on first use: plugin discovery imports this package on every node start.
-_WHERE = {"TCPConnection": "transport", "TCPListener": "transport", "TCPTransport": "transport"}
-
-
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f".{module}", __name__), name)
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_exports(
+    __name__, {"TCPConnection": "transport", "TCPListener": "transport", "TCPTransport": "transport"}
+)
