@@ -24,7 +24,6 @@ import json
 import random
 import sys
 import time
-from collections import deque
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -33,37 +32,10 @@ import anyio
 from pydevts import Node
 from pydevts.testing import MemoryNetwork, MemoryTransport
 from pydevts_hop import HopRouter
-from pydevts_hop.simulation import random_sparse
+from pydevts_hop.simulation import distances, random_sparse, routes_right
 
 HERE = Path(__file__).resolve().parent
 PORT = 7000
-
-
-def distances(edges: list[tuple[str, str]], src: str) -> dict[str, int]:
-    adj: dict[str, set[str]] = {}
-    for a, b in edges:
-        adj.setdefault(a, set()).add(b)
-        adj.setdefault(b, set()).add(a)
-    dist, queue = {src: 0}, deque([src])
-    while queue:
-        node = queue.popleft()
-        for n in adj.get(node, ()):
-            if n not in dist:
-                dist[n] = dist[node] + 1
-                queue.append(n)
-    return dist
-
-
-def routes_right(nodes: dict[str, Node], routers: dict[str, HopRouter], edges: list[tuple[str, str]]) -> bool:
-    for src, router in routers.items():
-        dist = distances(edges, src)
-        for dest in nodes:
-            if dest == src:
-                continue
-            route = router.state.route(dest)
-            if (None if route is None else route[1]) != dist.get(dest):
-                return False
-    return True
 
 
 async def wait(pred: Any, timeout: float, what: str) -> float:
@@ -121,12 +93,14 @@ async def run(count: int, extra: int, seed: int) -> dict[str, Any]:
             joined.add(host)
             order += [n for n in neighbours[host] if n not in joined]
 
+        states = {h: r.state for h, r in routers.items()}
+
         def everyone_alive() -> bool:
             return all(sum(1 for m in n.members if m.alive) == count for n in nodes.values())
 
         await wait(everyone_alive, 120, "full membership")
         result["seconds_to_full_membership"] = round(time.perf_counter() - started, 3)
-        await wait(lambda: routes_right(nodes, routers, edges), 60, "routes")
+        await wait(lambda: routes_right(states, edges), 60, "routes")
         await anyio.sleep(max(r.config.settle_time for r in routers.values()) + 0.5)  # past flooding
 
         def frames() -> int:
@@ -149,7 +123,7 @@ async def run(count: int, extra: int, seed: int) -> dict[str, Any]:
         net.partition([cut[0]], [cut[1]])
         result["silent_cut"] = list(cut)
         result["seconds_to_reconverge_silent_cut"] = round(
-            await wait(lambda: routes_right(nodes, routers, remaining), 60, "reconvergence"), 3
+            await wait(lambda: routes_right(states, remaining), 60, "reconvergence"), 3
         )
         # a clean close: the link is closed by one end
         cut2 = next(
@@ -161,7 +135,7 @@ async def run(count: int, extra: int, seed: int) -> dict[str, Any]:
         assert link is not None
         t0 = time.perf_counter()
         await link.aclose("benchmark: clean cut")
-        await wait(lambda: routes_right(nodes, routers, remaining2), 60, "reconvergence")
+        await wait(lambda: routes_right(states, remaining2), 60, "reconvergence")
         result["clean_cut"] = list(cut2)
         result["seconds_to_reconverge_clean_cut"] = round(time.perf_counter() - t0, 3)
         result["reconvergence_bound_silent"] = routers[hosts[0]].config.reconvergence_bound

@@ -9,10 +9,9 @@ route is right again.
 from __future__ import annotations
 
 import random
-from collections import deque
 
 from pydevts_hop import HopConfig
-from pydevts_hop.simulation import Edges, Network, random_sparse
+from pydevts_hop.simulation import Network, random_sparse, routes_right
 
 __all__ = ["broadcast_cost", "reconvergence", "main"]
 
@@ -35,27 +34,6 @@ def broadcast_cost(count: int, extra: int, seed: int = 1) -> tuple[float, float]
     return flooding, (net.frames[0x42] - before) / len(ids)
 
 
-def _routes_right(net: Network, edges: Edges) -> bool:
-    adj: dict[str, set[str]] = {}
-    for a, b in edges:
-        adj.setdefault(a, set()).add(b)
-        adj.setdefault(b, set()).add(a)
-    for src, state in net.nodes.items():
-        dist = {src: 0}
-        queue = deque([src])
-        while queue:
-            node = queue.popleft()
-            for n in adj.get(node, ()):
-                if n not in dist:
-                    dist[n] = dist[node] + 1
-                    queue.append(n)
-        for dest in net.nodes:
-            route = state.route(dest)
-            if dest != src and (None if route is None else route[1]) != dist.get(dest):
-                return False
-    return True
-
-
 def reconvergence(count: int, extra: int, seed: int = 1, cuts: int = 5) -> float:
     """Worst seconds from a silent cut of a random link until all routes are right (fake clock)."""
     config = HopConfig(max_neighbours=0)
@@ -70,7 +48,7 @@ def reconvergence(count: int, extra: int, seed: int = 1, cuts: int = 5) -> float
         net.cut(*cut)
         edges = [e for e in edges if e != cut]
         start = net.now
-        while not _routes_right(net, edges):
+        while not routes_right(net.nodes, edges):
             net.tick()
         worst = max(worst, net.now - start)
     return worst

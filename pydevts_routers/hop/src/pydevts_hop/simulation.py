@@ -21,7 +21,7 @@ from __future__ import annotations
 import itertools
 import random
 from collections import Counter, deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from pydevts.members import Member
 from pydevts.wire import ROUTER_KIND_MIN
@@ -243,6 +243,34 @@ def bridged(size: int = 5, bridge: str = "x") -> Edges:
     """Two full meshes ``a*`` and ``b*`` of ``size`` nodes; ``bridge`` links ``a0`` and ``b0`` only."""
     a, b = names("a", size), names("b", size)
     return [*full_mesh(a), *full_mesh(b), (bridge, a[0]), (bridge, b[0])]
+
+
+def distances(edges: Edges, src: str) -> dict[str, int]:
+    """Hops from ``src`` to every node it reaches over ``edges`` (breadth-first)."""
+    adj: dict[str, set[str]] = {}
+    for a, b in edges:
+        adj.setdefault(a, set()).add(b)
+        adj.setdefault(b, set()).add(a)
+    dist, queue = {src: 0}, deque([src])
+    while queue:
+        node = queue.popleft()
+        for n in adj.get(node, ()):
+            if n not in dist:
+                dist[n] = dist[node] + 1
+                queue.append(n)
+    return dist
+
+
+def routes_right(states: Mapping[str, HopState], edges: Edges) -> bool:
+    """Whether every state's distance to every other node is the shortest over ``edges``."""
+    edges = list(edges)
+    for src, state in states.items():
+        dist = distances(edges, src)
+        for dest in states:
+            route = state.route(dest)
+            if dest != src and (None if route is None else route[1]) != dist.get(dest):
+                return False
+    return True
 
 
 def random_sparse(count: int, extra: int, rng: random.Random, prefix: str = "r") -> Edges:
