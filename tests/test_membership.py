@@ -12,6 +12,7 @@ import json
 import signal
 import subprocess
 import sys
+import time
 
 import anyio
 import pytest
@@ -41,10 +42,13 @@ async def test_sigkill_is_detected_and_a_restart_rejoins(anyio_backend: str) -> 
                     await wait_alive(proc, {"m1", "m2"})
                 assert anyio.current_time() - killed_at < 6
                 # the same id, restarted: a new incarnation joins cleanly
+                restarted = time.time()  # events carry wall-clock "t"
                 async with agents([("m3b", [str(port), "--id", "m3"])], anyio_backend) as (again,):
                     await again.wait_for(lambda e: e.get("ev") == "started", 15)
                     for proc in (m1, m2, again):
                         await wait_alive(proc, {"m1", "m2", "m3"})
+                    # the lifecycle line follows the view change a moment later
+                    await m1.wait_for(member_event(m1, "m3", "joined", restarted), 10, "m3 joined again")  # type: ignore[arg-type]
                     joins = [e for e in m1.events if e.get("ev") == "member" and e["id"] == "m3"]
                     assert [e["kind"] for e in joins][-2:] == ["failed", "joined"]
 

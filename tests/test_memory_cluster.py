@@ -56,9 +56,12 @@ async def test_a_partition_fails_members_and_healing_brings_them_back() -> None:
             for node in nodes[:3]:
                 await wait_until(lambda node=node: alive_ids(node) == {"n0", "n1", "n2"}, 10, "n3 failed")
             await wait_until(lambda: alive_ids(nodes[3]) == {"n3"}, 10, "n3 alone")
-            assert ("failed", "n3") in events
+            await wait_until(
+                lambda: ("failed", "n3") in events, 5, "a failed event"
+            )  # callbacks lag the view
             network.heal()
             for node in nodes:
                 await wait_until(lambda node=node: alive_ids(node) == everyone, 15, "everyone back")
+            await wait_until(lambda: events.count(("joined", "n3")) >= 2, 5, "n3 joined again")
             assert events.count(("joined", "n3")) == 2
             await nodes[0].send("n3", "anything", None)  # a link again, not only gossip

@@ -62,9 +62,20 @@ async def _run(make: Callable[[], Router], nodes: int) -> None:
         for node in cluster:  # each join is bounded by the node's own join_timeout
             await stack.enter_async_context(node)
         await _until(lambda: all(_alive(n) == set(ids) for n in cluster), "every node sees every node alive")
+
+        def joined(node: Node) -> set[str]:
+            return {m for kind, m in events[node.id] if kind == "joined"}
+
+        # Lifecycle callbacks run in their own task, a moment after the view changed.
+        await _until(
+            lambda: all(joined(n) >= set(ids) - {n.id} for n in cluster),
+            "a joined event on every node for every other node",
+        )
         for node in cluster:
-            joined = {m for kind, m in events[node.id] if kind == "joined"}
-            _check(joined == set(ids) - {node.id}, f"{node.id} got joined events for {sorted(joined)}")
+            _check(
+                joined(node) == set(ids) - {node.id},
+                f"{node.id} got joined events for {sorted(joined(node))}",
+            )
 
         with anyio.fail_after(STEP_TIMEOUT):
             for sender in cluster:
