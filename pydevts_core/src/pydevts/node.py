@@ -44,7 +44,6 @@ from .plugins import Registry, resolve
 from .protocols import Address, ConnectionPlugin, Router, Serializer, Transport
 from .settings import (
     advertise_host_for,
-    check_named_options,
     checked_tags,
     default_cluster_host,
     parse_advertise,
@@ -310,16 +309,11 @@ class Node:
             isinstance(c, str) for c in (transport, router, serializer, *plugins)
         ):
             self._registry = Registry()
-        check_named_options(
-            transport=(transport, self._transport_options),
-            router=(router, self._router_options),
-            serializer=(serializer, options),
-        )
         pick = partial(resolve, self._registry)
         return (
-            pick("transport", transport, max_frame_size=self.max_frame_size, **self._transport_options),
-            pick("router", router, **self._router_options),
-            pick("serializer", serializer, **options),
+            pick("transport", transport, self._transport_options, max_frame_size=self.max_frame_size),
+            pick("router", router, self._router_options),
+            pick("serializer", serializer, options),
             [pick("connection_plugin", p) for p in plugins],
         )
 

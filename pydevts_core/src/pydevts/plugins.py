@@ -259,9 +259,23 @@ class Registry:
         return [self._infos[kind][name] for kind in KINDS for name in self.names(kind)]
 
 
-def resolve(registry: Registry | None, kind: str, choice: Any, **settings: Any) -> Any:
-    """``choice`` itself, or — when it is a name — the implementation the registry makes."""
+def resolve(
+    registry: Registry | None,
+    kind: str,
+    choice: Any,
+    options: Mapping[str, Any] | None = None,
+    **settings: Any,
+) -> Any:
+    """``choice`` itself, or — when it is a name — the implementation the registry makes.
+
+    ``options`` (a user's ``*_options``) configure a plugin chosen by name
+    only; given beside an object they are refused.
+    """
     if isinstance(choice, str):
         assert registry is not None, "a registry is needed to resolve names"
-        return registry.create(kind, choice, **settings)
+        return registry.create(kind, choice, **(options or {}), **settings)
+    if options:
+        raise ConfigurationError(
+            f"{kind}_options apply to a {kind} chosen by name; configure the {kind} object itself"
+        )
     return choice

@@ -15,7 +15,6 @@ from .protocols import Address
 __all__ = [
     "MAX_TAGS_BYTES",
     "advertise_host_for",
-    "check_named_options",
     "checked_tags",
     "default_cluster_host",
     "parse_advertise",
@@ -71,12 +70,3 @@ async def advertise_host_for(host: str, given: str | None) -> str | None:
         guess = "127.0.0.1"
     log.warning("bound to a wildcard address; advertising %s (set advertise= to choose)", guess)
     return guess
-
-
-def check_named_options(**choices: tuple[object, Mapping[str, Any]]) -> None:
-    """``*_options`` only configure a plugin chosen by name: refuse them beside an object."""
-    for what, (choice, given) in choices.items():
-        if given and not isinstance(choice, str):
-            raise ConfigurationError(
-                f"{what}_options apply to a {what} chosen by name; configure the {what} object itself"
-            )
