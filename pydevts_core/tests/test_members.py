@@ -190,3 +190,49 @@ def test_member_alive_property_and_to_dict() -> None:
 def test_member_state_str_is_its_value() -> None:
     assert str(MemberState.FAILED) == "failed"
     assert MemberState("left") is MemberState.LEFT
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_reap_drops_members_down_for_long_enough_and_only_them() -> None:
+    clock = Clock()
+    view = MemberView(LOCAL, clock=clock)
+    view.upsert(B)
+    view.upsert(C)
+    view.set_state("b", MemberState.FAILED)
+    clock.now += 5
+    view.set_state("c", MemberState.LEFT)
+    assert view.reap(10) == []
+    clock.now += 5  # b down for 10 s, c for 5 s
+    assert view.reap(10) == [replace(B, state=MemberState.FAILED)]
+    assert "b" not in view and "c" in view and "a" in view
+    assert view.reap(10) == []  # reaped once
+    clock.now += 100
+    assert [m.id for m in view.reap(10)] == ["c"]
+    assert list(view) == [LOCAL]  # the local member is never reaped
+
+
+def test_a_member_that_came_back_is_not_reaped_and_left_after_failed_keeps_its_time() -> None:
+    clock = Clock()
+    view = MemberView(LOCAL, clock=clock)
+    view.upsert(B)
+    view.upsert(C)
+    view.set_state("b", MemberState.FAILED)
+    view.set_state("c", MemberState.FAILED)
+    clock.now += 8
+    view.upsert(B)  # b is back
+    view.set_state("c", MemberState.LEFT)  # still down: down since the failure
+    clock.now += 3
+    assert [m.id for m in view.reap(10)] == ["c"]
+    view.set_state("b", MemberState.FAILED)  # down again: the clock restarts
+    clock.now += 9
+    assert view.reap(10) == []
+    clock.now += 1
+    assert [m.id for m in view.reap(10)] == ["b"]
+    assert view.upsert(B) == MemberEvent("joined", B)  # a reaped member that returns is a newcomer

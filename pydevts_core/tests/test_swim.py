@@ -1034,3 +1034,29 @@ def test_gossip_queue_keeps_one_update_per_member() -> None:
     for i in range(1000):
         lone.set_tags({"n": str(i)}, float(i))
     assert len(lone._gossip) == 1 and lone._gossip[0][0][4] == {"n": "999"}
+
+
+def test_forget_drops_a_member_that_is_down_and_only_then() -> None:
+    a = make("a", ["x", "b"])
+    a.forget("x")  # alive: not forgotten
+    assert a.members["x"].state == ALIVE
+    a.member_left("x", 1.0)
+    assert any(item[0][1] == "x" for item in a._gossip)
+    a.forget("x")
+    assert "x" not in a.members and "x" not in a.failed_at
+    assert not any(item[0][1] == "x" for item in a._gossip)  # nothing more is said about it
+    # stale news of its end is not news about anyone we know: ignored
+    assert changes(a.receive("b", gossip(upd("failed", "x", 0)), 2.0)) == []
+    assert "x" not in a.members
+    # the same id alive again is a newcomer
+    (change,) = changes(a.learn(Member("x", addr("x"), incarnation=5), 3.0))
+    assert (change.id, change.state) == ("x", ALIVE)
+    a.forget("nobody")  # unknown: nothing happens
+
+
+def test_a_forgotten_failed_member_is_no_longer_probed_as_dead() -> None:
+    a = make("a", ["x"])
+    a.members["x"] = Member("x", addr("x"), state=FAILED)
+    a.failed_at["x"] = 1.0
+    a.forget("x")
+    assert not [s for s in sends(a.tick(5.0)) if s.to == "x"]

@@ -6,13 +6,17 @@ node turns each change into a lifecycle event for user callbacks. The view is
 the same whatever router is used.
 
 A member that left or failed stays in the view (so ``members`` can show it)
-until a later ``upsert`` brings it back, e.g. a restarted process rejoining.
+until a later ``upsert`` brings it back (e.g. a restarted process rejoining)
+or until the node *reaps* it: :meth:`MemberView.reap` drops members that have
+been down for a given time (Serf's reconnect/tombstone timeouts), so the view
+of a long-lived cluster with churning node ids stays bounded.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 
 __all__ = ["Member", "MemberEvent", "MemberState", "MemberView"]
@@ -64,7 +68,9 @@ class MemberEvent:
     """A lifecycle event.
 
     ``kind`` is one of ``started``, ``stopping`` (this node; ``member`` is
-    this node) or ``joined``, ``left``, ``failed``, ``updated`` (another member).
+    this node) or ``joined``, ``left``, ``failed``, ``updated``, ``reaped``
+    (another member; ``reaped``: a member down for ``reap_after`` seconds was
+    dropped from the view).
     """
 
     kind: str
@@ -74,9 +80,11 @@ class MemberEvent:
 class MemberView:
     """The members this node knows of, itself included."""
 
-    def __init__(self, local: Member) -> None:
+    def __init__(self, local: Member, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.local_id = local.id
         self._members: dict[str, Member] = {local.id: local}
+        self._clock = clock
+        self._down_since: dict[str, float] = {}  # members that left or failed, and since when
 
     def __iter__(self) -> Iterator[Member]:
         return iter(list(self._members.values()))
@@ -107,6 +115,10 @@ class MemberView:
         """Record ``member`` as given; return the event this makes, if any."""
         old = self._members.get(member.id)
         self._members[member.id] = member
+        if member.alive:
+            self._down_since.pop(member.id, None)
+        else:
+            self._down_since.setdefault(member.id, self._clock())
         if old is None or not old.alive:
             return MemberEvent("joined", member) if member.alive else None
         if not member.alive:
@@ -121,3 +133,11 @@ class MemberView:
         if old is None or old.state == state or node_id == self.local_id:
             return None
         return self.upsert(replace(old, state=state))
+
+    def reap(self, older_than: float) -> list[Member]:
+        """Drop the members that have been down (left or failed) for ``older_than`` seconds; return them."""
+        deadline = self._clock() - older_than
+        gone = [nid for nid, since in self._down_since.items() if since <= deadline]
+        for nid in gone:
+            del self._down_since[nid]
+        return [self._members.pop(nid) for nid in gone]

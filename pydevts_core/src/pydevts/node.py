@@ -23,11 +23,11 @@ task group the caller is in; :meth:`Node.serve` is the same for
 from __future__ import annotations
 
 import logging
+import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
-from functools import partial
 from typing import Any
 
 import anyio
@@ -40,7 +40,7 @@ from .handlers import SYSTEM_PREFIX, F, check_event_name, class_handlers, handle
 from .join import JoinResult, join_or_start
 from .members import Member, MemberEvent, MemberView
 from .node_context import NodeContext
-from .plugins import Registry, resolve
+from .plugins import Choices, Registry
 from .protocols import Address, ConnectionPlugin, Router, Serializer, Transport
 from .settings import (
     advertise_host_for,
@@ -69,6 +69,8 @@ class Node:
     :param cluster: cluster name; nodes of another cluster are refused.
     :param join_only: never start a new cluster; fail if nobody answers.
     :param max_frame_size: largest frame sent or accepted, in bytes.
+    :param reap_after: seconds a member that left or failed stays in the
+        member view before it is dropped (a ``reaped`` lifecycle event).
     :param transport_options: settings for a transport chosen by name (e.g.
         the quic transport's ``certfile``/``cafile``); ``router_options`` and
         ``serializer_options`` likewise (e.g. the hop router's ``dead_interval``).
@@ -97,10 +99,14 @@ class Node:
         request_timeout: float = 10.0,
         handshake_timeout: float = 5.0,
         join_timeout: float = 10.0,
+        reap_after: float = 24 * 3600.0,
         registry: Registry | None = None,
     ) -> None:
         if max_frame_size < 1024:
             raise ConfigurationError(f"max_frame_size must be at least 1024 bytes, got {max_frame_size}")
+        if not (math.isfinite(reap_after) and reap_after > 0):
+            raise ConfigurationError(f"reap_after must be a positive number of seconds, got {reap_after!r}")
+        self.reap_after = reap_after
         self.id = node_id or uuid.uuid4().hex[:12]
         self.cluster = cluster
         self.cluster_address = Address(cluster_host or default_cluster_host(host), cluster_port)
@@ -114,16 +120,18 @@ class Node:
         self.request_timeout = request_timeout
         self.handshake_timeout = handshake_timeout
         self.join_timeout = join_timeout
-        self._choices = (
+        self._choices = Choices(
             transport,
             router,
             serializer,
-            dict(serializer_options or {}),
             list(connection_plugins),
+            {
+                "transport": dict(transport_options or {}),
+                "router": dict(router_options or {}),
+                "serializer": dict(serializer_options or {}),
+            },
+            registry,
         )
-        self._transport_options = dict(transport_options or {})
-        self._router_options = dict(router_options or {})
-        self._registry = registry
         self._handlers: dict[str, Handler] = {}
         self._lifecycle: list[LifecycleCallback] = []
         self._tg: TaskGroup | None = None
@@ -303,22 +311,8 @@ class Node:
         log.info("node %s stopped", self.id)
         self._stopped.set()
 
-    def _resolve_plugins(self) -> tuple[Transport, Router, Serializer, list[ConnectionPlugin]]:
-        transport, router, serializer, options, plugins = self._choices
-        if self._registry is None and any(
-            isinstance(c, str) for c in (transport, router, serializer, *plugins)
-        ):
-            self._registry = Registry()
-        pick = partial(resolve, self._registry)
-        return (
-            pick("transport", transport, self._transport_options, max_frame_size=self.max_frame_size),
-            pick("router", router, self._router_options),
-            pick("serializer", serializer, options),
-            [pick("connection_plugin", p) for p in plugins],
-        )
-
     async def _start(self, tg: TaskGroup) -> None:
-        transport, router, serializer, plugins = self._resolve_plugins()
+        transport, router, serializer, plugins = self._choices.resolve(max_frame_size=self.max_frame_size)
         advertise_host = await advertise_host_for(self.host, self._advertise_host_given)
 
         # Incarnations start from the clock, so a restarted node always comes
@@ -368,7 +362,8 @@ class Node:
         self.started_cluster = joined.entry is None
         hello = make_hello(joined.listener.address)
         members = MemberView(
-            Member(self.id, hello.address, dict(self.tags), incarnation=hello.extensions["incarnation"])
+            Member(self.id, hello.address, dict(self.tags), incarnation=hello.extensions["incarnation"]),
+            clock=anyio.current_time,
         )
         self._ctx = ctx = NodeContext(
             hello=hello,
@@ -385,6 +380,7 @@ class Node:
         ctx.dispatcher = Dispatcher(self.id, serializer, ctx.send_frame, tg)
         ctx.dispatcher.handlers = self._handlers
         tg.start_soon(ctx.run_lifecycle, name="pydevts lifecycle")
+        tg.start_soon(ctx.run_reaper, self.reap_after, name="pydevts reaper")
         where = joined.listener.address
         if joined.entry is None:
             log.info("node %s started a new cluster %r on cluster port %s", self.id, self.cluster, where)

@@ -222,6 +222,17 @@ class NodeContext:
                 if self._events_queued == 0:
                     self._events_idle.set()
 
+    async def run_reaper(self, reap_after: float) -> None:
+        """Drop members down for ``reap_after`` seconds (a ``reaped`` event each; the router forgets them)."""
+        forget = getattr(self.router, "forget", None)
+        while True:
+            await anyio.sleep(min(max(reap_after / 4, 0.05), 60.0))
+            for member in self.members.reap(reap_after):
+                log.info("reaped member %s (%s for %g s)", member.id, member.state.value, reap_after)
+                if forget is not None:
+                    forget(member.id)
+                self._queue(MemberEvent("reaped", member))
+
     async def drain_lifecycle(self) -> None:
         """Wait (briefly) until queued lifecycle events have been handled."""
         with anyio.move_on_after(1.0):

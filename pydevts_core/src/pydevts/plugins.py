@@ -9,6 +9,7 @@ factory is called NAME" and "what is installed".
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.metadata
 import logging
@@ -16,12 +17,15 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from . import hookspecs
 from .errors import ConfigurationError, PluginNotFoundError
+
+if TYPE_CHECKING:
+    from .protocols import ConnectionPlugin, Router, Serializer, Transport
 
 __all__ = [
     "AUTOLOAD_ENV",
@@ -279,3 +283,30 @@ def resolve(
             f"{kind}_options apply to a {kind} chosen by name; configure the {kind} object itself"
         )
     return choice
+
+
+@dataclass
+class Choices:
+    """A node's plugin choices (names or objects) and the options for those chosen by name."""
+
+    transport: Any
+    router: Any
+    serializer: Any
+    connection_plugins: list[Any]
+    options: dict[str, Mapping[str, Any]]  # kind -> the user's ``*_options``
+    registry: Registry | None = None
+
+    def resolve(
+        self, **transport_settings: Any
+    ) -> tuple[Transport, Router, Serializer, list[ConnectionPlugin]]:
+        """Make the transport, router, serializer and plugins (a registry only if a name needs one)."""
+        chosen = (self.transport, self.router, self.serializer, *self.connection_plugins)
+        if self.registry is None and any(isinstance(c, str) for c in chosen):
+            self.registry = Registry()
+        pick = functools.partial(resolve, self.registry)
+        return (
+            pick("transport", self.transport, self.options.get("transport"), **transport_settings),
+            pick("router", self.router, self.options.get("router")),
+            pick("serializer", self.serializer, self.options.get("serializer")),
+            [pick("connection_plugin", p) for p in self.connection_plugins],
+        )

@@ -310,3 +310,8 @@ class Router(Protocol):
     async def stop(self) -> None:
         """Announce leave, flush and close every link."""
         ...
+
+    # Optional: ``def forget(self, node_id: str) -> None``, called when the node
+    # reaps a member that has been down (left or failed) for ``reap_after``
+    # seconds: drop what the router still keeps about it. A member that comes
+    # back later is learned anew, as a newcomer.

@@ -50,6 +50,7 @@ from typing import Any
 
 from .members import Member, MemberState
 from .swim_rules import STATES as _STATES
+from .swim_rules import SwimConfig
 from .swim_rules import check_update as _check_update
 from .swim_rules import int_field as _int
 from .swim_rules import tags_of as _tags
@@ -59,39 +60,6 @@ __all__ = ["Send", "StateChange", "SwimConfig", "SwimState"]
 
 Message = dict[str, Any]
 MAX_QUEUED = 1024  # updates waiting to be piggybacked
-
-
-@dataclass(frozen=True)
-class SwimConfig:
-    """Timings (seconds). Shaped like memberlist's LAN profile, with faster probing.
-
-    memberlist's LAN profile probes every 1 s (timeout 0.5 s) with a suspicion
-    multiplier of 4; pydevts probes every 0.5 s (timeout 0.25 s, still far above
-    a LAN round trip) with the same multiplier, so a silent failure is found in
-    about half the time for the same tolerance, counted in probe rounds.
-    """
-
-    probe_interval: float = 0.5
-    probe_timeout: float = 0.25
-    indirect_checks: int = 3
-    suspicion_mult: float = 4.0
-    dead_probe_interval: float = 1.0
-    dead_probe_window: float = 60.0
-    retransmit_mult: int = 3
-    max_piggyback: int = 8
-
-    def __post_init__(self) -> None:
-        for name in ("probe_interval", "probe_timeout", "suspicion_mult", "dead_probe_interval"):
-            value = getattr(self, name)
-            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be a positive number, got {value!r}")
-        if self.probe_timeout >= self.probe_interval:
-            raise ValueError("probe_timeout must be shorter than probe_interval")
-        if self.indirect_checks < 0 or self.retransmit_mult < 1 or self.max_piggyback < 0:
-            raise ValueError("indirect_checks >= 0, retransmit_mult >= 1 and max_piggyback >= 0 are needed")
-
-    def suspicion_timeout(self, n: int) -> float:
-        return self.suspicion_mult * max(1.0, math.log10(max(1, n))) * self.probe_interval
 
 
 @dataclass(frozen=True)
@@ -179,6 +147,15 @@ class SwimState:
         if member is None or not member.alive:
             return []
         return self._apply_update(["failed", node_id, member.address, member.incarnation, None], now)
+
+    def forget(self, node_id: str) -> None:
+        """Drop a member that left or failed (the node reaped it); a later ``alive`` is news again."""
+        member = self.members.get(node_id)
+        if member is not None and not member.alive:
+            del self.members[node_id]
+            self.failed_at.pop(node_id, None)
+            self.suspected_at.pop(node_id, None)
+            self._gossip = [item for item in self._gossip if item[0][1] != node_id]
 
     def member_left(self, node_id: str, now: float) -> list[Action]:
         """The member said it leaves (over the router's link)."""

@@ -66,7 +66,7 @@ async def _serve(args: argparse.Namespace) -> int:
 
     @node.on_lifecycle
     async def lifecycle(event: MemberEvent) -> None:
-        if event.kind in ("joined", "left", "failed", "updated"):
+        if event.kind in ("joined", "left", "failed", "updated", "reaped"):
             m = event.member
             _out({"ev": "member", "kind": event.kind, "id": m.id, "address": m.address, "tags": dict(m.tags)})
 

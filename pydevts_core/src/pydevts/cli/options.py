@@ -51,6 +51,13 @@ def add_node_options(parser: argparse.ArgumentParser) -> None:
         help="declare every node and network path trusted (required by the pickle serializer)",
     )
     parser.add_argument("--max-frame-size", type=int, default=DEFAULT_MAX_FRAME_SIZE, help="bytes")
+    parser.add_argument(
+        "--reap-after",
+        type=float,
+        default=24 * 3600.0,
+        metavar="SECONDS",
+        help="drop members that left or failed this long ago from the view (default 86400)",
+    )
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
 
 
@@ -102,6 +109,7 @@ def node_from_args(args: argparse.Namespace, cls: type[Node] = Node, **extra: An
         serializer_options={"trusted": True} if args.trusted_cluster else None,
         join_only=args.join_only,
         max_frame_size=args.max_frame_size,
+        reap_after=args.reap_after,
         **extra,
     )
 

@@ -341,6 +341,15 @@ class PeerRouter:
             await anyio.sleep(self.tick_interval * random.uniform(0.8, 1.2))
             self._apply(self._state.tick(anyio.current_time()))
 
+    def forget(self, peer_id: str) -> None:
+        """The node reaped ``peer_id`` (left or failed ``reap_after`` ago): drop what we keep about it."""
+        if peer_id in self._links or self._state is None or self._liveness is None:
+            return  # it has a link again: not ours to forget
+        self._state.forget(peer_id)
+        self._liveness.swim.forget(peer_id)
+        self._first_delay.pop(peer_id, None)
+        self._up_since.pop(peer_id, None)
+
     # ----------------------------------------------------------- delivery
 
     async def send(self, dest: str, frame: bytes) -> None:

@@ -163,6 +163,12 @@ class PeerState:
                 actions.append(self._connect(entry))
         return actions
 
+    def forget(self, peer_id: str) -> None:
+        """The node reaped ``peer_id`` (down for long): stop trying to link to it."""
+        if peer_id not in self.linked:
+            self.known.pop(peer_id, None)
+            self.leaving.discard(peer_id)
+
     def leave(self) -> list[Action]:
         """This node is leaving: tell every linked member."""
         return [SendControl(pid, {"t": "leave"}) for pid in self.linked]
