@@ -11,13 +11,16 @@ from pydevts.testing import MemoryNetwork, MemoryTransport
 pytestmark = pytest.mark.anyio
 
 
-def memory_node(network: MemoryNetwork, host: str, cluster_host: str = "n0") -> Node:
+def memory_node(
+    network: MemoryNetwork, host: str, cluster_host: str = "n0", router_options: dict[str, float] | None = None
+) -> Node:
     return Node(
         7000,
         node_id=host,
         host=host,
         cluster_host=cluster_host,
         transport=MemoryTransport(network, host=host),
+        router_options=router_options,
     )
 
 
@@ -65,3 +68,23 @@ async def test_a_partition_fails_members_and_healing_brings_them_back() -> None:
             await wait_until(lambda: events.count(("joined", "n3")) >= 2, 5, "n3 joined again")
             assert events.count(("joined", "n3")) == 2
             await nodes[0].send("n3", "anything", None)  # a link again, not only gossip
+
+
+async def test_a_partition_longer_than_the_dead_probe_window_still_heals() -> None:
+    # Failed members are pinged often for dead_probe_window, then once per
+    # reconnect_interval until reaped (Serf's reconnect): a long partition heals too.
+    network = MemoryNetwork(seed=6)
+    timings = {"dead_probe_window": 0.3, "reconnect_interval": 0.5}
+    nodes = [memory_node(network, f"n{i}", router_options=timings) for i in range(3)]
+    everyone = {n.id for n in nodes}
+    with anyio.fail_after(40):
+        async with cluster(*nodes, timeout=10):
+            network.partition({"n2"}, {"n0", "n1"})
+            for node in nodes[:2]:
+                await wait_until(lambda node=node: alive_ids(node) == {"n0", "n1"}, 10, "n2 failed")
+            await wait_until(lambda: alive_ids(nodes[2]) == {"n2"}, 10, "n2 alone")
+            await anyio.sleep(1.0)  # the failures age well past the 0.3 s window
+            network.heal()
+            for node in nodes:
+                await wait_until(lambda node=node: alive_ids(node) == everyone, 10, "everyone back")
+            await nodes[0].send("n2", "anything", None)

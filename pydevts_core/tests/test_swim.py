@@ -1060,3 +1060,26 @@ def test_a_forgotten_failed_member_is_no_longer_probed_as_dead() -> None:
     a.failed_at["x"] = 1.0
     a.forget("x")
     assert not [s for s in sends(a.tick(5.0)) if s.to == "x"]
+
+
+def dead_pings(actions: Iterable[object]) -> list[str]:
+    return [s.to for s in sends(actions) if s.message["t"] == "ping"]
+
+
+def test_failed_members_are_pinged_often_then_once_per_reconnect_interval_until_forgotten() -> None:
+    config = dataclasses.replace(CFG, dead_probe_interval=1.0, dead_probe_window=10.0, reconnect_interval=30.0)
+    a = make("a", [], config)
+    for x in ("x", "y"):
+        a.members[x] = Member(x, addr(x), state=FAILED)
+        a.failed_at[x] = 0.0
+    # within the window: one of them per dead-probe interval, each carrying our `alive`
+    early = [dead_pings(a.tick(t + 0.5)) for t in range(10)]
+    assert all(len(p) == 1 for p in early) and {p[0] for p in early} == {"x", "y"}
+    # past the window (10.5 s after the failures): one ping per reconnect interval, however often we tick
+    (ping,) = sends(a.tick(10.5))
+    assert ping.message["u"][0][:2] == ["alive", "a"]
+    later = {11.0 + i: dead_pings(a.tick(11.0 + i)) for i in range(61)}
+    assert [t for t, p in later.items() if p] == [41.0, 71.0]
+    a.forget("x")
+    a.forget("y")
+    assert dead_pings(a.tick(200.0)) == []

@@ -110,6 +110,7 @@ class SwimState:
     _probe: _Probe | None = None
     _next_probe: float = 0.0
     _next_dead_probe: float = 0.0
+    _next_reconnect: float = 0.0
     failed_at: dict[str, float] = field(default_factory=dict)
     _order: list[str] = field(default_factory=list)
     _relays: dict[int, _Relay] = field(default_factory=dict)
@@ -228,24 +229,27 @@ class SwimState:
         return [self._send(target, {"t": "ping", "seq": self._seq})]
 
     def _probe_the_dead(self, now: float) -> list[Action]:
-        """Ping one recently failed member, with our own ``alive``: after a partition
-        heals, both sides find each other again (memberlist's gossip to the dead)."""
-        window = self.config.dead_probe_window
-        for node_id, since in list(self.failed_at.items()):
-            if now - since > window:
-                del self.failed_at[node_id]
-        if not self.failed_at:
-            return []
-        target = self.members[self.rng.choice(sorted(self.failed_at))]
+        """Ping failed members, with our own ``alive`` on board, so that after a
+        partition heals both sides find each other again (memberlist's gossip
+        to the dead): one failed within ``dead_probe_window`` per call, and one
+        failed longer ago per ``reconnect_interval`` (Serf's reconnect) until
+        the node reaps it."""
+        cfg = self.config
+        recent = sorted(n for n, since in self.failed_at.items() if now - since <= cfg.dead_probe_window)
+        targets = [self.rng.choice(recent)] if recent else []
+        older = sorted(set(self.failed_at) - set(recent))
+        if older and now >= self._next_reconnect:
+            self._next_reconnect = now + cfg.reconnect_interval
+            targets.append(self.rng.choice(older))
         me = self.local
-        self._seq += 1
-        ping = {
-            "t": "ping",
-            "seq": self._seq,
-            "addr": me.address,
-            "u": [["alive", me.id, me.address, me.incarnation, dict(me.tags)]],
-        }
-        return [Send(target.id, target.address, ping)]
+        actions: list[Action] = []
+        for node_id in targets:
+            target = self.members[node_id]
+            self._seq += 1
+            alive = ["alive", me.id, me.address, me.incarnation, dict(me.tags)]
+            ping = {"t": "ping", "seq": self._seq, "addr": me.address, "u": [alive]}
+            actions.append(Send(target.id, target.address, ping))
+        return actions
 
     def _indirect(self, probe: _Probe, target: Member) -> list[Action]:
         helpers = [m for m in self.live() if m.id != target.id]

@@ -75,11 +75,18 @@ class SwimConfig:
     suspicion_mult: float = 4.0
     dead_probe_interval: float = 1.0
     dead_probe_window: float = 60.0
+    reconnect_interval: float = 30.0
     retransmit_mult: int = 3
     max_piggyback: int = 8
 
     def __post_init__(self) -> None:
-        for name in ("probe_interval", "probe_timeout", "suspicion_mult", "dead_probe_interval"):
+        for name in (
+            "probe_interval",
+            "probe_timeout",
+            "suspicion_mult",
+            "dead_probe_interval",
+            "reconnect_interval",
+        ):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
