@@ -12,7 +12,10 @@ pytestmark = pytest.mark.anyio
 
 
 def memory_node(
-    network: MemoryNetwork, host: str, cluster_host: str = "n0", router_options: dict[str, float] | None = None
+    network: MemoryNetwork,
+    host: str,
+    cluster_host: str = "n0",
+    router_options: dict[str, float] | None = None,
 ) -> Node:
     return Node(
         7000,

@@ -1067,7 +1067,7 @@ def dead_pings(actions: Iterable[object]) -> list[str]:
 
 
 def test_failed_members_are_pinged_often_then_once_per_reconnect_interval_until_forgotten() -> None:
-    config = dataclasses.replace(CFG, dead_probe_interval=1.0, dead_probe_window=10.0, reconnect_interval=30.0)
+    config = dataclasses.replace(CFG, dead_probe_window=10.0, reconnect_interval=30.0)
     a = make("a", [], config)
     for x in ("x", "y"):
         a.members[x] = Member(x, addr(x), state=FAILED)
