@@ -313,7 +313,7 @@ def test_options_beside_a_plugin_object_are_refused() -> None:
 
     node = Node(7000, router=PeerRouter(), router_options={"probe_interval": 1})
     with pytest.raises(ConfigurationError, match="router_options apply to a router chosen by name"):
-        node._resolve_plugins()
+        node._choices.resolve(max_frame_size=node.max_frame_size)
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,14 @@
 
 from __future__ import annotations
 
-from .router import CONTROL, LiteMeshRouter, keeps
+from typing import TYPE_CHECKING
+
+from pydevts.plugins import lazy_exports
+
+if TYPE_CHECKING:
+    from .router import CONTROL, LiteMeshRouter, keeps
 
 __all__ = ["CONTROL", "LiteMeshRouter", "keeps"]
+
+# Imported on first use: plugin discovery imports this package at every node start.
+__getattr__, __dir__ = lazy_exports(__name__, dict.fromkeys(__all__, "router"))

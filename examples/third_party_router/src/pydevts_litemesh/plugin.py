@@ -6,10 +6,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from pydevts import hookimpl
+from pydevts.plugins import lazy
 
 
 @hookimpl
 def pydevts_register_routers() -> Mapping[str, Any]:
-    from .router import LiteMeshRouter
-
-    return {"litemesh": LiteMeshRouter}
+    # Imported when first used, not when plugins are discovered (node start-up time).
+    return {"litemesh": lazy("pydevts_litemesh.router:LiteMeshRouter")}

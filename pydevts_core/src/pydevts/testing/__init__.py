@@ -11,9 +11,14 @@
 
 from __future__ import annotations
 
-from .conformance import TransportFactory, Vanish, check_transport
-from .memory import MemoryConnection, MemoryListener, MemoryNetwork, MemoryTransport
-from .router_contract import check_router
+from typing import TYPE_CHECKING
+
+from ..plugins import lazy_exports
+
+if TYPE_CHECKING:
+    from .conformance import TransportFactory, Vanish, check_transport
+    from .memory import MemoryConnection, MemoryListener, MemoryNetwork, MemoryTransport
+    from .router_contract import check_router
 
 __all__ = [
     "MemoryConnection",
@@ -25,3 +30,14 @@ __all__ = [
     "check_router",
     "check_transport",
 ]
+
+# Imported on first use: plugin discovery imports this package (the ``memory``
+# transport's entry point) at every node start.
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        **dict.fromkeys(["TransportFactory", "Vanish", "check_transport"], "conformance"),
+        **dict.fromkeys(["MemoryConnection", "MemoryListener", "MemoryNetwork", "MemoryTransport"], "memory"),
+        "check_router": "router_contract",
+    },
+)

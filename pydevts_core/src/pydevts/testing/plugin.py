@@ -6,10 +6,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..hookspecs import hookimpl
+from ..plugins import lazy
 
 
 @hookimpl
 def pydevts_register_transports() -> Mapping[str, Any]:
-    from .memory import MemoryTransport
-
-    return {"memory": MemoryTransport}
+    return {"memory": lazy("pydevts.testing.memory:MemoryTransport")}

@@ -11,12 +11,11 @@ from typing import TYPE_CHECKING
 
 from pydevts.plugins import lazy_exports
 
-from .actions import CloseLink, Connect, Deliver, HopConfig, HopStatistics, MemberChange, Send
-from .state import HopState
-from .wire import HopWireError
-
 if TYPE_CHECKING:
+    from .actions import CloseLink, Connect, Deliver, HopConfig, HopStatistics, MemberChange, Send
     from .router import HopRouter
+    from .state import HopState
+    from .wire import HopWireError
 
 __version__ = "0.3.0"
 
@@ -33,5 +32,14 @@ __all__ = [
     "Send",
 ]
 
-# The IO shell is imported on first use: plugin discovery imports this package at every start.
-__getattr__, __dir__ = lazy_exports(__name__, {"HopRouter": "router"})
+# Imported on first use: plugin discovery imports this package at every node start.
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        **dict.fromkeys(["CloseLink", "Connect", "Deliver", "HopConfig", "HopStatistics"], "actions"),
+        **dict.fromkeys(["MemberChange", "Send"], "actions"),
+        "HopRouter": "router",
+        "HopState": "state",
+        "HopWireError": "wire",
+    },
+)
