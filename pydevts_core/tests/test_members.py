@@ -120,10 +120,10 @@ def test_set_state_alive_after_failed_is_joined(view: MemberView) -> None:
     assert event == MemberEvent("joined", B)
 
 
-def test_upsert_of_a_gone_member_that_was_never_known_gives_no_event(view: MemberView) -> None:
+def test_upsert_of_a_gone_member_that_was_never_known_gives_no_event_and_no_record(view: MemberView) -> None:
     failed = replace(B, state=MemberState.FAILED)
     assert view.upsert(failed) is None
-    assert view.get("b") == failed
+    assert view.get("b") is None  # nothing was ever said about it: nothing to reap later either
     assert view.alive_ids() == []
 
 
@@ -192,6 +192,19 @@ def test_member_state_str_is_its_value() -> None:
     assert MemberState("left") is MemberState.LEFT
 
 
+def reap(view: MemberView, older_than: float) -> list[Member]:
+    """What the node's reaper does when the router agrees."""
+    gone = [view.drop(m.id) for m in view.due(older_than)]
+    return [m for m in gone if m is not None]
+
+
+def test_drop_refuses_members_that_are_not_down() -> None:
+    view = MemberView(LOCAL)
+    view.upsert(B)
+    assert view.drop("b") is None and view.drop("a") is None and view.drop("zz") is None
+    assert "b" in view
+
+
 class Clock:
     def __init__(self) -> None:
         self.now = 100.0
@@ -208,13 +221,13 @@ def test_reap_drops_members_down_for_long_enough_and_only_them() -> None:
     view.set_state("b", MemberState.FAILED)
     clock.now += 5
     view.set_state("c", MemberState.LEFT)
-    assert view.reap(10) == []
+    assert reap(view, 10) == []
     clock.now += 5  # b down for 10 s, c for 5 s
-    assert view.reap(10) == [replace(B, state=MemberState.FAILED)]
+    assert reap(view, 10) == [replace(B, state=MemberState.FAILED)]
     assert "b" not in view and "c" in view and "a" in view
-    assert view.reap(10) == []  # reaped once
+    assert reap(view, 10) == []  # reaped once
     clock.now += 100
-    assert [m.id for m in view.reap(10)] == ["c"]
+    assert [m.id for m in reap(view, 10)] == ["c"]
     assert list(view) == [LOCAL]  # the local member is never reaped
 
 
@@ -229,10 +242,10 @@ def test_a_member_that_came_back_is_not_reaped_and_left_after_failed_keeps_its_t
     view.upsert(B)  # b is back
     view.set_state("c", MemberState.LEFT)  # still down: down since the failure
     clock.now += 3
-    assert [m.id for m in view.reap(10)] == ["c"]
+    assert [m.id for m in reap(view, 10)] == ["c"]
     view.set_state("b", MemberState.FAILED)  # down again: the clock restarts
     clock.now += 9
-    assert view.reap(10) == []
+    assert reap(view, 10) == []
     clock.now += 1
-    assert [m.id for m in view.reap(10)] == ["b"]
+    assert [m.id for m in reap(view, 10)] == ["b"]
     assert view.upsert(B) == MemberEvent("joined", B)  # a reaped member that returns is a newcomer

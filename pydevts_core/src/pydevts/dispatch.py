@@ -198,6 +198,11 @@ class Dispatcher:
         self._departed.add(origin)
         self._retire_if_idle(origin)
 
+    def forget(self, origin: str) -> None:
+        """``origin`` was reaped: keep nothing about it once its inbox is gone."""
+        if origin not in self._inboxes:
+            self._departed.discard(origin)
+
     def revive(self, origin: str) -> None:
         """``origin`` is a member again (it came back)."""
         self._departed.discard(origin)

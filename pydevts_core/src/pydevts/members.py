@@ -7,8 +7,8 @@ the same whatever router is used.
 
 A member that left or failed stays in the view (so ``members`` can show it)
 until a later ``upsert`` brings it back (e.g. a restarted process rejoining)
-or until the node *reaps* it: :meth:`MemberView.reap` drops members that have
-been down for a given time (Serf's reconnect/tombstone timeouts), so the view
+or until the node *reaps* it (:meth:`MemberView.due`, :meth:`MemberView.drop`:
+members that have been down for a given time (Serf's reconnect/tombstone timeouts), so the view
 of a long-lived cluster with churning node ids stays bounded.
 """
 
@@ -112,8 +112,14 @@ class MemberView:
         return [m.id for m in self._members.values() if m.alive and m.id != self.local_id]
 
     def upsert(self, member: Member) -> MemberEvent | None:
-        """Record ``member`` as given; return the event this makes, if any."""
+        """Record ``member`` as given; return the event this makes, if any.
+
+        A member that is down and not in the view (never reported alive, or
+        reaped) is not recorded: there is nothing to tell about it.
+        """
         old = self._members.get(member.id)
+        if old is None and not member.alive:
+            return None
         self._members[member.id] = member
         if member.alive:
             self._down_since.pop(member.id, None)
@@ -134,10 +140,14 @@ class MemberView:
             return None
         return self.upsert(replace(old, state=state))
 
-    def reap(self, older_than: float) -> list[Member]:
-        """Drop the members that have been down (left or failed) for ``older_than`` seconds; return them."""
+    def due(self, older_than: float) -> list[Member]:
+        """The members that have been down (left or failed) for ``older_than`` seconds."""
         deadline = self._clock() - older_than
-        gone = [nid for nid, since in self._down_since.items() if since <= deadline]
-        for nid in gone:
-            del self._down_since[nid]
-        return [self._members.pop(nid) for nid in gone]
+        return [self._members[nid] for nid, since in self._down_since.items() if since <= deadline]
+
+    def drop(self, node_id: str) -> Member | None:
+        """Forget a member that is down (reaped); return it, or None if it is not down."""
+        if node_id not in self._down_since:
+            return None
+        del self._down_since[node_id]
+        return self._members.pop(node_id)

@@ -299,6 +299,7 @@ class Node:
             return
         self._running = False
         ctx = self._ctx
+        ctx.stop_reaper()
         await ctx.notify(MemberEvent("stopping", ctx.members.local))
         ctx.dispatcher.fail_pending(None, "this node stopped")
         with anyio.move_on_after(self.handshake_timeout):

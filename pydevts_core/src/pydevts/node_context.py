@@ -70,6 +70,7 @@ class NodeContext:
         self._events_idle = anyio.Event()
         self._events_idle.set()
         self.clients: dict[str, Link] = {}
+        self._reaper = anyio.CancelScope()
         self._events_queued = 0
 
     @property
@@ -223,15 +224,28 @@ class NodeContext:
                     self._events_idle.set()
 
     async def run_reaper(self, reap_after: float) -> None:
-        """Drop members down for ``reap_after`` seconds (a ``reaped`` event each; the router forgets them)."""
+        """Drop members down for ``reap_after`` seconds (a ``reaped`` event each), until the node stops.
+
+        The router's optional ``forget(node_id) -> bool`` drops its own state
+        first; ``False`` keeps the member (the router still deals with it).
+        """
         forget = getattr(self.router, "forget", None)
-        while True:
-            await anyio.sleep(min(max(reap_after / 4, 0.05), 60.0))
-            for member in self.members.reap(reap_after):
-                log.info("reaped member %s (%s for %g s)", member.id, member.state.value, reap_after)
-                if forget is not None:
-                    forget(member.id)
-                self._queue(MemberEvent("reaped", member))
+        with self._reaper:
+            while True:
+                await anyio.sleep(min(max(reap_after / 4, 0.05), 60.0))
+                for member in self.members.due(reap_after):
+                    try:
+                        if forget is not None and forget(member.id) is False:
+                            continue
+                    except Exception:  # a router's bug must not stop the node
+                        log.exception("router %r failed to forget %s", self.router, member.id)
+                    self.members.drop(member.id)
+                    self.dispatcher.forget(member.id)
+                    log.info("reaped member %s (%s for %g s)", member.id, member.state.value, reap_after)
+                    self._queue(MemberEvent("reaped", member))
+
+    def stop_reaper(self) -> None:
+        self._reaper.cancel()
 
     async def drain_lifecycle(self) -> None:
         """Wait (briefly) until queued lifecycle events have been handled."""

@@ -275,14 +275,18 @@ def resolve(
     ``options`` (a user's ``*_options``) configure a plugin chosen by name
     only; given beside an object they are refused.
     """
+    _check_options(kind, choice, options)
     if isinstance(choice, str):
         assert registry is not None, "a registry is needed to resolve names"
         return registry.create(kind, choice, **(options or {}), **settings)
-    if options:
+    return choice
+
+
+def _check_options(kind: str, choice: Any, options: Mapping[str, Any] | None) -> None:
+    if options and not isinstance(choice, str):
         raise ConfigurationError(
             f"{kind}_options apply to a {kind} chosen by name; configure the {kind} object itself"
         )
-    return choice
 
 
 @dataclass
@@ -301,6 +305,8 @@ class Choices:
     ) -> tuple[Transport, Router, Serializer, list[ConnectionPlugin]]:
         """Make the transport, router, serializer and plugins (a registry only if a name needs one)."""
         chosen = (self.transport, self.router, self.serializer, *self.connection_plugins)
+        for kind, options in self.options.items():  # every check before anything is made
+            _check_options(kind, getattr(self, kind), options)
         if self.registry is None and any(isinstance(c, str) for c in chosen):
             self.registry = Registry()
         pick = functools.partial(resolve, self.registry)

@@ -311,7 +311,9 @@ class Router(Protocol):
         """Announce leave, flush and close every link."""
         ...
 
-    # Optional: ``def forget(self, node_id: str) -> None``, called when the node
-    # reaps a member that has been down (left or failed) for ``reap_after``
-    # seconds: drop what the router still keeps about it. A member that comes
-    # back later is learned anew, as a newcomer.
+    # Optional: ``def forget(self, node_id: str) -> bool``, called when the node
+    # is about to reap a member that has been down (left or failed) for
+    # ``reap_after`` seconds: drop what the router still keeps about it and
+    # return True, or return False to keep the member (the router has news of
+    # it, e.g. it is alive again but not linked yet). A member that comes back
+    # after being reaped is learned anew, as a newcomer.

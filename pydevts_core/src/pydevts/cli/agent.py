@@ -5,7 +5,7 @@ Run ``python -m pydevts.cli.agent CLUSTER_PORT [node options] [--handle NAME]``.
 It writes one JSON object per line on stdout::
 
     {"ev": "started", "id": ..., "address": ..., "new_cluster": true}
-    {"ev": "member", "kind": "joined"|"left"|"failed"|"updated", "id": ..., "address": ...}
+    {"ev": "member", "kind": "joined"|"left"|"failed"|"updated"|"reaped", "id": ..., "address": ...}
     {"ev": "received", "name": ..., "sender": ..., "payload": ..., "request": false}
     {"ev": "result", "tag": ..., "ok": true, "value": ...}
     {"ev": "result", "tag": ..., "ok": false, "error": "UnknownNodeError", "message": ...}

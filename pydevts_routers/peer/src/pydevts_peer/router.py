@@ -341,14 +341,21 @@ class PeerRouter:
             await anyio.sleep(self.tick_interval * random.uniform(0.8, 1.2))
             self._apply(self._state.tick(anyio.current_time()))
 
-    def forget(self, peer_id: str) -> None:
-        """The node reaped ``peer_id`` (left or failed ``reap_after`` ago): drop what we keep about it."""
-        if peer_id in self._links or self._state is None or self._liveness is None:
-            return  # it has a link again: not ours to forget
+    def forget(self, peer_id: str) -> bool:
+        """The node reaps ``peer_id`` (left or failed ``reap_after`` ago): drop what we keep about it.
+
+        Refused while it has a link or SWIM holds it alive (it is coming back).
+        """
+        if self._state is None or self._liveness is None:
+            return True
+        member = self._liveness.swim.members.get(peer_id)
+        if peer_id in self._links or (member is not None and member.alive):
+            return False
         self._state.forget(peer_id)
         self._liveness.swim.forget(peer_id)
         self._first_delay.pop(peer_id, None)
         self._up_since.pop(peer_id, None)
+        return True
 
     # ----------------------------------------------------------- delivery
 

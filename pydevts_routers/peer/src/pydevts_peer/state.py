@@ -164,10 +164,9 @@ class PeerState:
         return actions
 
     def forget(self, peer_id: str) -> None:
-        """The node reaped ``peer_id`` (down for long): stop trying to link to it."""
-        if peer_id not in self.linked:
-            self.known.pop(peer_id, None)
-            self.leaving.discard(peer_id)
+        """The node reaped ``peer_id`` (down for long, no link): stop trying to link to it."""
+        self.known.pop(peer_id, None)
+        self.leaving.discard(peer_id)
 
     def leave(self) -> list[Action]:
         """This node is leaving: tell every linked member."""
