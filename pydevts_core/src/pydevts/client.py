@@ -11,7 +11,7 @@ replies. Every node answers two system requests:
 
 from __future__ import annotations
 
-import uuid
+import os
 from typing import Any
 
 import anyio
@@ -61,7 +61,7 @@ class NodeClient:
         conn = await transport.connect(self.address)
         hello = Hello(
             cluster=self.cluster,
-            node_id=f"client-{uuid.uuid4().hex[:8]}",
+            node_id=f"client-{os.urandom(4).hex()}",
             address="0.0.0.0:0",
             serializer=self._serializer.name,
             role="client",

@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -107,7 +107,7 @@ class Node:
         if not (math.isfinite(reap_after) and reap_after > 0):
             raise ConfigurationError(f"reap_after must be a positive number of seconds, got {reap_after!r}")
         self.reap_after = reap_after
-        self.id = node_id or uuid.uuid4().hex[:12]
+        self.id = node_id or os.urandom(6).hex()
         self.cluster = cluster
         self.cluster_address = Address(cluster_host or default_cluster_host(host), cluster_port)
         self.host = host
