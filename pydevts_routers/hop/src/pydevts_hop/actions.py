@@ -107,7 +107,7 @@ class HopConfig:
     refresh_interval: float = 30.0  # re-flood our own advert this often
     settle_time: float = 2.0  # flood broadcasts for this long after the topology changes
     reorder_wait: float = 1.0  # hold a broadcast that arrives ahead of a gap at most this long
-    purge_after: float = 600.0  # forget a node unreachable or left for this long
+    purge_after: float = 86_400.0  # forget a node unreachable or left this long (24 h, as reap_after)
     hop_slack: int = 8  # hop limit = 2 x distance + hop_slack (at most 255)
     dedup_window: int = 4096  # broadcasts remembered per origin
     max_nodes: int = 10_000  # adverts kept at most
