@@ -213,11 +213,17 @@ class Clock:
         return self.now
 
 
-def test_reap_drops_members_down_for_long_enough_and_only_them() -> None:
+def clocked_view() -> tuple[Clock, MemberView]:
+    """A view on a fake clock, with b and c alive."""
     clock = Clock()
     view = MemberView(LOCAL, clock=clock)
     view.upsert(B)
     view.upsert(C)
+    return clock, view
+
+
+def test_reap_drops_members_down_for_long_enough_and_only_them() -> None:
+    clock, view = clocked_view()
     view.set_state("b", MemberState.FAILED)
     clock.now += 5
     view.set_state("c", MemberState.LEFT)
@@ -232,10 +238,7 @@ def test_reap_drops_members_down_for_long_enough_and_only_them() -> None:
 
 
 def test_a_member_that_came_back_is_not_reaped_and_left_after_failed_keeps_its_time() -> None:
-    clock = Clock()
-    view = MemberView(LOCAL, clock=clock)
-    view.upsert(B)
-    view.upsert(C)
+    clock, view = clocked_view()
     view.set_state("b", MemberState.FAILED)
     view.set_state("c", MemberState.FAILED)
     clock.now += 8
