@@ -63,7 +63,7 @@ from .dedup import Dedup, Verdict
 from .dialer import Dialer
 from .reorder import Reorder
 from .roster import Roster
-from .topology import Graph, Tree, bfs_tree, first_hops
+from .topology import Routes
 from .wire import (
     KEEPALIVE_FRAME,
     Advert,
@@ -97,15 +97,11 @@ class HopState:
         self.adverts: dict[str, Advert] = {}
         self._frames: dict[str, bytes] = {}  # adverts as received, to relay and sync unchanged
         self._held: set[bytes] = set()  # the same frames, to skip exact copies without decoding
-        self._graph = Graph(local.id)
         self._own = Advert(local.id, local.incarnation, 0, local.address, dict(local.tags))
         self._left = False
         self._advertised_at = now
         self._install_own()
-        self._tree: Tree = bfs_tree(self._graph, local.id)
-        self._hops: dict[str, str] = {}
-        self._trees: dict[str, Tree] = {}
-        self._children: dict[str, list[str]] = {}
+        self._routes = Routes(local.id, self.config.hop_slack)
         self._settle_until = -math.inf
         self._roster = Roster(local.id)
         self._dialer = Dialer(local.id, self.config)
@@ -124,8 +120,8 @@ class HopState:
 
     def route(self, dest: str) -> tuple[str, int] | None:
         """``(next hop, distance)`` to ``dest``, or ``None`` if it is unreachable."""
-        hop = self._hops.get(dest)
-        return None if hop is None else (hop, self._tree.depth[dest])
+        hop = self._routes.hops.get(dest)
+        return None if hop is None else (hop, self._routes.tree.depth[dest])
 
     def flooding(self, now: float) -> bool:
         """Whether broadcasts are flooded now (the view changed less than ``settle_time`` ago)."""
@@ -212,8 +208,8 @@ class HopState:
         self._check_origin()
         self._bseq += 1
         flood = self.flooding(now)
-        targets = list(self.links) if flood else self._children_of(self.local_id)
-        hop_limit = min(255, 2 * self._tree.height + self.config.hop_slack) or 1
+        targets = list(self.links) if flood else self._routes.children_of(self.local_id)
+        hop_limit = min(255, 2 * self._routes.tree.height + self.config.hop_slack) or 1
         out = encode_broadcast(
             self.local_id, self._own.incarnation, self._bseq, hop_limit, frame, flood=flood
         )
@@ -228,13 +224,14 @@ class HopState:
             raise LocalProtocolError("the hop router does not send to its own node")
         if not frame or frame[0] >= ROUTER_KIND_MIN:
             raise LocalProtocolError("the hop router carries core frames only (first byte below 0x40)")
-        hop = self._hops.get(dest)
+        hop = self._routes.hops.get(dest)
         if hop is None:
             raise UnknownNodeError(dest, self._why_unreachable(dest))
         self.stats.unicasts_sent += 1
         self.stats.unicast_frames += 1
-        out = frame if hop == dest else encode_unicast(self.local_id, dest, self._hop_limit(dest), frame)
-        return self._stamp([Send(hop, out)], now)
+        if hop != dest:
+            frame = encode_unicast(self.local_id, dest, self._routes.hop_limit(dest), frame)
+        return self._stamp([Send(hop, frame)], now)
 
     # ------------------------------------------------------------------ time, tags, leave
 
@@ -258,7 +255,7 @@ class HopState:
         actions += [Deliver(origin, f) for origin, f in self._reorder.due(now)]
         actions += self._purge(now)
         if not self._left:
-            actions += self._dialer.due(now, self.adverts, self.links, self._hops)
+            actions += self._dialer.due(now, self.adverts, self.links, self._routes.hops)
         return self._stamp(actions, now)
 
     def set_tags(self, tags: Mapping[str, str], now: float) -> list[Action]:
@@ -336,13 +333,13 @@ class HopState:
             else:
                 self.stats.too_old += 1
             return []
-        tree = self._tree_of(origin)
+        tree = self._routes.tree_of(origin)
         flood = msg.flood or self.flooding(now) or tree.parent.get(self.local_id) != neighbour
         if flood:
             targets = [n for n in self.links if n != neighbour and n != origin]
             self.stats.broadcasts_flooded += 1
         else:
-            targets = self._children_of(origin)
+            targets = self._routes.children_of(origin)
         actions: list[Action] = []
         if targets and msg.hop_limit <= 1:
             self.stats.hop_limit_drops += 1
@@ -368,10 +365,10 @@ class HopState:
         if msg.hop_limit <= 1:
             self.stats.hop_limit_drops += 1
             return self._bounce(msg, f"its hop limit ran out at {self.local_id}")
-        tree = self._tree_of(msg.origin)
+        tree = self._routes.tree_of(msg.origin)
         hop = tree.next_hop(self.local_id, msg.dest) if self.local_id in tree.depth else None
         if hop is None or hop not in self.links:
-            hop = self._hops.get(msg.dest)
+            hop = self._routes.hops.get(msg.dest)
         if hop is None:
             self.stats.no_route_drops += 1
             return self._bounce(msg, f"no route to it from {self.local_id}")
@@ -387,45 +384,25 @@ class HopState:
         self.stats.unreachable_replies += 1
         if msg.origin == self.local_id:
             return [Deliver(msg.dest, error)]
-        hop = self._hops.get(msg.origin)
+        hop = self._routes.hops.get(msg.origin)
         if hop is None:
             return []
         self.stats.unicast_frames += 1
-        return [Send(hop, encode_unicast(msg.dest, msg.origin, self._hop_limit(msg.origin), error))]
+        return [Send(hop, encode_unicast(msg.dest, msg.origin, self._routes.hop_limit(msg.origin), error))]
 
     # ------------------------------------------------------------------ routes and members
 
-    def _tree_of(self, origin: str) -> Tree:
-        if origin == self.local_id:
-            return self._tree
-        tree = self._trees.get(origin)
-        if tree is None:
-            tree = self._trees[origin] = bfs_tree(self._graph, origin)
-        return tree
-
-    def _children_of(self, origin: str) -> list[str]:
-        children = self._children.get(origin)
-        if children is None:
-            children = self._children[origin] = self._tree_of(origin).children(self.local_id, self._graph)
-        return children
-
-    def _hop_limit(self, dest: str) -> int:
-        return min(255, 2 * self._tree.depth.get(dest, 1) + self.config.hop_slack)
-
     def _recompute(self, now: float, changed: str) -> list[Action]:
         """``changed``'s advert changed: update graph, routes and member records."""
-        if self._graph.update(self.adverts, changed):
-            was_reachable = changed in self._tree.depth
-            self._tree = bfs_tree(self._graph, self.local_id)
-            self._hops = first_hops(self._tree)
-            self._trees.clear()
-            self._children.clear()
-            if was_reachable or changed in self._tree.depth:
+        routes = self._routes
+        graph_changed, reachable = routes.update(self.adverts, changed)
+        if graph_changed:
+            if reachable:
                 self._settle_until = now + self.config.settle_time
-            return [*self._roster.update(now, self.adverts, self._hops, self._tree.depth)]
+            return [*self._roster.update(now, self.adverts, routes.hops, routes.tree.depth)]
         adv = self.adverts.get(changed)
         adverts = {changed: adv} if adv is not None else {}
-        return [*self._roster.update(now, adverts, self._hops, self._tree.depth)]
+        return [*self._roster.update(now, adverts, routes.hops, routes.tree.depth)]
 
     def _why_unreachable(self, dest: str) -> str:
         adv = self.adverts.get(dest)

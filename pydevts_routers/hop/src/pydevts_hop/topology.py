@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from .wire import Advert
 
-__all__ = ["Graph", "Tree", "bfs_tree", "first_hops"]
+__all__ = ["Graph", "Routes", "Tree", "bfs_tree", "first_hops"]
 
 
 class Graph:
@@ -133,3 +133,47 @@ def first_hops(tree: Tree) -> dict[str, str]:
             up = tree.parent[node]
             hops[node] = node if up == tree.root else hops[up]
     return hops
+
+
+class Routes:
+    """One node's routes: the graph, its own tree (next hop and distance per
+    reachable node) and, built on demand, the trees of other origins."""
+
+    def __init__(self, local_id: str, hop_slack: int) -> None:
+        self.local_id = local_id
+        self.hop_slack = hop_slack
+        self.graph = Graph(local_id)
+        self.tree = bfs_tree(self.graph, local_id)
+        self.hops: dict[str, str] = {}  # reachable node -> next hop
+        self._trees: dict[str, Tree] = {}
+        self._children: dict[str, list[str]] = {}
+
+    def update(self, adverts: Mapping[str, Advert], changed: str) -> tuple[bool, bool]:
+        """``changed``'s advert changed: (did the graph change, was or is ``changed`` reachable)."""
+        if not self.graph.update(adverts, changed):
+            return False, False
+        was_reachable = changed in self.tree.depth
+        self.tree = bfs_tree(self.graph, self.local_id)
+        self.hops = first_hops(self.tree)
+        self._trees.clear()
+        self._children.clear()
+        return True, was_reachable or changed in self.tree.depth
+
+    def tree_of(self, origin: str) -> Tree:
+        if origin == self.local_id:
+            return self.tree
+        tree = self._trees.get(origin)
+        if tree is None:
+            tree = self._trees[origin] = bfs_tree(self.graph, origin)
+        return tree
+
+    def children_of(self, origin: str) -> list[str]:
+        """Where this node sends ``origin``'s broadcasts on ``origin``'s tree."""
+        children = self._children.get(origin)
+        if children is None:
+            children = self._children[origin] = self.tree_of(origin).children(self.local_id, self.graph)
+        return children
+
+    def hop_limit(self, dest: str) -> int:
+        """A relayed unicast to ``dest`` dies after this many links (2 x distance + slack)."""
+        return min(255, 2 * self.tree.depth.get(dest, 1) + self.hop_slack)
