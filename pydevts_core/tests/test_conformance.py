@@ -92,3 +92,45 @@ async def test_memory_faults_partition_drop_and_heal() -> None:
             await conn.aclose()
             await listener.aclose()
             tg.cancel_scope.cancel()
+
+
+async def test_memory_delay_is_latency_for_frames_and_datagrams_not_a_slower_sender() -> None:
+    network = MemoryNetwork(seed=4)
+    network.delay = 0.5
+    a, b = network.transport("a"), network.transport("b")
+    with anyio.fail_after(10):
+        listener = await b.listen(Address("b", 0))
+        arrived: list[tuple[float, list[bytes]]] = []
+
+        async def handler(conn: Any) -> None:
+            try:
+                while True:
+                    frames = await conn.receive_frames()
+                    arrived.append((anyio.current_time(), frames))
+            except ConnectionClosedError:
+                pass
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(listener.serve, handler)
+            conn = await a.connect(listener.address)
+            sent_at = anyio.current_time()
+            for i in range(20):  # the sender is not held up by the delay: all are sent before any arrives
+                await conn.send_frames([str(i).encode()])
+            assert not arrived
+            with anyio.fail_after(5):
+                while len(arrived) < 20:
+                    await anyio.sleep(0.01)
+            assert [f for _, batch in arrived for f in batch] == [str(i).encode() for i in range(20)]
+            assert arrived[0][0] - sent_at >= 0.5  # in flight for the delay, in order
+
+            here = await a.open_datagrams(Address("a", 9))
+            there = await b.open_datagrams(Address("b", 9))
+            sent_at = anyio.current_time()
+            here.send(b"probe", Address("b", 9))
+            assert await there.receive() == b"probe"
+            assert anyio.current_time() - sent_at >= 0.5  # datagrams are delayed too
+            await here.aclose()
+            await there.aclose()
+            await conn.aclose()
+            await listener.aclose()
+            tg.cancel_scope.cancel()

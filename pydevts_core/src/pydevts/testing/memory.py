@@ -8,7 +8,9 @@ test drives faults on the network:
   vanish (as on a cut cable: no error, no close) and connects between them
   fail; ``network.heal()`` undoes every partition;
 - ``network.drop_rate``: the probability that a batch of frames is lost;
-- ``network.delay``: seconds each batch takes to arrive.
+- ``network.delay``: seconds each batch (or datagram) takes to arrive; it is
+  latency, not throughput: the sender goes on at once and the frames wait
+  in flight, in order, until they are due.
 
 Transports also offer a datagram channel (``open_datagrams``) that failure
 detectors use instead of UDP, so partitions and drops reach probes too.
@@ -63,6 +65,10 @@ class MemoryNetwork:
     def transport(self, host: str = "127.0.0.1", **settings: int) -> MemoryTransport:
         return MemoryTransport(self, host=host, **settings)
 
+    def due(self) -> float:
+        """When something sent now arrives (``delay`` from now)."""
+        return anyio.current_time() + self.delay if self.delay else 0.0
+
     def partition(self, side_a: Iterable[str], side_b: Iterable[str]) -> None:
         """Cut every host of ``side_a`` off from every host of ``side_b`` (both ways)."""
         b_hosts = list(side_b)
@@ -89,6 +95,11 @@ class MemoryNetwork:
 _DEFAULT = MemoryNetwork()
 
 
+async def _until(due: float) -> None:
+    if due and (wait := due - anyio.current_time()) > 0:
+        await anyio.sleep(wait)
+
+
 def default_network() -> MemoryNetwork:
     """The network that transports made by name (``transport="memory"``) share."""
     return _DEFAULT
@@ -103,8 +114,8 @@ class MemoryConnection:
         local_host: str,
         remote: str,
         remote_host: str,
-        out: MemoryObjectSendStream[list[bytes]],
-        inbox: MemoryObjectReceiveStream[list[bytes]],
+        out: MemoryObjectSendStream[tuple[float, list[bytes]]],
+        inbox: MemoryObjectReceiveStream[tuple[float, list[bytes]]],
         max_frame_size: int,
     ) -> None:
         self.network = network
@@ -124,8 +135,6 @@ class MemoryConnection:
             if len(frame) > self.max_frame_size:
                 raise FrameTooLargeError(len(frame), self.max_frame_size)
         net = self.network
-        if net.delay:
-            await anyio.sleep(net.delay)
         if not net.can_talk(self._local_host, self._remote_host):
             await anyio.lowlevel.checkpoint()
             return  # a cut cable: gone without a word
@@ -133,15 +142,16 @@ class MemoryConnection:
             await anyio.lowlevel.checkpoint()
             return
         try:
-            await self._out.send(list(frames))
+            await self._out.send((net.due(), list(frames)))
         except (anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
             raise ConnectionClosedError(f"connection to {self._remote} closed") from exc
 
     async def receive_frames(self) -> list[bytes]:
         try:
-            batch = await self._in.receive()
+            due, batch = await self._in.receive()
         except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError) as exc:
             raise ConnectionClosedError(f"connection closed by {self._remote}") from exc
+        await _until(due)
         for frame in batch:
             if len(frame) > self.max_frame_size:
                 raise RemoteProtocolError(
@@ -161,7 +171,7 @@ class MemoryDatagrams:
     def __init__(self, network: MemoryNetwork, address: Address) -> None:
         self._network = network
         self.address = address
-        self._in, self._out = anyio.create_memory_object_stream[bytes](1024)
+        self._in, self._out = anyio.create_memory_object_stream[tuple[float, bytes]](1024)
 
     def send(self, data: bytes, address: Address) -> None:
         net = self._network
@@ -171,15 +181,17 @@ class MemoryDatagrams:
         if net.drop_rate and net.rng.random() < net.drop_rate:
             return
         try:
-            target._in.send_nowait(data)
+            target._in.send_nowait((net.due(), data))
         except (anyio.WouldBlock, anyio.ClosedResourceError, anyio.BrokenResourceError):
             pass  # a full or closed queue drops it, as a network would
 
     async def receive(self) -> bytes:
         try:
-            return await self._out.receive()
+            due, data = await self._out.receive()
         except (anyio.EndOfStream, anyio.ClosedResourceError) as exc:
             raise ConnectionClosedError("datagram endpoint closed") from exc
+        await _until(due)
+        return data
 
     async def aclose(self) -> None:
         if self._network._datagrams.get(self.address) is self:
@@ -257,8 +269,8 @@ class MemoryTransport:
         listener = net._listeners.get(address)
         if listener is None:
             raise ConnectError(f"cannot connect to {address}: connection refused", refused=True)
-        a_out, b_in = anyio.create_memory_object_stream[list[bytes]](BATCHES_IN_FLIGHT)
-        b_out, a_in = anyio.create_memory_object_stream[list[bytes]](BATCHES_IN_FLIGHT)
+        a_out, b_in = anyio.create_memory_object_stream[tuple[float, list[bytes]]](BATCHES_IN_FLIGHT)
+        b_out, a_in = anyio.create_memory_object_stream[tuple[float, list[bytes]]](BATCHES_IN_FLIGHT)
         mine = MemoryConnection(net, self.host, str(address), address.host, a_out, a_in, self.max_frame_size)
         theirs = MemoryConnection(
             net, address.host, f"{self.host}:0", self.host, b_out, b_in, listener.max_frame_size
