@@ -123,6 +123,16 @@ async def test_memory_delay_is_latency_for_frames_and_datagrams_not_a_slower_sen
             assert [f for _, batch in arrived for f in batch] == [str(i).encode() for i in range(20)]
             assert arrived[0][0] - sent_at >= 0.5  # in flight for the delay, in order
 
+            network.delay, network.jitter = 0.0, 0.05  # each batch its own latency: order still holds
+            arrived.clear()
+            for i in range(50):
+                await conn.send_frames([str(i).encode()])
+            with anyio.fail_after(5):
+                while len(arrived) < 50:
+                    await anyio.sleep(0.01)
+            assert [f for _, batch in arrived for f in batch] == [str(i).encode() for i in range(50)]
+            network.delay, network.jitter = 0.5, 0.0
+
             here = await a.open_datagrams(Address("a", 9))
             there = await b.open_datagrams(Address("b", 9))
             sent_at = anyio.current_time()

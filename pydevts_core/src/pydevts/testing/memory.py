@@ -10,7 +10,9 @@ test drives faults on the network:
 - ``network.drop_rate``: the probability that a batch of frames is lost;
 - ``network.delay``: seconds each batch (or datagram) takes to arrive; it is
   latency, not throughput: the sender goes on at once and the frames wait
-  in flight, in order, until they are due.
+  in flight, in order, until they are due;
+- ``network.jitter``: up to this many more seconds, drawn for each batch, so
+  that copies on different links overtake each other (each link stays FIFO).
 
 Transports also offer a datagram channel (``open_datagrams``) that failure
 detectors use instead of UDP, so partitions and drops reach probes too.
@@ -57,6 +59,7 @@ class MemoryNetwork:
         self.rng = random.Random(seed)
         self.drop_rate = 0.0
         self.delay = 0.0
+        self.jitter = 0.0
         self._listeners: dict[Address, MemoryListener] = {}
         self._datagrams: dict[Address, MemoryDatagrams] = {}
         self._cuts: set[frozenset[str]] = set()
@@ -66,8 +69,10 @@ class MemoryNetwork:
         return MemoryTransport(self, host=host, **settings)
 
     def due(self) -> float:
-        """When something sent now arrives (``delay`` from now)."""
-        return anyio.current_time() + self.delay if self.delay else 0.0
+        """When something sent now arrives: ``delay`` plus up to ``jitter`` seconds from now."""
+        if not (self.delay or self.jitter):
+            return 0.0
+        return anyio.current_time() + self.delay + (self.rng.random() * self.jitter if self.jitter else 0.0)
 
     def partition(self, side_a: Iterable[str], side_b: Iterable[str]) -> None:
         """Cut every host of ``side_a`` off from every host of ``side_b`` (both ways)."""
