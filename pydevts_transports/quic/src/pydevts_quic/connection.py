@@ -154,9 +154,15 @@ class QUICConnection:
         self.linger_until: float | None = None
         self.last_heard = anyio.current_time()
         self.cids: set[bytes] = set()
-        # The endpoint's timer task sleeps on this until the next deadline.
-        self.timer_wake: anyio.Event | None = None
+        # The endpoint's timer task sleeps in this scope until its deadline (``sleeping_until``),
+        # which the endpoint moves as aioquic's timer moves, without waking the task.
+        self.timer_scope: anyio.CancelScope | None = None
         self.sleeping_until = float("inf")
+        #: The timer task's deadlines other than aioquic's (keep-alive ping, linger), as of its last look.
+        self.own_deadline = float("inf")
+        #: Calls of ``Endpoint.transmit`` so far, and whether received frames woke the reader.
+        self.transmits = 0
+        self.woke_reader = False
 
     # ------------------------------------------------------------ application side
 
@@ -403,6 +409,7 @@ class QUICConnection:
             if self._reader is not None:
                 self._reader.set()
                 self._reader = None
+                self.woke_reader = True
         if event.end_stream:
             self._eof = True
             partial = self._decoder.buffered

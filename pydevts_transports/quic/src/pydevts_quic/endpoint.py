@@ -192,6 +192,7 @@ class Endpoint:
     def transmit(self, conn: QUICConnection) -> None:
         """Send every datagram aioquic has for ``conn`` now (a full socket buffer drops; QUIC resends)."""
         sock = self.sock
+        conn.transmits += 1
         try:
             datagrams = conn.quic.datagrams_to_send(now=anyio.current_time())
         except Exception:
@@ -212,15 +213,23 @@ class Endpoint:
             except OSError:
                 if sock.fileno() < 0:
                     return
-        timer = conn.quic.get_timer()
-        if timer is not None and timer < conn.sleeping_until:
-            self.rearm(conn)
+        scope = conn.timer_scope
+        if scope is not None:
+            # Follow aioquic's timer (it moves with nearly every datagram) by moving the sleeping
+            # timer task's deadline: no task switch, and no wake-up for a deadline that went away.
+            timer = conn.quic.get_timer()
+            deadline = conn.own_deadline if timer is None else min(timer, conn.own_deadline)
+            if deadline != conn.sleeping_until:
+                conn.sleeping_until = deadline
+                scope.deadline = deadline
 
     def rearm(self, conn: QUICConnection) -> None:
-        """Make ``conn``'s timer task look at its deadlines again."""
-        if conn.timer_wake is not None:
-            conn.timer_wake.set()
-            conn.timer_wake = None
+        """Make ``conn``'s timer task look at all its deadlines again, now."""
+        scope = conn.timer_scope
+        if scope is not None:
+            conn.timer_scope = None
+            conn.sleeping_until = -math.inf
+            scope.cancel()
 
     # ------------------------------------------------------------------ receiving
 
@@ -231,8 +240,10 @@ class Endpoint:
             try:
                 data, addr = sock.recvfrom(READ_SIZE)
             except BlockingIOError:
-                self._flush()
+                await self._flush()
                 batch = 0
+                if sock.fileno() < 0:  # closed while flushing (its last connection ended)
+                    return
                 try:
                     await anyio.wait_readable(sock)
                 except (anyio.ClosedResourceError, anyio.BrokenResourceError, OSError):
@@ -249,23 +260,45 @@ class Endpoint:
             self._datagram(data, addr)
             batch += 1
             if batch >= BATCH:
-                self._flush()
                 batch = 0
-                await anyio.lowlevel.checkpoint()
+                if not await self._flush():
+                    await anyio.lowlevel.checkpoint()
 
-    def _flush(self) -> None:
+    async def _flush(self) -> bool:
+        """Act on the datagrams read; True if it let other tasks run meanwhile.
+
+        A connection whose reader was woken (frames arrived for it) is
+        transmitted for only after the reader had its turn: a reply sent
+        right away then leaves first, carrying whatever aioquic had to send
+        (a due ACK, say), and the extra pass through aioquic's packet builder
+        (which usually finds nothing to send) is skipped, as the reply's
+        transmit did its work. Anything else is sent at once.
+        """
         if not self._touched:
-            return
+            return False
         now = anyio.current_time()
         touched, self._touched = self._touched, {}
+        deferred: list[tuple[QUICConnection, int]] = []
         for conn in touched:
+            conn.woke_reader = False
             try:
                 conn.handle_events(now)
             except Exception:
                 self._broken(conn, "handling its events")
                 continue
-            if not conn.terminated:
+            if conn.terminated:
+                continue
+            if conn.woke_reader:
+                deferred.append((conn, conn.transmits))
+            else:
                 self.transmit(conn)
+        if not deferred:
+            return False
+        await anyio.lowlevel.checkpoint()
+        for conn, transmits in deferred:
+            if not conn.terminated and conn.transmits == transmits:
+                self.transmit(conn)
+        return True
 
     def _broken(self, conn: QUICConnection, doing: str) -> None:
         """A bug in one connection's handling costs that connection, never the endpoint."""
@@ -367,13 +400,17 @@ class Endpoint:
             else:  # it ends early if the peer falls silent
                 linger = min(linger, conn.last_heard + conn.silence_limit())
                 next_ping = last_ping + LINGER_SILENCE / 3
-            deadline = min(t for t in (quic.get_timer(), linger, next_ping) if t is not None)
+            own = next_ping if linger is None else min(linger, next_ping)
+            timer = quic.get_timer()
+            deadline = own if timer is None else min(timer, own)
             if deadline - now > 1e-6:
-                conn.timer_wake = wake = anyio.Event()
-                conn.sleeping_until = deadline
-                with anyio.move_on_after(deadline - now):
-                    await wake.wait()
-                conn.timer_wake = None
+                # transmit() moves the deadline as aioquic's timer moves; rearm() cancels the scope.
+                with anyio.CancelScope(deadline=deadline) as scope:
+                    conn.timer_scope = scope
+                    conn.own_deadline = own
+                    conn.sleeping_until = deadline
+                    await anyio.sleep_forever()
+                conn.timer_scope = None
                 conn.sleeping_until = math.inf
                 continue
             try:
