@@ -101,6 +101,11 @@ async def test_memory_delay_is_latency_for_frames_and_datagrams_not_a_slower_sen
     with anyio.fail_after(10):
         listener = await b.listen(Address("b", 0))
         arrived: list[tuple[float, list[bytes]]] = []
+        kept: list[Any] = []
+
+        async def keep(conn: Any) -> None:
+            kept.append(conn)
+            await anyio.sleep_forever()
 
         async def handler(conn: Any) -> None:
             try:
@@ -132,6 +137,19 @@ async def test_memory_delay_is_latency_for_frames_and_datagrams_not_a_slower_sen
                     await anyio.sleep(0.01)
             assert [f for _, batch in arrived for f in batch] == [str(i).encode() for i in range(50)]
             network.delay, network.jitter = 0.5, 0.0
+
+            await conn.aclose()
+            tg.cancel_scope.cancel()  # the handler stops reading; the next connection is read here
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(listener.serve, keep)
+            conn = await a.connect(listener.address)
+            await conn.send_frames([b"late"])
+            while not kept:
+                await anyio.sleep(0.01)
+            with anyio.move_on_after(0.1):  # a read cancelled while the batch is in flight...
+                await kept[0].receive_frames()
+                raise AssertionError("a batch arrived before its delay")
+            assert await kept[0].receive_frames() == [b"late"]  # ...loses nothing
 
             here = await a.open_datagrams(Address("a", 9))
             there = await b.open_datagrams(Address("b", 9))

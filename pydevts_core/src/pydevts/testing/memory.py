@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Generic, TypeVar
 
 import anyio
 import anyio.lowlevel
@@ -48,6 +49,8 @@ __all__ = [
     "MemoryTransport",
     "default_network",
 ]
+
+T = TypeVar("T")
 
 BATCHES_IN_FLIGHT = 64  # per direction of a connection: the receiver's window
 
@@ -100,9 +103,25 @@ class MemoryNetwork:
 _DEFAULT = MemoryNetwork()
 
 
-async def _until(due: float) -> None:
-    if due and (wait := due - anyio.current_time()) > 0:
-        await anyio.sleep(wait)
+class _InFlight(Generic[T]):
+    """The receiving end of a stream of ``(due, item)``: each item once it is due, in order.
+
+    Cancel-safe: an item taken off the stream while its delay runs is kept
+    for the next ``receive`` (a cancelled read loses nothing, as on a socket).
+    """
+
+    def __init__(self, stream: MemoryObjectReceiveStream[tuple[float, T]]) -> None:
+        self.stream = stream
+        self._next: tuple[float, T] | None = None
+
+    async def receive(self) -> T:
+        if self._next is None:
+            self._next = await self.stream.receive()
+        due, item = self._next
+        if due and (wait := due - anyio.current_time()) > 0:
+            await anyio.sleep(wait)
+        self._next = None
+        return item
 
 
 def default_network() -> MemoryNetwork:
@@ -129,7 +148,7 @@ class MemoryConnection:
         self._remote = remote
         self._remote_host = remote_host
         self._out = out
-        self._in = inbox
+        self._in = _InFlight(inbox)
 
     @property
     def remote_address(self) -> str:
@@ -153,10 +172,9 @@ class MemoryConnection:
 
     async def receive_frames(self) -> list[bytes]:
         try:
-            due, batch = await self._in.receive()
+            batch = await self._in.receive()
         except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError) as exc:
             raise ConnectionClosedError(f"connection closed by {self._remote}") from exc
-        await _until(due)
         for frame in batch:
             if len(frame) > self.max_frame_size:
                 raise RemoteProtocolError(
@@ -167,7 +185,7 @@ class MemoryConnection:
 
     async def aclose(self) -> None:
         await self._out.aclose()
-        await self._in.aclose()
+        await self._in.stream.aclose()
 
 
 class MemoryDatagrams:
@@ -176,7 +194,8 @@ class MemoryDatagrams:
     def __init__(self, network: MemoryNetwork, address: Address) -> None:
         self._network = network
         self.address = address
-        self._in, self._out = anyio.create_memory_object_stream[tuple[float, bytes]](1024)
+        self._in, out = anyio.create_memory_object_stream[tuple[float, bytes]](1024)
+        self._out = _InFlight(out)
 
     def send(self, data: bytes, address: Address) -> None:
         net = self._network
@@ -192,17 +211,15 @@ class MemoryDatagrams:
 
     async def receive(self) -> bytes:
         try:
-            due, data = await self._out.receive()
+            return await self._out.receive()
         except (anyio.EndOfStream, anyio.ClosedResourceError) as exc:
             raise ConnectionClosedError("datagram endpoint closed") from exc
-        await _until(due)
-        return data
 
     async def aclose(self) -> None:
         if self._network._datagrams.get(self.address) is self:
             del self._network._datagrams[self.address]
         await self._in.aclose()
-        await self._out.aclose()
+        await self._out.stream.aclose()
 
 
 class MemoryListener:
