@@ -311,7 +311,8 @@ class Router(Protocol):
         """Announce leave, flush and close every link."""
         ...
 
-    # Optional: ``def forget(self, node_id: str) -> bool``, called when the node
+    # Optional: ``def forget(self, node_id: str) -> bool`` (a plain method, not
+    # async; it must not block), called when the node
     # is about to reap a member that has been down (left or failed) for
     # ``reap_after`` seconds: drop what the router still keeps about it and
     # return True, or return False to keep the member (the router has news of

@@ -301,3 +301,21 @@ def test_under_random_churn_no_node_ever_delivers_a_broadcast_twice() -> None:
     check_routes(net, edges)
     # broadcasts lost during the churn leave gaps: the next one may wait reorder_wait
     assert broadcast_from(net, sorted(net.nodes), edges, tag=10_000, after_gaps=True) == 30 * 29
+
+
+def test_a_full_table_makes_room_for_a_newcomer_by_forgetting_the_longest_gone() -> None:
+    config = HopConfig(max_neighbours=0, max_nodes=6)  # a ring of 6 fills it
+    net = network(ring(6), config)
+    net.crash("n3")
+    net.tick(BOUND_TICKS)
+    net.crash("n4")
+    net.tick(BOUND_TICKS)
+    assert net.members["n0"]["n3"].state is MemberState.FAILED
+    state = net.nodes["n0"]
+    assert len(state.adverts) == 6
+    net.add("n9")
+    net.link("n9", "n0")
+    net.run()
+    assert "n9" in state.adverts and state.route("n9") == ("n9", 1)  # the newcomer counts
+    assert "n3" not in state.adverts and "n4" in state.adverts  # n3 had been gone longest
+    assert state.stats.purged == 1 and len(state.adverts) == 6

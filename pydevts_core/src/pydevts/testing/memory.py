@@ -9,10 +9,16 @@ test drives faults on the network:
   fail; ``network.heal()`` undoes every partition;
 - ``network.drop_rate``: the probability that a batch of frames is lost;
 - ``network.delay``: seconds each batch (or datagram) takes to arrive; it is
-  latency, not throughput: the sender goes on at once and the frames wait
-  in flight, in order, until they are due;
+  latency, not throughput: the sender goes on at once (while the
+  connection's window of 64 batches has room) and the frames wait in flight,
+  in order, until they are due;
 - ``network.jitter``: up to this many more seconds, drawn for each batch, so
   that copies on different links overtake each other (each link stays FIFO).
+
+Faults apply when a batch is sent: what is in flight when a partition
+starts still arrives. Datagrams to one endpoint share one queue (1,024
+deep; a full queue drops, as a network would), so one datagram's jitter
+also holds back those behind it.
 
 Transports also offer a datagram channel (``open_datagrams``) that failure
 detectors use instead of UDP, so partitions and drops reach probes too.
@@ -108,6 +114,7 @@ class _InFlight(Generic[T]):
 
     Cancel-safe: an item taken off the stream while its delay runs is kept
     for the next ``receive`` (a cancelled read loses nothing, as on a socket).
+    One reader at a time.
     """
 
     def __init__(self, stream: MemoryObjectReceiveStream[tuple[float, T]]) -> None:
@@ -122,6 +129,10 @@ class _InFlight(Generic[T]):
             await anyio.sleep(wait)
         self._next = None
         return item
+
+    async def aclose(self) -> None:
+        self._next = None
+        await self.stream.aclose()
 
 
 def default_network() -> MemoryNetwork:
@@ -185,7 +196,7 @@ class MemoryConnection:
 
     async def aclose(self) -> None:
         await self._out.aclose()
-        await self._in.stream.aclose()
+        await self._in.aclose()
 
 
 class MemoryDatagrams:
@@ -219,7 +230,7 @@ class MemoryDatagrams:
         if self._network._datagrams.get(self.address) is self:
             del self._network._datagrams[self.address]
         await self._in.aclose()
-        await self._out.stream.aclose()
+        await self._out.aclose()
 
 
 class MemoryListener:

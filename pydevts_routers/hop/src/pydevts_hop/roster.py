@@ -62,6 +62,10 @@ class Roster:
         """Members gone (failed, left, or never reached) for ``after`` seconds or more."""
         return [nid for nid, since in self.gone_since.items() if now - since >= after]
 
+    def longest_gone(self) -> str | None:
+        """The member gone the longest, if any (the first to make room for a newcomer)."""
+        return min(self.gone_since, key=self.gone_since.__getitem__, default=None)
+
     def forget(self, nid: str) -> None:
         self.reported.pop(nid, None)
         self.gone_since.pop(nid, None)

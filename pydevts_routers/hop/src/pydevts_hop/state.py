@@ -43,7 +43,8 @@ per-origin window (:mod:`.dedup`), so no handler sees one twice, and the
 origin never delivers its own.
 
 Adverts of nodes that have been unreachable or left for ``purge_after`` are
-forgotten. Every input takes ``now`` (seconds, any monotonic clock); the
+forgotten, and so is the longest gone when ``max_nodes`` adverts fill the
+table and a new node appears. Every input takes ``now`` (seconds, any monotonic clock); the
 machine never reads a clock nor touches a socket.
 """
 
@@ -300,11 +301,16 @@ class HopState:
             self.stats.adverts_ignored += 1
             return []
         old = self.adverts.get(adv.origin)
+        room: list[Action] = []
+        if old is None and len(self.adverts) >= self.config.max_nodes:
+            gone = self._roster.longest_gone()  # a full table makes room: the longest gone goes
+            if gone is not None:
+                room = self._drop(gone, now)
         if (old is not None and adv.version <= old.version) or (
             old is None and len(self.adverts) >= self.config.max_nodes
         ):
             self.stats.adverts_ignored += 1
-            return []
+            return room
         self.stats.adverts_accepted += 1
         if old is None or adv.incarnation > old.incarnation:
             self._learned[adv.origin] = now  # its broadcasts may already be racing towards us
@@ -314,7 +320,7 @@ class HopState:
             self._dialer.forget(adv.origin)
         actions: list[Action] = [Send(n, frame) for n in self.links if n != neighbour]
         self.stats.adverts_sent += len(actions)
-        return actions + self._recompute(now, adv.origin)
+        return room + actions + self._recompute(now, adv.origin)
 
     # ------------------------------------------------------------------ data
 
@@ -434,13 +440,16 @@ class HopState:
     def _purge(self, now: float) -> list[Action]:
         actions: list[Action] = []
         for nid in self._roster.expired(now, self.config.purge_after):
-            self.adverts.pop(nid, None)
-            self._hold(nid, None)
-            self._roster.forget(nid)
-            self._dialer.forget(nid)
-            self._dedup.forget(nid)
-            self._learned.pop(nid, None)
-            actions += [Deliver(nid, f) for f in self._reorder.forget(nid)]
-            self.stats.purged += 1
-            actions += self._recompute(now, nid)
+            actions += self._drop(nid, now)
         return actions
+
+    def _drop(self, nid: str, now: float) -> list[Action]:
+        """Forget ``nid`` (gone for ``purge_after``, or the longest gone when the table is full)."""
+        self.adverts.pop(nid, None)
+        self._hold(nid, None)
+        self._roster.forget(nid)
+        self._dialer.forget(nid)
+        self._dedup.forget(nid)
+        self._learned.pop(nid, None)
+        self.stats.purged += 1
+        return [Deliver(nid, f) for f in self._reorder.forget(nid)] + self._recompute(now, nid)
