@@ -176,8 +176,8 @@ class Node:
         """Decorator: ``async def callback(event: MemberEvent)`` for every lifecycle event.
 
         Kinds: ``started``, ``stopping`` (this node), ``joined``, ``left``,
-        ``failed``, ``updated`` (other members). Callbacks run one at a time,
-        in order, in a task of their own.
+        ``failed``, ``updated``, ``reaped`` (other members). Callbacks run one
+        at a time, in order, in a task of their own, a moment after the change.
         """
         self._lifecycle.append(func)
         return func
