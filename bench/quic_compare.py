@@ -9,9 +9,7 @@ test (started by the driver; see ``benchlib/quic_peers.py``).
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import os
-import platform
 import signal
 import sys
 import time
@@ -20,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from benchlib.driver import add_load_options, load_settings, machine
 
 HERE = Path(__file__).resolve().parent
 TESTS = ("raw", "throughput", "rtt", "connect", "join", "memory")
@@ -32,12 +32,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="smoke run (well under a minute)")
     p.add_argument("--only", action="append", default=[], choices=TESTS,
                    help="run only these tests (repeatable)")  # fmt: skip
-    p.add_argument("--n", type=int, help="messages per throughput test (default 200000; quick 20000)")
-    p.add_argument("--seconds", type=float, help="time bound of a throughput sender (default 10; quick 3)")
-    p.add_argument("--count", type=int, help="timed round trips (default 2000; quick 300)")
-    p.add_argument(
-        "--repeat", type=int, help="runs of each throughput/RTT test, median shown (default 3; quick 1)"
-    )
+    add_load_options(p)
     p.add_argument("--connects", type=int, help="timed cold connects per transport (default 50; quick 20)")
     p.add_argument("--joins", type=int, help="joining processes per transport and kind (default 5; quick 1)")
     p.add_argument(
@@ -53,47 +48,18 @@ def make_settings(args: argparse.Namespace) -> Any:
     quick = args.quick
     return QSettings(
         backend=args.backend,
-        n=args.n or (20_000 if quick else 200_000),
-        seconds=args.seconds or (3.0 if quick else 10.0),
-        count=args.count or (300 if quick else 2000),
-        warmup=50 if quick else 200,
-        repeat=args.repeat or (1 if quick else 3),
         connects=args.connects or (20 if quick else 50),
         connect_warmup=2 if quick else 5,
         joins=args.joins or (1 if quick else 5),
         mem_seconds=args.mem_seconds or (3.0 if quick else 10.0),
-        deadline=20.0 if quick else 40.0,
+        **load_settings(args),
     )
 
 
 def machine_info(backend: str) -> dict[str, Any]:
-    def version(dist: str) -> str:
-        try:
-            return importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            return "not installed"
-
-    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-    return {
-        "cores": os.cpu_count(),
-        "usable_cores": affinity,
-        "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "backend": backend,
-        "versions": {
-            d: version(d)
-            for d in (
-                "pydevts-core",
-                "pydevts-quic",
-                "pydevts-tcp",
-                "aioquic",
-                "cryptography",
-                "anyio",
-                "trio",
-            )
-        },
-    }
+    dists = ("pydevts-core", "pydevts-quic", "pydevts-tcp", "aioquic", "cryptography", "anyio", "trio")
+    load = [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
+    return machine(dists) | {"load_average": load, "backend": backend}
 
 
 def run_tests(settings: Any, only: list[str]) -> dict[str, Any]:

@@ -7,9 +7,6 @@ loopback, prints one table and writes ``bench/results.json``.
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
-import os
-import platform
 import shutil
 import sys
 import time
@@ -20,6 +17,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from benchlib import natsd, report
+from benchlib.driver import add_load_options, load_settings, machine
 from benchlib.procs import PeerError
 from benchlib.rows import ROWS, Row, RowResult, Settings, run_row
 
@@ -33,10 +31,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="smoke run: small N and few round trips")
     p.add_argument("--only", action="append", default=[], metavar="NAME",
                    help="run the rows whose name contains NAME (case-insensitive; repeatable)")  # fmt: skip
-    p.add_argument("--n", type=int, help="messages per throughput test (default 200000; quick 20000)")
-    p.add_argument("--seconds", type=float, help="time bound of a sender (default 10; quick 3)")
-    p.add_argument("--count", type=int, help="timed round trips (default 2000; quick 300)")
-    p.add_argument("--repeat", type=int, help="runs of each test, the median is shown (default 3; quick 1)")
+    add_load_options(p)
     p.add_argument("--profile", action="store_true",
                    help="also profile the pydevts throughput test (cProfile, top 25 by tottime)")  # fmt: skip
     p.add_argument("--json", type=Path, default=HERE / "results.json", help="where to write the results")
@@ -44,17 +39,7 @@ def parse_args() -> argparse.Namespace:
 
 
 def make_settings(args: argparse.Namespace) -> Settings:
-    quick = args.quick
-    return Settings(
-        backend=args.backend,
-        uvloop=args.uvloop,
-        n=args.n or (20_000 if quick else 200_000),
-        seconds=args.seconds or (3.0 if quick else 10.0),
-        count=args.count or (300 if quick else 2000),
-        warmup=50 if quick else 200,
-        repeat=args.repeat or (1 if quick else 3),
-        deadline=20.0 if quick else 40.0,
-    )
+    return Settings(backend=args.backend, uvloop=args.uvloop, **load_settings(args))
 
 
 def selected_rows(only: list[str]) -> list[Row]:
@@ -68,20 +53,8 @@ def selected_rows(only: list[str]) -> list[Row]:
 
 
 def machine_info(settings: Settings, nats_version: str) -> dict[str, Any]:
-    def version(dist: str) -> str:
-        try:
-            return importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            return "not installed"
-
-    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-    return {
-        "cores": os.cpu_count(),
-        "usable_cores": affinity,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
+    return machine(("pydevts-core", "anyio", "trio", "pyzmq", "nats-py", "uvloop")) | {
         "backend": settings.backend + (" + uvloop" if settings.uvloop else ""),
-        "versions": {d: version(d) for d in ("pydevts-core", "anyio", "trio", "pyzmq", "nats-py", "uvloop")},
         "nats_server": nats_version,
     }
 

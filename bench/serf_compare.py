@@ -15,9 +15,6 @@ is root; otherwise the Serf column says why it was skipped. See bench/README.md.
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
-import os
-import platform
 import subprocess
 import sys
 import time
@@ -26,6 +23,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from benchlib.driver import machine, version
 from serflib import report
 from serflib.clusters import Cluster, PydevtsCluster, SerfCluster
 from serflib.install import ensure_serf, serf_version
@@ -89,16 +87,8 @@ def debian_version(package: str) -> str:
 
 
 def machine_info(serf_path: str | None, serf_reason: str) -> dict[str, Any]:
-    try:
-        pydevts_version = importlib.metadata.version("pydevts-core")
-    except importlib.metadata.PackageNotFoundError:
-        pydevts_version = "not installed"
-    return {
-        "cores": os.cpu_count(),
-        "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "pydevts_core": pydevts_version,
+    return machine() | {
+        "pydevts_core": version("pydevts-core"),
         "serf": serf_path,
         "serf_version": serf_version(serf_path) if serf_path else None,
         "serf_debian_package": debian_version("serf") if serf_path else None,
