@@ -7,9 +7,10 @@ the same whatever router is used.
 
 A member that left or failed stays in the view (so ``members`` can show it)
 until a later ``upsert`` brings it back (e.g. a restarted process rejoining)
-or until the node *reaps* it (:meth:`MemberView.due`, :meth:`MemberView.drop`:
-members that have been down for a given time (Serf's reconnect/tombstone timeouts), so the view
-of a long-lived cluster with churning node ids stays bounded.
+or until the node *reaps* it: :meth:`MemberView.due` lists the members down
+for a given time (Serf's reconnect/tombstone timeouts) and
+:meth:`MemberView.drop` removes one, so the view of a long-lived cluster with
+churning node ids stays bounded.
 """
 
 from __future__ import annotations

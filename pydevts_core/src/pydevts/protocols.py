@@ -312,9 +312,9 @@ class Router(Protocol):
         ...
 
     # Optional: ``def forget(self, node_id: str) -> bool`` (a plain method, not
-    # async; it must not block), called when the node
-    # is about to reap a member that has been down (left or failed) for
-    # ``reap_after`` seconds: drop what the router still keeps about it and
-    # return True, or return False to keep the member (the router has news of
-    # it, e.g. it is alive again but not linked yet). A member that comes back
-    # after being reaped is learned anew, as a newcomer.
+    # async; it must not block), called when the node is about to reap a
+    # member that has been down (left or failed) for ``reap_after`` seconds:
+    # drop what the router still keeps about it and return True, or return
+    # False to keep the member (the router has news of it, e.g. it is alive
+    # again but not linked yet). A member that comes back after being reaped
+    # is learned anew, as a newcomer.

@@ -44,8 +44,8 @@ origin never delivers its own.
 
 Adverts of nodes that have been unreachable or left for ``purge_after`` are
 forgotten, and so is the longest gone when ``max_nodes`` adverts fill the
-table and a new node appears. Every input takes ``now`` (seconds, any monotonic clock); the
-machine never reads a clock nor touches a socket.
+table and a new node appears. Every input takes ``now`` (seconds, any
+monotonic clock); the machine never reads a clock nor touches a socket.
 """
 
 from __future__ import annotations
