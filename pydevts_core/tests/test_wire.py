@@ -310,41 +310,72 @@ def test_compatible_hellos_have_no_mismatch() -> None:
 
 
 def test_mismatch_protocol_version() -> None:
-    reason = handshake_mismatch(make_hello(), make_hello(node_id="b", protocol=PROTOCOL_VERSION + 1))
-    assert reason is not None
-    assert "protocol version" in reason
-    assert str(PROTOCOL_VERSION) in reason and str(PROTOCOL_VERSION + 1) in reason
+    mismatch = handshake_mismatch(make_hello(), make_hello(node_id="b", protocol=PROTOCOL_VERSION + 1))
+    assert mismatch is not None
+    assert mismatch.here == (
+        f"protocol version differs: this node speaks version {PROTOCOL_VERSION}; "
+        f"the cluster at 127.0.0.1:7000 speaks {PROTOCOL_VERSION + 1}"
+    )
 
 
 def test_mismatch_cluster_name() -> None:
-    reason = handshake_mismatch(make_hello(), make_hello(node_id="b", cluster="staging"))
-    assert reason is not None
-    assert "cluster name" in reason and "'prod'" in reason and "'staging'" in reason
+    mismatch = handshake_mismatch(make_hello(), make_hello(node_id="b", cluster="staging"))
+    assert mismatch is not None
+    assert (
+        mismatch.here
+        == "cluster name differs: this node is in cluster 'prod'; the cluster at 127.0.0.1:7000 is 'staging'"
+    )
 
 
 def test_mismatch_serializer() -> None:
-    reason = handshake_mismatch(make_hello(), make_hello(node_id="b", serializer="json"))
-    assert reason is not None
-    assert "serializer" in reason and "'msgpack'" in reason and "'json'" in reason
+    mismatch = handshake_mismatch(make_hello(), make_hello(node_id="b", serializer="json"))
+    assert mismatch is not None
+    assert "this node uses serializer 'msgpack'" in mismatch.here and mismatch.here.endswith("uses 'json'")
 
 
 def test_mismatch_router_but_clients_name_none() -> None:
     peer = make_hello(extensions={"router": "peer"})
-    reason = handshake_mismatch(peer, make_hello(node_id="b", extensions={"router": "hop"}))
-    assert reason == "router differs: local 'peer', remote 'hop'"
+    mismatch = handshake_mismatch(peer, make_hello(node_id="b", extensions={"router": "hop"}))
+    assert mismatch is not None
+    assert (
+        mismatch.here
+        == "router differs: this node uses router 'peer'; the cluster at 127.0.0.1:7000 uses 'hop'"
+    )
     assert handshake_mismatch(peer, make_hello(node_id="c")) is None  # a client: no router
 
 
+def test_mismatch_is_worded_for_each_sides_reader() -> None:
+    """The refusing side logs ``here``; the REFUSE frame carries ``there``, read by the joiner."""
+    cluster = make_hello(address="10.0.0.1:7000", extensions={"router": "hop"})
+    joiner = make_hello(node_id="b", address="10.0.0.2:7001", extensions={"router": "peer"})
+    mismatch = handshake_mismatch(cluster, joiner, initiated=False)
+    assert mismatch is not None
+    assert (
+        mismatch.here == "router differs: this node uses router 'hop'; the node at 10.0.0.2:7001 uses 'peer'"
+    )
+    assert (
+        mismatch.there
+        == "router differs: this node uses router 'peer'; the cluster at 10.0.0.1:7000 uses 'hop'"
+    )
+    # the joiner, checking the cluster's answer, words it the same way for itself
+    from_joiner = handshake_mismatch(joiner, cluster, initiated=True)
+    assert from_joiner is not None and from_joiner.here == mismatch.there
+    client = make_hello(node_id="c", address="10.0.0.3:0", role="client", cluster="other")
+    refused = handshake_mismatch(cluster, client, initiated=False)
+    assert refused is not None and "the client at 10.0.0.3:0 is 'other'" in refused.here
+
+
 def test_mismatch_duplicate_node_id() -> None:
-    reason = handshake_mismatch(make_hello(), make_hello(address="10.0.0.9:1"))
-    assert reason is not None
-    assert "node id 'node-a'" in reason and "already in use" in reason
-    assert "127.0.0.1:7000" in reason  # names where the id is in use
+    mismatch = handshake_mismatch(make_hello(), make_hello(address="10.0.0.9:1"), initiated=False)
+    assert mismatch is not None
+    assert "node id 'node-a'" in mismatch.there and "already in use" in mismatch.there
+    assert "127.0.0.1:7000" in mismatch.there  # names where the id is in use
+    assert "10.0.0.9:1 claims it too" in mismatch.here
 
 
 def test_mismatch_reports_protocol_before_cluster() -> None:
     reason = handshake_mismatch(make_hello(), make_hello(protocol=99, cluster="x", serializer="y"))
-    assert reason is not None and reason.startswith("protocol version")
+    assert reason is not None and reason.here.startswith("protocol version")
 
 
 # ------------------------------------------------------------------ REFUSE

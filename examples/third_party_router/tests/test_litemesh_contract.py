@@ -159,7 +159,8 @@ async def test_a_peer_router_cluster_is_refused_at_the_handshake() -> None:
     with anyio.fail_after(20):
         async with peer_node:
             with pytest.raises(
-                HandshakeRefusedError, match="router differs: local 'peer', remote 'litemesh'"
+                HandshakeRefusedError,
+                match="router differs: this node uses router 'litemesh'; the cluster at p:7000 uses 'peer'",
             ):
                 async with mesh_node:
                     pytest.fail("a litemesh node joined a peer cluster")

@@ -46,9 +46,11 @@ async def open_link(
             if first and first[0] == REFUSE:
                 raise HandshakeRefusedError(decode_refuse(first))
             remote = Hello.from_frame(first)
-            reason = handshake_mismatch(local, remote)
-            if reason is None and check is not None:
-                reason = check(remote)
+            mismatch = handshake_mismatch(local, remote, initiated=initiated)
+            if mismatch is not None:  # worded for each side's reader
+                await conn.send_frames([encode_refuse(mismatch.there)])
+                raise HandshakeRefusedError(mismatch.here)
+            reason = check(remote) if check is not None else None
             link = Link(conn, local, remote, initiated=initiated, plugins=plugins, early_frames=rest)
             if reason is None:
                 reason = _plugins_refusal(plugins, link.info)

@@ -54,6 +54,7 @@ __all__ = [
     "encode_refuse",
     "decode_refuse",
     "handshake_mismatch",
+    "Mismatch",
 ]
 
 PROTOCOL_VERSION = 1
@@ -220,19 +221,55 @@ class Hello:
         return hello
 
 
-def handshake_mismatch(local: Hello, remote: Hello) -> str | None:
-    """Return why ``remote`` cannot talk to ``local`` (``None`` if it can)."""
+@dataclass(frozen=True)
+class Mismatch:
+    """Why two HELLOs cannot talk, worded for each side's reader.
+
+    ``here`` is for this node's own log and error; ``there`` goes in the
+    REFUSE frame and is read by the other side, so "this node" is always the
+    reader's node.
+    """
+
+    here: str
+    there: str
+
+
+def _who(hello: Hello, *, accepted: bool) -> str:
+    """How the other side is named: the node that answered a join is "the cluster at ..."."""
+    if hello.role == "client":
+        return f"the client at {hello.address}"
+    return f"the {'cluster' if accepted else 'node'} at {hello.address}"
+
+
+def handshake_mismatch(local: Hello, remote: Hello, *, initiated: bool = True) -> Mismatch | None:
+    """Return why ``remote`` cannot talk to ``local`` (``None`` if it can).
+
+    ``initiated`` says whether ``local`` dialled (so ``remote`` is the
+    cluster it joins through) or accepted (``remote`` is the node joining).
+    """
+    them = _who(remote, accepted=initiated)  # read here
+    us = _who(local, accepted=not initiated)  # read there
+
+    def differs(what: str, verb: str, mine: object, theirs: object) -> Mismatch:
+        return Mismatch(
+            f"{what} differs: this node {verb} {mine!r}; {them} {verb.split()[0]} {theirs!r}",
+            f"{what} differs: this node {verb} {theirs!r}; {us} {verb.split()[0]} {mine!r}",
+        )
+
     if remote.protocol != local.protocol:
-        return f"protocol version differs: local {local.protocol}, remote {remote.protocol}"
+        return differs("protocol version", "speaks version", local.protocol, remote.protocol)
     if remote.cluster != local.cluster:
-        return f"cluster name differs: local {local.cluster!r}, remote {remote.cluster!r}"
+        return differs("cluster name", "is in cluster", local.cluster, remote.cluster)
     if remote.serializer != local.serializer:
-        return f"serializer differs: local {local.serializer!r}, remote {remote.serializer!r}"
+        return differs("serializer", "uses serializer", local.serializer, remote.serializer)
     ours, theirs = local.extensions.get("router"), remote.extensions.get("router")
     if ours is not None and theirs is not None and ours != theirs:  # clients name no router
-        return f"router differs: local {ours!r}, remote {theirs!r}"
+        return differs("router", "uses router", ours, theirs)
     if remote.node_id == local.node_id:
-        return f"node id {remote.node_id!r} is already in use by the node at {local.address}"
+        return Mismatch(
+            f"node id {remote.node_id!r} is this node's own; {them} claims it too",
+            f"node id {remote.node_id!r} is already in use by the node at {local.address}",
+        )
     return None
 
 
