@@ -314,7 +314,9 @@ class Node:
 
     async def _start(self, tg: TaskGroup) -> None:
         transport, router, serializer, plugins = self._choices.resolve(max_frame_size=self.max_frame_size)
-        advertise_host = await advertise_host_for(self.host, self._advertise_host_given)
+        advertise_host = await advertise_host_for(
+            self.host, self._advertise_host_given, toward=self.cluster_address.host
+        )
 
         # Incarnations start from the clock, so a restarted node always comes
         # back newer than the one the cluster remembers.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import socket
 from collections.abc import Mapping
@@ -57,16 +58,64 @@ def default_cluster_host(host: str) -> str:
     return "127.0.0.1" if host in WILDCARDS else host
 
 
-async def advertise_host_for(host: str, given: str | None) -> str | None:
-    """The host to advertise: ``given``, else None for the bound one (or a guess for a wildcard)."""
+# Where a wildcard-bound node looks for its routable address when the cluster
+# host tells nothing: documentation addresses (RFC 5737, RFC 3849). A UDP
+# socket connected to them sends nothing; the kernel only picks a route.
+_ROUTE_PROBES = {socket.AF_INET: "198.51.100.1", socket.AF_INET6: "2001:db8::1"}
+
+
+def _source_address(family: socket.AddressFamily, target: str) -> str | None:
+    """The address this machine would send from to reach ``target`` (no packet is sent)."""
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as sock:
+            sock.connect((target, 9))
+            return str(sock.getsockname()[0])
+    except (OSError, ValueError):
+        return None
+
+
+def _routable(address: str | None) -> bool:
+    if not address:
+        return False
+    try:
+        ip = ipaddress.ip_address(address.split("%")[0])
+    except ValueError:
+        return False
+    return not (ip.is_loopback or ip.is_unspecified or ip.is_link_local)
+
+
+async def advertise_host_for(host: str, given: str | None, toward: str | None = None) -> str | None:
+    """The host to advertise: ``given``, else None for the bound one, else (a wildcard) a routable guess.
+
+    For a wildcard bind the guess is, in order: the source address this
+    machine uses to reach ``toward`` (the cluster host) when that is not a
+    loopback address; the host name's first routable address; the source
+    address of the default route. With none of them routable, the node
+    advertises loopback and warns that only this machine can reach it.
+    """
     if given:
         return given
     if host not in WILDCARDS:
         return None
+    family = socket.AF_INET6 if host == "::" else socket.AF_INET
+    candidates: list[str | None] = []
+    if toward and toward not in WILDCARDS:
+        candidates.append(_source_address(family, toward))
     try:
-        infos = await anyio.getaddrinfo(socket.gethostname(), None, family=socket.AF_INET)
-        guess = str(infos[0][4][0])
-    except (OSError, IndexError):
-        guess = "127.0.0.1"
-    log.warning("bound to a wildcard address; advertising %s (set advertise= to choose)", guess)
-    return guess
+        infos = await anyio.getaddrinfo(socket.gethostname(), None, family=family)
+        candidates.extend(str(info[4][0]) for info in infos)
+    except OSError:
+        pass
+    candidates.append(_source_address(family, _ROUTE_PROBES[family]))
+    for candidate in candidates:
+        if _routable(candidate):
+            log.info("bound to %s; advertising %s to other nodes (--advertise to choose)", host, candidate)
+            return candidate
+    loopback = "::1" if family == socket.AF_INET6 else "127.0.0.1"
+    log.warning(
+        "bound to %s but found no routable address of this machine; advertising %s, which only "
+        "nodes on this machine can reach: pass --advertise HOST (Node(advertise=...)) to choose",
+        host,
+        loopback,
+    )
+    return loopback
