@@ -10,9 +10,38 @@ DISTS := pydevts_core pydevts_transports/tcp pydevts_transports/quic pydevts_rou
 EXAMPLE_PACKAGES := examples/connection_plugin examples/third_party_router
 PYPROJECTS := pyproject.toml $(addsuffix /pyproject.toml,$(DISTS) $(EXAMPLE_PACKAGES))
 
-.PHONY: install demo test test-fast lint bench wheels clean
+.PHONY: install check-python venv demo test test-fast lint bench wheels clean
 
-install: $(STAMP)
+# Which interpreter a Python is: a venv reports the installation it was made from (base_prefix),
+# so $(PYTHON) and $(VENV)'s python print the same line exactly when $(VENV) was made by $(PYTHON).
+PYTHON_ID := import sys; print(sys.implementation.name, '.'.join(map(str, sys.version_info[:3])), sys.base_prefix)
+
+install: check-python
+	@# (a second make: whether $(STAMP) is up to date is decided only after check-python ran)
+	@$(MAKE) --no-print-directory venv
+
+venv: $(STAMP)
+	@:
+
+# $(PYTHON) must be 3.11+; a $(VENV) made by another Python (`PYTHON=python3.12 make demo`, then
+# plain `make demo`) is made again, rather than failing with "requires a different Python".
+check-python:
+	@if ! $(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1; then \
+		found="$$($(PYTHON) -c 'import sys; sys.stdout.write("Python " + sys.version.split()[0])' 2>/dev/null \
+			|| echo 'not a Python that runs here')"; \
+		echo "error: pydevts needs Python 3.11 or newer, but PYTHON=$(PYTHON) is $$found." >&2; \
+		echo "       Name a newer one, e.g.: make $(or $(MAKECMDGOALS),install) PYTHON=python3.12" >&2; \
+		if [ -x $(BIN)/python ]; then echo "       ($(VENV) has $$($(BIN)/python --version 2>&1).)" >&2; fi; \
+		exit 1; \
+	fi
+	@if [ -e $(VENV) ]; then \
+		want="$$($(PYTHON) -c "$(PYTHON_ID)")"; \
+		have="$$($(BIN)/python -c "$(PYTHON_ID)" 2>/dev/null)"; \
+		if [ "$$want" != "$$have" ]; then \
+			echo "$(VENV) has $${have:-no working Python}, but PYTHON=$(PYTHON) is $$want: making $(VENV) again"; \
+			rm -rf $(VENV); \
+		fi; \
+	fi
 
 $(STAMP): $(PYPROJECTS) requirements-dev.txt examples/requirements.txt
 	@# iproute2 (`ip`) for the network-namespace tests of the hop router (Debian, as root)

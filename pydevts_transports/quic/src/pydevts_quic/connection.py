@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.lowlevel
 from aioquic.quic import events
-from aioquic.quic.connection import Limit, QuicConnection
+from aioquic.quic.connection import Limit, QuicConnection, QuicConnectionAdapter
 from aioquic.quic.packet import QuicErrorCode, QuicFrameType
 from pydevts.errors import ConnectError, ConnectionClosedError, PydevtsError, RemoteProtocolError
 from pydevts.framing import FrameDecoder, encode_frames
@@ -60,6 +60,27 @@ FAIR_READS = 16
 #: what the application has taken but not handled stays as bounded as over TCP.
 READ_SIZE = 256 * 1024
 STREAM_ID = 0
+
+
+class _ConnectionLog(QuicConnectionAdapter):
+    """aioquic's per-connection logger (``quic``) with its INFO messages moved to DEBUG.
+
+    aioquic reports every connection's life at INFO (protocol version and ALPN
+    negotiated, close sent or received): a few lines per ``pydevts members``
+    call, which read like trouble and tell an operator nothing. What a node
+    must know about a connection, pydevts says itself; aioquic's warnings and
+    errors (a peer breaking the protocol, say) stay as they are.
+    """
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        super().log(logging.DEBUG if level == logging.INFO else level, msg, *args, **kwargs)
+
+
+def quiet_aioquic_log(quic: QuicConnection) -> None:
+    """Install :class:`_ConnectionLog` on ``quic`` (keeping aioquic's ``[connection id]`` prefix)."""
+    current = getattr(quic, "_logger", None)
+    if isinstance(current, QuicConnectionAdapter) and not isinstance(current, _ConnectionLog):
+        quic._logger = _ConnectionLog(current.logger, current.extra)
 
 
 def format_address(sockaddr: Any) -> str:
@@ -135,6 +156,7 @@ class QUICConnection:
         self._window = max(2 * 1024 * 1024, 2 * (max_frame_size + 4))
         self._credit = _Credit(self._window)
         quic._local_max_data = self._credit
+        quiet_aioquic_log(quic)
         self._consumed = 0
         self._decoder = FrameDecoder(max_frame_size)
         self._inbox: list[bytes] = []
@@ -327,7 +349,31 @@ class QUICConnection:
         elif now >= self.linger_until or now - self.last_heard >= self.silence_limit():
             self.linger_until = None
             left = self.unacknowledged()
-            log.info("closing QUIC connection to %s with %d bytes unacknowledged", self._remote, left)
+            if not left:
+                # Every byte arrived; only the end of our stream is unacknowledged (the peer
+                # typically closed first and its process has exited). Nothing was lost.
+                log.debug("closing QUIC connection to %s: all delivered but the end of stream", self._remote)
+                self.quic.close(error_code=QuicErrorCode.NO_ERROR, reason_phrase="closed")
+                return
+            silent = now - self.last_heard >= self.silence_limit()
+            why = "the peer fell silent" if silent else f"not acknowledged within {LINGER:g} s"
+            if self._eof:
+                # The peer ended its stream first, so nothing more was going to be read there
+                # (a CLI client that got its reply and exited, say): not a loss anyone feels.
+                log.debug(
+                    "closing QUIC connection to %s (closed by the peer) with %d bytes unacknowledged: %s",
+                    self._remote,
+                    left,
+                    why,
+                )
+            else:
+                log.info(
+                    "closing QUIC connection to %s with %d written bytes unacknowledged (%s): "
+                    "the peer may not have received them",
+                    self._remote,
+                    left,
+                    why,
+                )
             # An application close, not NO_ERROR: the peer learns that it did not get everything.
             self.quic.close(error_code=UNDELIVERED, reason_phrase=f"closed with {left} bytes undelivered")
 
