@@ -19,16 +19,27 @@ Then, for instance, ``curl localhost:8000/set/colour/blue`` and
   their tags);
 - ``GET /request/{node_id}`` sends a ``whoami`` request to one node and returns its reply.
 
+The HTTP port is bound first: if it is in use, the example says so in one
+line and exits with status 1 before it joins the cluster. Ctrl-C (or SIGTERM)
+stops HTTP gracefully, leaves the cluster and exits with status 0 (at once
+while it is still joining).
+
 Needs: pydevts, fastapi and hypercorn (``pip install -r examples/requirements.txt``).
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import signal
+import socket
+import sys
+from functools import partial
 from typing import Any
 
 import anyio
+from anyio.abc import TaskStatus
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from hypercorn.asyncio import serve
@@ -92,25 +103,45 @@ def build(
     return node, store, app
 
 
-async def main(cluster_port: int, host_port: int, transport: str = "tcp") -> None:
-    node, store, app = build(cluster_port, host_port, transport=transport)
+def bind_http(host_port: int, host: str = "127.0.0.1") -> socket.socket:
+    """Bind and listen on the HTTP port before anything else, so that a port in use is
+    reported at once, before the node joins the cluster or anything claims to serve."""
+    try:
+        return socket.create_server((host, host_port))
+    except OSError as exc:
+        reason = "is in use" if exc.errno == errno.EADDRINUSE else f"cannot be bound ({exc.strerror})"
+        sys.exit(f"fastapi_example: error: HTTP port {host}:{host_port} {reason}")
+
+
+async def main(cluster_port: int, http: socket.socket, transport: str = "tcp") -> None:
+    host, host_port = http.getsockname()[:2]
+    node, store, app = build(cluster_port, host_port, host=host, transport=transport)
     config = Config()
-    config.bind = [f"127.0.0.1:{host_port}"]
     config.accesslog = None
-    stop = anyio.Event()
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with node, anyio.create_task_group() as tg:
+    stop = anyio.Event()  # hypercorn's shutdown trigger
+    serving = False
+    async with anyio.create_task_group() as tg:
+
+        async def on_signal(*, task_status: TaskStatus[None]) -> None:
+            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                task_status.started()
+                async for _ in signals:  # Ctrl-C or SIGTERM: stop HTTP, then leave the cluster
+                    stop.set()
+                    if not serving:  # still joining or fetching the store: give up at once
+                        tg.cancel_scope.cancel()
+                    return
+
+        await tg.start(on_signal)
+        async with node:
             await store.sync()  # the current store, before serving HTTP
-
-            async def serve_http() -> None:
-                await serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
-                tg.cancel_scope.cancel()
-
-            tg.start_soon(serve_http)
-            print(f"node {node.id} serving http://127.0.0.1:{host_port}", flush=True)
-            async for _ in signals:  # Ctrl-C or SIGTERM: stop HTTP, leave the cluster
-                stop.set()
-                break
+            config.bind = [f"fd://{os.dup(http.fileno())}"]  # hypercorn serves (and closes) a copy
+            serving = True
+            print(f"node {node.id} serving http://{host}:{host_port}", flush=True)
+            # hypercorn in a task of its own: on Python 3.11 its asyncio.TaskGroup may leave
+            # the task it runs in marked as cancelled, which would break the node's exit
+            async with anyio.create_task_group() as http_tg:
+                http_tg.start_soon(partial(serve, app, config, shutdown_trigger=stop.wait))  # type: ignore[arg-type]
+        tg.cancel_scope.cancel()  # the signal task
 
 
 if __name__ == "__main__":
@@ -119,4 +150,5 @@ if __name__ == "__main__":
     parser.add_argument("host_port", type=int)
     parser.add_argument("--transport", default="tcp", help="tcp (default) or quic (pip install pydevts-quic)")
     args = parser.parse_args()
-    anyio.run(main, args.cluster_port, args.host_port, args.transport)
+    with bind_http(args.host_port) as http:
+        anyio.run(main, args.cluster_port, http, args.transport)

@@ -28,6 +28,7 @@ import signal
 from typing import Any
 
 import anyio
+from anyio.abc import TaskStatus
 from pydevts import Node, ReplicatedDict, handler
 
 
@@ -54,24 +55,29 @@ class PickleNode(Node):
 
 async def main(cluster_port: int, write: bool, transport: str = "tcp") -> None:
     node = PickleNode(cluster_port, transport=transport)
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with node, anyio.create_task_group() as tg:
+    async with anyio.create_task_group() as tg:
+        await tg.start(cancel_on_signal, tg.cancel_scope)  # Ctrl-C, even while joining
+        async with node:  # joins; leaves the cluster gracefully when cancelled
             await node.store.sync()  # the cluster's current value, before the first print
+            while True:
+                if write:
+                    current = node.value
+                    await node.set_value(1 if current is None else current + 1)
+                    print(f"set value: {node.value!r}", flush=True)
+                else:
+                    print(f"value: {node.value!r}", flush=True)
+                await anyio.sleep(1)
 
-            async def work() -> None:
-                while True:
-                    if write:
-                        current = node.value
-                        await node.set_value(1 if current is None else current + 1)
-                        print(f"set value: {node.value!r}", flush=True)
-                    else:
-                        print(f"value: {node.value!r}", flush=True)
-                    await anyio.sleep(1)
 
-            tg.start_soon(work)
-            async for _ in signals:  # Ctrl-C or SIGTERM: leave the cluster gracefully
-                tg.cancel_scope.cancel()
-                break
+async def cancel_on_signal(
+    scope: anyio.CancelScope, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+) -> None:
+    """Once started, Ctrl-C or SIGTERM cancels ``scope``: the node leaves, ``main()`` returns."""
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        task_status.started()
+        async for _ in signals:
+            scope.cancel()
+            return
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from anyio.abc import TaskStatus
 from pydevts import Node, ReplicatedDict
 
 OUTPUT = Path("pickleoutput.txt")
@@ -46,10 +47,21 @@ class PickleNodeWriter(Node):
 
 async def main(cluster_port: int, transport: str = "tcp") -> None:
     node = PickleNodeWriter(cluster_port, transport=transport)
+    async with anyio.create_task_group() as tg:
+        await tg.start(cancel_on_signal, tg.cancel_scope)  # Ctrl-C, even while joining
+        async with node:  # joins; leaves the cluster gracefully when cancelled
+            await anyio.sleep_forever()
+
+
+async def cancel_on_signal(
+    scope: anyio.CancelScope, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+) -> None:
+    """Once started, Ctrl-C or SIGTERM cancels ``scope``: the node leaves, ``main()`` returns."""
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with node:
-            async for _ in signals:  # Ctrl-C or SIGTERM: leave the cluster gracefully
-                break
+        task_status.started()
+        async for _ in signals:
+            scope.cancel()
+            return
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Quickstart: a node that greets the cluster and answers "add" requests.
 
 Run it in two or three terminals (same cluster port); the first one starts the
-cluster, the others join it:
+cluster, the others join it. Ctrl-C (or SIGTERM) leaves the cluster gracefully
+and exits with status 0, also while the node is still joining:
 
     python examples/quickstart.py 7000
     python examples/quickstart.py 7000 --backend trio
@@ -9,8 +10,10 @@ cluster, the others join it:
 """
 
 import argparse
+import signal
 
 import anyio
+from anyio.abc import TaskStatus
 from pydevts import Node
 
 
@@ -26,6 +29,7 @@ async def main(cluster_port: int, transport: str = "tcp") -> None:
         return sum(payload)
 
     async with anyio.create_task_group() as tg:  # your own application's task group
+        await tg.start(cancel_on_ctrl_c, tg.cancel_scope)  # from now on, Ctrl-C leaves
         await tg.start(node.serve)  # join (or start) the cluster, then keep serving
         await node.emit("greet", {"text": f"hello from {node.id}"})
         for member in node.members:
@@ -36,13 +40,21 @@ async def main(cluster_port: int, transport: str = "tcp") -> None:
         await anyio.sleep_forever()  # serve until Ctrl-C
 
 
+async def cancel_on_ctrl_c(
+    scope: anyio.CancelScope, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+) -> None:
+    """Once started, Ctrl-C or SIGTERM cancels ``scope``: the node leaves, ``main()`` returns."""
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        task_status.started()
+        async for _ in signals:
+            scope.cancel()
+            return
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("cluster_port", type=int)
     parser.add_argument("--backend", default="asyncio", choices=["asyncio", "trio"])
     parser.add_argument("--transport", default="tcp", help="tcp (default) or quic (pip install pydevts-quic)")
     args = parser.parse_args()
-    try:
-        anyio.run(main, args.cluster_port, args.transport, backend=args.backend)
-    except KeyboardInterrupt:
-        pass
+    anyio.run(main, args.cluster_port, args.transport, backend=args.backend)

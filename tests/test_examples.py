@@ -121,9 +121,9 @@ async def test_fastapi_example_two_instances_and_a_late_one() -> None:
 
             try:
                 await apps[0].start(tg)
-                await wait_listening(http[0])
+                await apps[0].wait_line("serving http://")  # bound, joined, store fetched
                 await apps[1].start(tg)
-                await wait_listening(http[1])
+                await apps[1].wait_line("serving http://")  # bound, joined, store fetched
                 a_list: list[dict[str, object]] = []
 
                 async def both_listed() -> bool:
@@ -169,7 +169,7 @@ async def test_fastapi_example_two_instances_and_a_late_one() -> None:
 
                 # a late instance has the store as soon as it serves HTTP
                 await apps[2].start(tg)
-                await wait_listening(http[2])
+                await apps[2].wait_line("serving http://")  # bound, joined, store fetched
                 assert (await client.get(f"{urls[2]}/store")).json() == {"colour": "blue", "size": "10"}
                 for proc in apps:
                     assert await proc.stop() == 0, proc.lines[-10:]

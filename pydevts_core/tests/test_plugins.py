@@ -272,7 +272,7 @@ def test_unknown_name_raises_plugin_not_found(kind: str, name: str, installed: s
         registry.info(kind, name)
     message = str(info.value)
     assert "not installed or misspelled" in message
-    assert f"pip install pydevts-{name}" in message
+    assert "pip install" not in message  # not a name of ours: never suggest installing a typo
     assert installed in message
     assert info.value.kind == kind
     assert info.value.name == name
@@ -287,7 +287,7 @@ def test_unknown_name_with_nothing_installed_says_none() -> None:
     with pytest.raises(PluginNotFoundError, match=r"installed connection plugins: none") as info:
         registry.info("connection_plugin", "auth")
     assert info.value.kind == "connection plugin"
-    assert "pip install pydevts-auth" in str(info.value)
+    assert "pip install" not in str(info.value)
 
 
 def test_a_lazy_implementation_that_cannot_load_is_a_clear_error_and_listed_broken() -> None:

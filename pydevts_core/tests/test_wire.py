@@ -393,3 +393,19 @@ def test_refuse_reason_is_truncated_and_never_fails_to_decode() -> None:
     assert len(frame) == 1 + 4096
     text = decode_refuse(frame)
     assert text.startswith("✓" * 1365)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("node_id", "x" * 300, "bad node id"),
+        ("node_id", "evil\x00id", "node id"),
+        ("node_id", "line\nbreak", "node id"),
+        ("tags", {"k": "v" * 5000}, "tags take"),
+    ],
+)
+def test_hello_fields_are_bounded(field: str, value: object, expected: str) -> None:
+    body = _good_body()
+    body[field] = value
+    with pytest.raises(RemoteProtocolError, match=expected):
+        Hello.from_frame(_hello_frame(body))

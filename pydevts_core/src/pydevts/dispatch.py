@@ -16,6 +16,11 @@ drained by one task per origin:
 When an inbox is full the reader waits, the transport stops reading, and the
 sender's queue fills until its ``send``/``emit`` waits: a slow handler pushes
 back on its senders and memory stays bounded. Nothing is dropped silently.
+
+Names starting with ``pydevts.`` are reserved: an EVENT so named is refused on
+receipt; a REQUEST reaches only the node's system handlers, which refuse what
+they must by raising ``PermissionError`` (an ERROR reply). Both are counted
+(``reserved_refused``); warnings caused by peers are rate-limited (ratelog).
 """
 
 from __future__ import annotations
@@ -41,8 +46,10 @@ from .errors import (
     SerializationError,
     UnknownNodeError,
 )
+from .handlers import SYSTEM_PREFIX
 from .link import SEND_DEADLINE
 from .protocols import Serializer
+from .ratelog import RateLimitedLog
 from .wire import (
     ERROR,
     EVENT,
@@ -61,6 +68,7 @@ __all__ = ["Dispatcher", "Handler"]
 log = logging.getLogger("pydevts.dispatch")
 
 Handler = Callable[[str, Any], Awaitable[Any]]
+Fallback = Callable[[str, str, Any], Awaitable[Any]]  # (name, sender, payload): events with no handler
 Tail = Callable[[], Coroutine[Any, Any, None]]
 _DROPPED = Message(0, "", 0, b"")  # a malformed request, already logged
 NAME_CACHE = 1024
@@ -91,6 +99,7 @@ class Statistics:
     requests_served: int = 0
     bad_frames: int = 0
     dropped_after_leave: int = 0
+    reserved_refused: int = 0
 
 
 class Dispatcher:
@@ -109,7 +118,9 @@ class Dispatcher:
         self.node_id = node_id
         self.serializer = serializer
         self.handlers: dict[str, Handler] = {}
+        self.fallback: Fallback | None = None  # Node.on_unhandled
         self.stats = Statistics()
+        self._ratelog = RateLimitedLog(log)
         self._send_frame = send_frame
         self._tg = task_group
         self._inbox_batches = inbox_batches
@@ -177,7 +188,7 @@ class Dispatcher:
         except RemoteProtocolError as exc:
             self._limiter.release()
             self.stats.bad_frames += 1
-            log.warning("dropping a frame from %s: %s", origin, exc)
+            self._ratelog.warning("bad_frame", "dropping a frame from %s: %s", origin, exc)
             return _DROPPED
 
     def _open_inbox(self, origin: str) -> _Inbox:
@@ -234,8 +245,10 @@ class Dispatcher:
                         handler = handlers.get(name)
                         if handler is None:
                             stats.events_unhandled += 1
-                            log.debug("no handler for event %r from %s", name, origin)
-                            continue
+                            if self.fallback is None:
+                                log.debug("no handler for event %r from %s", name, origin)
+                                continue
+                            handler = partial(self.fallback, name)
                         try:
                             await handler(origin, loads(frame[end:]))
                         except Exception:
@@ -246,25 +259,33 @@ class Dispatcher:
                         msg = decode_message(frame)
                     except RemoteProtocolError as exc:
                         stats.bad_frames += 1
-                        log.warning("dropping a frame from %s: %s", origin, exc)
+                        self._ratelog.warning("bad_frame", "dropping a frame from %s: %s", origin, exc)
                         continue
                     if msg.kind == REQUEST:
                         await self._limiter.acquire()
                         self._tg.start_soon(self._serve_request, origin, msg)
                     else:
                         stats.bad_frames += 1
-                        log.warning("dropping a frame of kind 0x%02x from %s", msg.kind, origin)
+                        self._ratelog.warning(
+                            "bad_frame", "dropping a frame of kind 0x%02x from %s", msg.kind, origin
+                        )
                 inbox.queued -= 1
                 if inbox.queued == 0 and origin in self._departed and self._inboxes.get(origin) is inbox:
                     self._retire_if_idle(origin)
 
     def _name(self, raw: bytes, origin: str) -> str | None:
-        """Decode an event name, caching up to NAME_CACHE of them; None if not UTF-8."""
+        """Decode an event name, caching up to NAME_CACHE of them; None if not UTF-8 or reserved."""
         try:
             name = raw.decode()
         except UnicodeDecodeError:
             self.stats.bad_frames += 1
-            log.warning("dropping an event from %s: its name is not UTF-8", origin)
+            self._ratelog.warning(
+                "bad_event_name", "dropping an event from %s: its name is not UTF-8", origin
+            )
+            return None
+        if name.startswith(SYSTEM_PREFIX):  # never cached: every such event comes here
+            self.stats.reserved_refused += 1
+            self._ratelog.warning("reserved", "refused event %r from %s: the name is reserved", name, origin)
             return None
         if len(self._names) < NAME_CACHE:
             self._names[raw] = name
@@ -281,13 +302,14 @@ class Dispatcher:
 
     async def _answer(self, origin: str, msg: Message) -> None:
         handler = self.handlers.get(msg.name)
+        system = msg.name.startswith(SYSTEM_PREFIX)
         if handler is None:
             self.stats.events_unhandled += 1
-            reply = encode_error(
-                msg.request_id,
-                ErrorCode.NO_HANDLER,
-                f"node {self.node_id} has no handler for {msg.name!r}",
-            )
+            text = f"node {self.node_id} has no handler for {msg.name!r}"
+            if system:
+                self.stats.reserved_refused += 1
+                text = f"{msg.name!r} is not a system request of node {self.node_id} (the name is reserved)"
+            reply = encode_error(msg.request_id, ErrorCode.NO_HANDLER, text)
         else:
             try:
                 result = await handler(origin, self.serializer.loads(msg.payload))
@@ -296,9 +318,13 @@ class Dispatcher:
             except SerializationError as exc:
                 reply = encode_error(msg.request_id, ErrorCode.BAD_PAYLOAD, str(exc))
             except Exception as exc:
-                self.stats.handler_errors += 1
-                log.exception("handler for request %r from %s raised", msg.name, origin)
                 text = f"{type(exc).__name__}: {exc}"
+                if system and isinstance(exc, PermissionError):  # a system request refused
+                    self.stats.reserved_refused += 1
+                    self._ratelog.warning("reserved", "refused request %r from %s: %s", msg.name, origin, exc)
+                else:
+                    self.stats.handler_errors += 1
+                    log.exception("handler for request %r from %s raised", msg.name, origin)
                 reply = encode_error(msg.request_id, ErrorCode.HANDLER_FAILED, text)
         try:
             await self._send_frame(origin, reply)

@@ -59,17 +59,43 @@ class ConfigurationError(PydevtsError):
 
 
 class PluginNotFoundError(ConfigurationError):
-    """A plugin name was asked for that no installed distribution provides."""
+    """A plugin name was asked for that no installed distribution provides.
 
-    def __init__(self, kind: str, name: str, available: list[str]) -> None:
+    ``available`` lists the working implementations of that kind;
+    ``suggestion`` is the closest known name (a likely typo), ``install`` the
+    distribution to install (only when pydevts knows which one provides the
+    name) and ``broken`` why an installed plugin of that name cannot be used.
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        name: str,
+        available: list[str],
+        *,
+        suggestion: str | None = None,
+        install: str | None = None,
+        broken: str | None = None,
+    ) -> None:
         self.kind = kind
         self.name = name
         self.available = available
-        have = ", ".join(sorted(available)) or "none"
-        super().__init__(
-            f"{kind} {name!r} is not installed or misspelled — try "
-            f"`pip install pydevts-{name}` (installed {kind}s: {have})"
-        )
+        self.suggestion = suggestion
+        self.install = install
+        self.broken = broken
+        have = f"(installed {kind}s: {', '.join(sorted(available)) or 'none'})"
+        pip = f"`pip install {install}`" if install else ""
+        if broken:
+            text = f"{kind} {name!r} is installed but broken: {broken}"
+            text += f" — try `pip install --force-reinstall {install}`" if install else ""
+        elif suggestion:
+            text = f"{kind} {name!r} is not installed or misspelled — did you mean {suggestion!r}"
+            text += f" (not installed: {pip})?" if pip else "?"
+        elif pip:
+            text = f"{kind} {name!r} is not installed or misspelled — try {pip}"
+        else:
+            text = f"{kind} {name!r} is not installed or misspelled"
+        super().__init__(f"{text} {have}")
 
 
 class TransportError(PydevtsError):

@@ -9,13 +9,24 @@ the answer the same way (see :mod:`pydevts.wire` for the fields and
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 import anyio
 
 from .errors import HandshakeRefusedError, RemoteProtocolError
+from .keyring import Keyring
 from .link import Link
 from .protocols import Connection, ConnectionInfo, ConnectionPlugin
-from .wire import REFUSE, Hello, decode_refuse, encode_refuse, handshake_mismatch
+from .secure import (
+    AUTH,
+    NO_COMMON_KEY,
+    auth_answer,
+    auth_check,
+    auth_finish,
+    auth_start,
+    secure_connection,
+)
+from .wire import HELLO, REFUSE, Hello, decode_refuse, encode_refuse, handshake_mismatch
 
 __all__ = ["open_link"]
 
@@ -28,6 +39,7 @@ async def open_link(
     plugins: Sequence[ConnectionPlugin] = (),
     timeout: float = 5.0,
     check: Callable[[Hello], str | None] | None = None,
+    keyring: Keyring | None = None,
 ) -> Link:
     """Run the handshake on ``conn`` and return the link.
 
@@ -36,15 +48,27 @@ async def open_link(
     adds the caller's own reasons to refuse, e.g. an id in use); both
     sides then raise :class:`HandshakeRefusedError` with that reason. On any
     failure the connection is closed before this raises.
+
+    With a ``keyring`` both sides first prove that they hold a key in common
+    (:mod:`pydevts.secure`); the HELLOs and everything after travel sealed.
+    A peer without a key in common learns nothing, not even the cluster name.
     """
     try:
         with anyio.fail_after(timeout):
+            if keyring is not None:
+                conn = await _authenticate(conn, keyring, initiated=initiated)
             if initiated:
                 await conn.send_frames([local.to_frame()])
             frames = await conn.receive_frames()
             first, rest = frames[0], frames[1:]
             if first and first[0] == REFUSE:
                 raise HandshakeRefusedError(decode_refuse(first))
+            if first and first[0] == AUTH:  # a node with a keyring dials this open one
+                await _refuse(
+                    conn,
+                    f"not authenticated: this node uses a keyring; the cluster at {local.address} is open",
+                    f"not authenticated: the node at {conn.remote_address} uses a keyring; this one is open",
+                )
             remote = Hello.from_frame(first)
             mismatch = handshake_mismatch(local, remote, initiated=initiated)
             if mismatch is not None:  # worded for each side's reader
@@ -69,6 +93,45 @@ async def open_link(
         with anyio.CancelScope(shield=True):
             await _close_quietly(conn)
         raise
+
+
+async def _refuse(conn: Connection, there: str, here: str) -> NoReturn:
+    await conn.send_frames([encode_refuse(there)])
+    raise HandshakeRefusedError(here)
+
+
+async def _authenticate(conn: Connection, keyring: Keyring, *, initiated: bool) -> Connection:
+    """The AUTH exchange; the sealed connection, or HandshakeRefusedError (the peer told why)."""
+    where = conn.remote_address
+    if initiated:
+        state, hello = auth_start(keyring)
+        await conn.send_frames([hello])
+        frames = await conn.receive_frames()
+        if frames[0][:1] == bytes((REFUSE,)):
+            raise HandshakeRefusedError(decode_refuse(frames[0]))
+        proof = auth_finish(state, frames[0])
+        if proof is None:
+            await _refuse(conn, NO_COMMON_KEY, f"{NO_COMMON_KEY} with the node at {where}")
+        await conn.send_frames([proof])
+        return secure_connection(conn, state, dialler=True, early=frames[1:])
+    frames = await conn.receive_frames()
+    if frames[0][:1] == bytes((HELLO,)):
+        await _refuse(
+            conn,
+            "not authenticated: this cluster requires a key (--keyring) and this node has none",
+            f"not authenticated: the node at {where} has no keyring",
+        )
+    answered = auth_answer(keyring, frames[0])
+    if answered is None:
+        await _refuse(conn, NO_COMMON_KEY, f"{NO_COMMON_KEY} with the node at {where}")
+    state, answer = answered
+    await conn.send_frames([answer])
+    frames = frames[1:] or await conn.receive_frames()
+    if frames[0][:1] == bytes((REFUSE,)):
+        raise HandshakeRefusedError(decode_refuse(frames[0]))
+    if not auth_check(state, frames[0]):
+        await _refuse(conn, NO_COMMON_KEY, f"{NO_COMMON_KEY} with the node at {where}")
+    return secure_connection(conn, state, dialler=False, early=frames[1:])
 
 
 def _plugins_refusal(plugins: Sequence[ConnectionPlugin], info: ConnectionInfo) -> str | None:

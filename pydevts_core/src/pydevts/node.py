@@ -33,7 +33,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 
-from .dispatch import Dispatcher, Handler
+from .dispatch import Dispatcher, Fallback, Handler
 from .errors import ConfigurationError, LocalProtocolError
 from .framing import DEFAULT_MAX_FRAME_SIZE
 from .handlers import SYSTEM_PREFIX, F, check_event_name, class_handlers, handler
@@ -133,6 +133,7 @@ class Node:
             registry,
         )
         self._handlers: dict[str, Handler] = {}
+        self._unhandled: Fallback | None = None
         self._lifecycle: list[LifecycleCallback] = []
         self._tg: TaskGroup | None = None
         self._running = False
@@ -162,15 +163,29 @@ class Node:
         """Register ``func`` for event ``name`` (see :meth:`on`)."""
         self._handlers[check_event_name(name)] = func
 
+    def on_unhandled(self, func: Fallback) -> Fallback:
+        """Decorator: ``async def callback(name, sender, payload)`` for each event no handler takes
+        (``pydevts node --print-events``). Requests without a handler still get NoHandlerError."""
+        self._unhandled = func
+        if (ctx := getattr(self, "_ctx", None)) is not None:  # started (or starting)
+            ctx.dispatcher.fallback = func
+        return func
+
     # System requests, answered by every node (``pydevts members``/``emit`` use them).
 
     async def _system_members(self, sender: str, payload: Any) -> list[dict[str, object]]:
         return [m.to_dict() for m in self.members]
 
     async def _system_emit(self, sender: str, payload: Any) -> dict[str, Any]:
+        # PermissionError: the dispatcher answers it as a refusal (counted, logged rate-limited).
+        ctx = self._require_running()
+        if sender != self.id and sender not in ctx.clients:
+            raise PermissionError(f"{SYSTEM_PREFIX}emit is for clients of this node, not for {sender!r}")
         if not isinstance(payload, dict) or not isinstance(payload.get("name"), str):
             raise ValueError("expected {'name': str, 'payload': ...}")
-        return {"sent_to": await self._require_running().emit_here_and_to_all(payload)}
+        if (name := payload["name"]).startswith(SYSTEM_PREFIX):  # never re-enters system handling
+            raise PermissionError(f"event names starting with {SYSTEM_PREFIX!r} are reserved: {name!r}")
+        return {"sent_to": await ctx.emit_here_and_to_all(payload)}
 
     def on_lifecycle(self, func: LifecycleCallback) -> LifecycleCallback:
         """Decorator: ``async def callback(event: MemberEvent)`` for every lifecycle event.
@@ -263,6 +278,7 @@ class Node:
         if self._running or self._tg is not None:
             raise LocalProtocolError("this node is already running")
         self._stopped = anyio.Event()
+        self._lifecycle_scope = anyio.CancelScope(shield=True)
         tg = anyio.create_task_group()
         await tg.__aenter__()
         self._tg = tg
@@ -271,6 +287,7 @@ class Node:
         except BaseException:
             # Report the start failure itself, not a task-group wrapper around it.
             self._tg = None
+            self._lifecycle_scope.cancel()
             tg.cancel_scope.cancel()
             try:
                 await tg.__aexit__(None, None, None)
@@ -284,6 +301,7 @@ class Node:
         assert tg is not None
         with anyio.CancelScope(shield=True):
             await self.stop()
+        self._lifecycle_scope.cancel()
         tg.cancel_scope.cancel()
         return await tg.__aexit__(*exc_info)
 
@@ -311,6 +329,13 @@ class Node:
         await ctx.drain_lifecycle()
         log.info("node %s stopped", self.id)
         self._stopped.set()
+
+    async def _run_lifecycle(self, ctx: NodeContext) -> None:
+        # Shielded until __aexit__ ends it: when a cancellation (Ctrl-C) stops the node,
+        # the runner is not cancelled with the rest, so "stopping" still reaches the
+        # callbacks and stop() does not wait its 1 s for a runner that is gone.
+        with self._lifecycle_scope:
+            await ctx.run_lifecycle()
 
     async def _start(self, tg: TaskGroup) -> None:
         transport, router, serializer, plugins = self._choices.resolve(max_frame_size=self.max_frame_size)
@@ -382,7 +407,8 @@ class Node:
         )
         ctx.dispatcher = Dispatcher(self.id, serializer, ctx.send_frame, tg)
         ctx.dispatcher.handlers = self._handlers
-        tg.start_soon(ctx.run_lifecycle, name="pydevts lifecycle")
+        ctx.dispatcher.fallback = self._unhandled
+        tg.start_soon(self._run_lifecycle, ctx, name="pydevts lifecycle")
         tg.start_soon(ctx.run_reaper, self.reap_after, name="pydevts reaper")
         where = joined.listener.address
         if joined.entry is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -12,6 +13,7 @@ from anyio.abc import TaskGroup
 from .datagrams import UdpEndpoint
 from .errors import PydevtsError
 from .handshake import open_link
+from .keyring import Keyring
 from .link import Link, Tail
 from .members import Member, MemberEvent, MemberState, MemberView
 from .protocols import (
@@ -24,6 +26,8 @@ from .protocols import (
     Serializer,
     Transport,
 )
+from .ratelog import RateLimitedLog
+from .secure import SealedDatagrams
 from .wire import Hello, encode_event
 
 if TYPE_CHECKING:
@@ -34,6 +38,7 @@ __all__ = ["NodeContext"]
 log = logging.getLogger("pydevts.node")
 
 LIFECYCLE_QUEUE = 10_000
+CLIENT_PREFIX = "client:"  # what this node calls the clients it serves; no member may take such an id
 
 
 class NodeContext:
@@ -54,8 +59,12 @@ class NodeContext:
         task_group: TaskGroup,
         callbacks: list[Callable[[MemberEvent], Awaitable[None]]],
         handshake_timeout: float,
+        keyring: Keyring | None = None,
     ) -> None:
         self.hello = hello
+        self.keyring = keyring
+        self.datagrams_dropped: Callable[[], int] = lambda: 0
+        self._drops = RateLimitedLog(log)
         self.members = members
         self.transport = transport
         self.router = router
@@ -90,11 +99,21 @@ class NodeContext:
         return [self.node_id, *others]
 
     async def open_datagrams(self) -> DatagramEndpoint:
+        """The failure detector's datagram channel; sealed with the keyring when there is one."""
         opener = getattr(self.transport, "open_datagrams", None)
+        endpoint: DatagramEndpoint
         if opener is not None:
-            endpoint: DatagramEndpoint = await opener(self.listener.address)
+            endpoint = await opener(self.listener.address)
+        else:
+            endpoint = UdpEndpoint.open(self.listener.address)
+        if self.keyring is None:
             return endpoint
-        return UdpEndpoint.open(self.listener.address)
+        sealed = SealedDatagrams(endpoint, self.keyring, on_drop=self._datagram_dropped)
+        self.datagrams_dropped = lambda: sealed.dropped
+        return sealed
+
+    def _datagram_dropped(self, why: str) -> None:
+        self._drops.warning("secure.datagram", "dropped a datagram: %s", why)
 
     # ------------------------------------------------------------ router side
 
@@ -110,10 +129,13 @@ class NodeContext:
             plugins=self.plugins,
             timeout=self.handshake_timeout,
             check=self.check_peer,
+            keyring=self.keyring,
         )
 
     def check_peer(self, remote: Hello) -> str | None:
-        """Refuse a peer that claims the id of another live member."""
+        """Refuse a peer that claims the id of another live member, or a client's kind of id."""
+        if remote.role != "client" and remote.node_id.startswith(CLIENT_PREFIX):
+            return f"node ids starting with {CLIENT_PREFIX!r} are reserved for clients: {remote.node_id!r}"
         member = self.members.get(remote.node_id)
         if member is not None and member.alive and member.address != remote.address:
             return f"node id {remote.node_id!r} is already in use by the member at {member.address}"
@@ -175,18 +197,25 @@ class NodeContext:
             await link.aclose(f"internal error: {exc!r}")
 
     async def serve_client(self, link: Link) -> None:
-        """Serve a one-off client (``role: client``): requests in, replies out; never a member."""
-        self.clients[link.peer_id] = link
-        log.debug("serving client %s from %s", link.peer_id, link.conn.remote_address)
+        """Serve a one-off client (``role: client``): requests in, replies out; never a member.
+
+        A client is known by a name this node gives it (``client:`` and random
+        hex), never by the id it claims: a client that claims a member's id
+        gets neither that member's traffic nor its replies, and handlers see
+        the client's own name as the sender.
+        """
+        key = f"{CLIENT_PREFIX}{os.urandom(6).hex()}"
+        self.clients[key] = link
+        log.debug("serving client %s (says %r) from %s", key, link.peer_id, link.conn.remote_address)
 
         async def on_frames(link: Link, frames: list[bytes]) -> Tail | None:
-            return await self.dispatcher.deliver(link.peer_id, frames)
+            return await self.dispatcher.deliver(key, frames)
 
         try:
             await link.run(on_frames, spawn=self.spawn)
         finally:
-            del self.clients[link.peer_id]
-            self.dispatcher.close_inbox(link.peer_id)
+            del self.clients[key]
+            self.dispatcher.close_inbox(key)
 
     async def notify(self, event: MemberEvent) -> None:
         self._queue(event)

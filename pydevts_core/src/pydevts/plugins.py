@@ -9,10 +9,13 @@ factory is called NAME" and "what is installed".
 
 from __future__ import annotations
 
+import difflib
 import functools
 import importlib
 import importlib.metadata
+import inspect
 import logging
+import math
 import os
 import sys
 from collections.abc import Callable, Iterable, Mapping
@@ -50,6 +53,13 @@ _HOOKS = {
     "router": "pydevts_register_routers",
     "serializer": "pydevts_register_serializers",
     "connection_plugin": "pydevts_register_connection_plugins",
+}
+#: Names the pydevts project publishes, and their distributions: only for these (or a plugin
+#: whose distribution is known) does a missing name get a ``pip install`` hint.
+_OURS: dict[str, dict[str, str]] = {
+    "transport": {"tcp": "pydevts-tcp", "quic": "pydevts-quic"},
+    "router": {"peer": "pydevts-peer", "hop": "pydevts-hop"},
+    "serializer": {"msgpack": "pydevts-msgpack", "pickle": "pydevts-pickle"},
 }
 
 
@@ -229,17 +239,45 @@ class Registry:
         try:
             return self._infos[kind][name]
         except KeyError:
-            raise PluginNotFoundError(kind.replace("_", " "), name, self.names(kind)) from None
+            raise self._not_found(kind, name) from None
 
-    def create(self, kind: str, name: str, **settings: Any) -> Any:
-        """Instantiate the implementation ``name`` of ``kind`` with ``settings``."""
+    def _not_found(self, kind: str, name: str) -> PluginNotFoundError:
+        """The error for a missing name: the closest working name, and what to install if known."""
+        self._check_kind(kind)  # a plugin that cannot load is neither offered nor suggested
+        label, available, ours = kind.replace("_", " "), self.names(kind), _OURS.get(kind, {})
+        elsewhere = any(name in names for k, names in _OURS.items() if k != kind)
+        for b in self.broken:
+            if b.name.rpartition(":")[2] == name and not elsewhere:
+                dist = ours.get(name) or (None if b.distribution in ("?", "(given)") else b.distribution)
+                return PluginNotFoundError(label, name, available, install=dist, broken=b.reason)
+        if name in ours:
+            return PluginNotFoundError(label, name, available, install=ours[name])
+        unusable = {b.name.rpartition(":")[2] for b in self.broken}
+        candidates = {c.lower(): c for c in [*ours, *available] if c not in unusable}
+        close = difflib.get_close_matches(name.lower(), list(candidates), n=1, cutoff=0.6)
+        hint = candidates[close[0]] if close else None
+        dist = ours.get(hint) if hint and hint not in available else None
+        return PluginNotFoundError(label, name, available, suggestion=hint, install=dist)
+
+    def create(self, kind: str, name: str, /, **settings: Any) -> Any:
+        """Instantiate the implementation ``name`` of ``kind`` with ``settings``.
+
+        Settings the implementation does not take are a ConfigurationError
+        naming them and the ones it does take; a string given for a parameter
+        whose default is a bool, int or float is converted (command-line options).
+        """
+        return self._make(kind, name, settings, {})
+
+    def _make(self, kind: str, name: str, options: Mapping[str, Any], settings: Mapping[str, Any]) -> Any:
+        """Make ``name`` with the user's ``options`` and the node's own ``settings``."""
         info = self.info(kind, name)
         factory = info.factory.load() if isinstance(info.factory, lazy) else info.factory
+        what = f"{kind.replace('_', ' ')} {name!r} from {info.distribution}"
+        checked = _checked_options(what, factory, options, settings)
         try:
-            return factory(**settings)
-        except (TypeError, ValueError) as exc:  # unknown or bad settings
-            given = ", ".join(f"{k}={v!r}" for k, v in settings.items()) or "no settings"
-            what = f"{kind.replace('_', ' ')} {name!r} from {info.distribution}"
+            return factory(**checked, **settings)
+        except (TypeError, ValueError) as exc:  # bad settings
+            given = ", ".join(f"{k}={v!r}" for k, v in options.items()) or "its defaults"
             raise ConfigurationError(f"{what} cannot be made with {given}: {exc}") from exc
 
     def check(self) -> list[BrokenPlugin]:
@@ -249,14 +287,17 @@ class Registry:
         plugins`` calls this so that a plugin missing a dependency shows up.
         """
         for kind in KINDS:
-            for name, info in list(self._infos[kind].items()):
-                if isinstance(info.factory, lazy):
-                    try:
-                        info.factory.load()
-                    except ConfigurationError as exc:
-                        del self._infos[kind][name]
-                        self.broken.append(BrokenPlugin(name, info.distribution, str(exc)))
+            self._check_kind(kind)
         return self.broken
+
+    def _check_kind(self, kind: str) -> None:
+        for name, info in list(self._infos[kind].items()):
+            if isinstance(info.factory, lazy):
+                try:
+                    info.factory.load()
+                except ConfigurationError as exc:
+                    del self._infos[kind][name]
+                    self.broken.append(BrokenPlugin(name, info.distribution, str(exc)))
 
     def all(self) -> list[PluginInfo]:
         """Every registered implementation, ordered by kind then name."""
@@ -278,8 +319,52 @@ def resolve(
     _check_options(kind, choice, options)
     if isinstance(choice, str):
         assert registry is not None, "a registry is needed to resolve names"
-        return registry.create(kind, choice, **(options or {}), **settings)
+        return registry._make(kind, choice, options or {}, settings)
     return choice
+
+
+def _checked_options(
+    what: str, factory: Any, options: Mapping[str, Any], settings: Mapping[str, Any]
+) -> dict[str, Any]:
+    """``options`` checked against ``factory``'s signature, strings converted to its defaults' types."""
+    clash = sorted(set(options) & set(settings))
+    if clash:
+        raise ConfigurationError(f"{what}: {', '.join(clash)} is set by the node, not as an option")
+    try:
+        parameters = inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # no signature to check against
+        return dict(options)
+    named = {
+        p.name: p.default
+        for p in parameters.values()
+        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    }
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    unknown = sorted(set(options) - set(named))
+    if unknown and not takes_any:  # a factory taking **options checks them itself
+        accepted = ", ".join(sorted(set(named) - set(settings))) or "none"
+        raise ConfigurationError(f"{what}: unknown option(s): {', '.join(unknown)} (accepted: {accepted})")
+    return {k: _converted(what, k, v, named.get(k)) for k, v in options.items()}
+
+
+def _converted(what: str, key: str, value: Any, default: Any) -> Any:
+    """A string ``value`` as the type of ``default`` when that is bool, int or float."""
+    kind = type(default)
+    if not isinstance(value, str) or kind not in (bool, int, float):
+        return value
+    text = value.strip().lower()
+    if kind is bool and text in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        return text in ("1", "true", "yes", "on")
+    if kind is not bool:
+        try:
+            number = kind(text)
+        except ValueError:
+            pass
+        else:
+            if math.isfinite(number):
+                return number
+    article = "an" if kind is int else "a"
+    raise ConfigurationError(f"{what}: option {key}={value!r} is not {article} {kind.__name__}")
 
 
 def _check_options(kind: str, choice: Any, options: Mapping[str, Any] | None) -> None:

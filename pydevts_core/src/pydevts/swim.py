@@ -31,9 +31,17 @@ what keeps a node that is merely slow (a blocked event loop, CPU contention)
 from being declared failed, as long as it answers within the suspicion
 window.
 
-Updates are sent at once to every live member, and also piggybacked on the
-next pings and acks (each about ``retransmit_mult * ceil(log10(N + 1))``
-times), so a lost datagram does not lose an update.
+Updates are sent at once to every (confirmed) live member, and also
+piggybacked on the next pings and acks (each about
+``retransmit_mult * ceil(log10(N + 1))`` times), so a lost datagram does not
+lose an update.
+
+Hostile input (see docs/membership.md): messages are validated into bounded
+types first (:mod:`pydevts.swim_wire`); an accusation always reaches the
+accused too; members heard of only through gossip stay *unconfirmed* (no
+broadcasts, no piggyback, no indirect probes, every other probe turn; see
+:meth:`SwimState.confirmed`) until they answer a probe or the router links to
+them, and are learned at a bounded rate, up to ``max_members``.
 
 The machine takes inputs (a message, a tick with the current time, hints from
 the router) and returns actions (send a message to a member, a member's new
@@ -50,50 +58,19 @@ from typing import Any
 
 from .members import Member, MemberState
 from .swim_rules import STATES as _STATES
-from .swim_rules import SwimConfig
-from .swim_rules import check_update as _check_update
-from .swim_rules import int_field as _int
+from .swim_rules import Newcomers, Probe, Relay, SwimConfig, SwimStats, dead_targets, round_robin
 from .swim_rules import tags_of as _tags
 from .swim_rules import wins as _wins
+from .swim_wire import U64_MAX, Action, Send, StateChange
+from .swim_wire import check_update as _check
+from .swim_wire import id_field as _id
+from .swim_wire import parse_message as _parse
 
-__all__ = ["Send", "StateChange", "SwimConfig", "SwimState"]
+__all__ = ["Action", "Send", "StateChange", "SwimConfig", "SwimState", "SwimStats"]
 
 Message = dict[str, Any]
 MAX_QUEUED = 1024  # updates waiting to be piggybacked
-
-
-@dataclass(frozen=True)
-class Send:
-    """Send ``message`` to member ``to`` at ``address``."""
-
-    to: str
-    address: str
-    message: Message
-
-
-@dataclass(frozen=True)
-class StateChange:
-    """A member's new record (state, incarnation, tags)."""
-
-    member: Member
-
-
-Action = Send | StateChange
-
-
-@dataclass
-class _Probe:
-    seq: int
-    target: str
-    started: float
-    indirect_sent: bool = False
-
-
-@dataclass
-class _Relay:
-    requester: str
-    requester_seq: int
-    expires: float
+MAX_RELAYS = 1024  # ping-reqs being relayed at once
 
 
 @dataclass
@@ -107,14 +84,22 @@ class SwimState:
     suspected_at: dict[str, float] = field(default_factory=dict)
     leaving: bool = False
     _seq: int = 0
-    _probe: _Probe | None = None
+    _probe: Probe | None = None
     _next_probe: float = 0.0
     _next_dead_probe: float = 0.0
     _next_reconnect: float = 0.0
     failed_at: dict[str, float] = field(default_factory=dict)
     _order: list[str] = field(default_factory=list)
-    _relays: dict[int, _Relay] = field(default_factory=dict)
+    _relays: dict[int, Relay] = field(default_factory=dict)
     _gossip: list[list[Any]] = field(default_factory=list)  # [update, sends left]
+    stats: SwimStats = field(default_factory=SwimStats)
+    _order_new: list[str] = field(default_factory=list)  # probe order of the unconfirmed
+    _probe_new: bool = False  # whose turn: an unconfirmed member or a confirmed one
+    _notices: dict[str, tuple[str, list[Any]]] = field(default_factory=dict)  # id -> (address, update)
+    _unconfirmed: Newcomers = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._unconfirmed = Newcomers(self.config, self.stats)
 
     # ------------------------------------------------------------------ views
 
@@ -125,14 +110,26 @@ class SwimState:
     def live(self) -> list[Member]:
         return [m for m in self.members.values() if m.alive]
 
+    def confirmed(self, node_id: str) -> bool:
+        """False for a member heard of only through gossip (it has not answered us yet)."""
+        return node_id not in self._unconfirmed
+
     def size(self) -> int:
-        return 1 + len(self.live())
+        """This node and the confirmed live members (gossip alone cannot stretch timeouts)."""
+        return 1 + sum(1 for m in self.members.values() if m.alive and m.id not in self._unconfirmed)
 
     # ------------------------------------------------------------------ hints from the router
 
     def learn(self, member: Member, now: float) -> list[Action]:
-        """The router reached ``member`` (a link came up): it is alive at that incarnation."""
+        """The router reached ``member`` (a link came up): it is alive at that incarnation (unless
+        it fails the wire's checks, counted: gossip about it would make others drop datagrams)."""
         update = ["alive", member.id, member.address, member.incarnation, dict(member.tags)]
+        try:
+            _check(update)
+        except ValueError:
+            self.stats.hints_refused += 1
+            return []
+        self._unconfirmed.since.pop(member.id, None)
         return self._apply_update(update, now)
 
     def link_down(self, node_id: str, now: float) -> list[Action]:
@@ -156,6 +153,8 @@ class SwimState:
             del self.members[node_id]
             self.failed_at.pop(node_id, None)
             self.suspected_at.pop(node_id, None)
+            self._unconfirmed.since.pop(node_id, None)
+            self._notices.pop(node_id, None)
             self._gossip = [item for item in self._gossip if item[0][1] != node_id]
 
     def member_left(self, node_id: str, now: float) -> list[Action]:
@@ -163,7 +162,7 @@ class SwimState:
         member = self.members.get(node_id)
         if member is None:
             return []
-        return self._apply_update(["left", node_id, member.address, member.incarnation, None], now)
+        return self._apply_update(["left", node_id, member.address, member.incarnation, None], now, node_id)
 
     def leave(self, now: float) -> list[Action]:
         """This node leaves: tell every live member."""
@@ -173,7 +172,10 @@ class SwimState:
 
     def set_tags(self, tags: Mapping[str, str], now: float) -> list[Action]:
         """This node's tags changed: announce them with a new incarnation."""
-        self.local = replace(self.local, tags=dict(tags), incarnation=self.local.incarnation + 1)
+        # Saturates at 2**64-1 (only reachable if datagrams pushed it there; see the docs).
+        self.local = replace(
+            self.local, tags=dict(tags), incarnation=min(self.local.incarnation + 1, U64_MAX)
+        )
         return self._announce_self()
 
     # ------------------------------------------------------------------ time
@@ -209,24 +211,40 @@ class SwimState:
                 del self._relays[seq]
         if now >= self._next_dead_probe and not self.leaving:
             self._next_dead_probe = now + cfg.dead_probe_interval
+            for node_id in self._unconfirmed.expired(self.members, now):
+                self.forget(node_id)
             actions += self._probe_the_dead(now)
         if self._probe is None and now >= self._next_probe and not self.leaving:
             self._next_probe = now + cfg.probe_interval
             actions += self._start_probe(now)
+        if self._notices:
+            # Accusations about members we no longer send to: the accused hears them too.
+            if not self.leaving:
+                actions += [Send(i, a, {"t": "gossip", "u": [u]}) for i, (a, u) in self._notices.items()]
+            self._notices.clear()
         return actions
 
     def _start_probe(self, now: float) -> list[Action]:
-        candidates = {m.id for m in self.live()}
-        self._order = [i for i in self._order if i in candidates]
-        if not self._order:
-            self._order = sorted(candidates)
-            self.rng.shuffle(self._order)
-        if not self._order:
+        target = self._next_target()
+        if target is None:
             return []
-        target = self.members[self._order.pop()]
-        self._seq += 1
-        self._probe = _Probe(self._seq, target.id, now)
-        return [self._send(target, {"t": "ping", "seq": self._seq})]
+        self._probe = Probe(self._next_seq(), target.id, now)
+        return [self._send(target, {"t": "ping", "seq": self._probe.seq})]
+
+    def _next_target(self) -> Member | None:
+        """Round-robin over a shuffled list; unconfirmed members get at most every other turn."""
+        new = {m.id for m in self.members.values() if m.alive and m.id in self._unconfirmed}
+        old = {m.id for m in self.members.values() if m.alive} - new
+        self._probe_new = not self._probe_new
+        pools = [(new, self._order_new), (old, self._order)]
+        for candidates, order in pools if self._probe_new else reversed(pools):
+            if (node_id := round_robin(candidates, order, self.rng)) is not None:
+                return self.members[node_id]
+        return None
+
+    def _next_seq(self) -> int:
+        self._seq = self._seq + 1 if self._seq < U64_MAX else 1
+        return self._seq
 
     def _probe_the_dead(self, now: float) -> list[Action]:
         """Ping failed members, with our own ``alive`` on board, so that after a
@@ -234,83 +252,71 @@ class SwimState:
         to the dead): one failed within ``dead_probe_window`` per call, and one
         failed longer ago per ``reconnect_interval`` (Serf's reconnect) until
         the node reaps it."""
-        cfg = self.config
-        recent = sorted(n for n, since in self.failed_at.items() if now - since <= cfg.dead_probe_window)
-        targets = [self.rng.choice(recent)] if recent else []
-        older = sorted(set(self.failed_at) - set(recent))
-        if older and now >= self._next_reconnect:
-            self._next_reconnect = now + cfg.reconnect_interval
-            targets.append(self.rng.choice(older))
+        dead = {n: since for n, since in self.failed_at.items() if n not in self._unconfirmed}
+        targets, reconnect = dead_targets(dead, now, self.config, self.rng, now >= self._next_reconnect)
+        if reconnect:
+            self._next_reconnect = now + self.config.reconnect_interval
         me = self.local
         actions: list[Action] = []
         for node_id in targets:
             target = self.members[node_id]
-            self._seq += 1
             alive = ["alive", me.id, me.address, me.incarnation, dict(me.tags)]
-            ping = {"t": "ping", "seq": self._seq, "addr": me.address, "u": [alive]}
+            ping = {"t": "ping", "seq": self._next_seq(), "addr": me.address, "u": [alive]}
             actions.append(Send(target.id, target.address, ping))
         return actions
 
-    def _indirect(self, probe: _Probe, target: Member) -> list[Action]:
-        helpers = [m for m in self.live() if m.id != target.id]
+    def _indirect(self, probe: Probe, target: Member) -> list[Action]:
+        if target.id in self._unconfirmed:
+            return []  # never proven reachable: nobody else is asked to send it anything
+        helpers = [m for m in self.live() if m.id != target.id and m.id not in self._unconfirmed]
         self.rng.shuffle(helpers)
         msg = {"t": "ping-req", "seq": probe.seq, "target": target.id, "addr": target.address}
         return [self._send(h, dict(msg)) for h in helpers[: self.config.indirect_checks]]
 
     # ------------------------------------------------------------------ messages
 
-    def receive(self, sender: str, message: Message, now: float) -> list[Action]:
-        """A datagram from member ``sender``; raise ValueError if it is malformed."""
+    def receive(self, sender: str, message: Any, now: float) -> list[Action]:
+        """A datagram from member ``sender``; raise ValueError if it (or ``sender``) is malformed."""
         # Validate everything before changing anything.
-        if not isinstance(message, dict):
-            raise ValueError(f"SWIM message is not an object: {message!r}")
-        raw_updates = message.get("u") or []
-        if not isinstance(raw_updates, list):
-            raise ValueError(f"SWIM updates are not a list: {raw_updates!r}")
-        updates = [_check_update(u) for u in raw_updates]
-        kind = message.get("t")
-        if kind not in ("ping", "ack", "ping-req", "gossip"):
-            raise ValueError(f"unknown SWIM message type {kind!r}")
-        seq = _int(message.get("seq")) if kind != "gossip" else 0
-        if kind == "ping-req" and not (
-            isinstance(message.get("target"), str) and isinstance(message.get("addr"), str)
-        ):
-            raise ValueError(f"ping-req without target: {message!r}")
-
+        _id(sender, "sender id")
+        msg = _parse(message)
         actions: list[Action] = []
-        for update in updates:
-            actions += self._apply_update(update, now)
+        for update in msg.updates:
+            actions += self._apply_update(update, now, sender, wire=True)
         member = self.members.get(sender)
-        if (
-            member is not None
-            and member.state in (MemberState.FAILED, MemberState.SUSPECT)
-            and kind != "gossip"
-        ):
+        if member is not None and member.state != MemberState.ALIVE and msg.kind != "gossip":
             # It talks, so it runs: tell it what we think of it, so that it refutes.
             accusation = [member.state.value, member.id, member.address, member.incarnation, None]
             actions.append(Send(member.id, member.address, {"t": "gossip", "u": [accusation]}))
-            if member.state == MemberState.FAILED:
+            if not member.alive:
                 return actions
-        if kind == "ping":
+        if msg.kind == "ping":
             if member is not None and member.alive:
-                actions.append(self._send(member, {"t": "ack", "seq": seq}))
-            elif isinstance(message.get("addr"), str):  # a relayed ping from someone we do not know yet
-                stranger = Member(sender, message["addr"])
-                actions.append(self._send(stranger, {"t": "ack", "seq": seq}))
-        elif kind == "ack":
-            actions += self._on_ack(sender, seq)
-        elif kind == "ping-req":
-            target_id, addr = message["target"], message["addr"]
-            self._seq += 1
-            self._relays[self._seq] = _Relay(sender, seq, now + self.config.probe_interval)
-            target = self.members.get(target_id) or Member(target_id, addr)
-            actions.append(self._send(target, {"t": "ping", "seq": self._seq, "addr": self.local.address}))
+                actions.append(self._send(member, {"t": "ack", "seq": msg.seq}))
+            elif msg.addr is not None:  # a relayed ping from someone we do not know yet
+                # Nothing piggybacked: a stranger's small ping must not buy a large answer.
+                actions.append(Send(sender, msg.addr, {"t": "ack", "seq": msg.seq}))
+        elif msg.kind == "ack":
+            actions += self._on_ack(sender, msg.seq)
+        elif msg.kind == "ping-req":
+            assert msg.target is not None and msg.addr is not None
+            if member is None or sender in self._unconfirmed or len(self._relays) >= MAX_RELAYS:
+                self.stats.ping_reqs_refused += 1  # only confirmed members may have us send pings
+                return actions
+            seq = self._next_seq()
+            self._relays[seq] = Relay(sender, msg.seq, now + self.config.probe_interval)
+            target = self.members.get(msg.target) or Member(msg.target, msg.addr)
+            actions.append(self._send(target, {"t": "ping", "seq": seq, "addr": self.local.address}))
         return actions
 
     def _on_ack(self, sender: str, seq: int) -> list[Action]:
         probe = self._probe
         if probe is not None and probe.seq == seq and probe.target == sender:
             self._probe = None
+            if self._unconfirmed.since.pop(sender, None) is not None:
+                member = self.members.get(sender)
+                if member is not None and member.alive:
+                    return [StateChange(member)]  # confirmed: now the router may hear of it
             return []
         relay = self._relays.pop(seq, None)
         if relay is not None:
@@ -324,13 +330,22 @@ class SwimState:
 
     # ------------------------------------------------------------------ updates
 
-    def _apply_update(self, update: list[Any], now: float) -> list[Action]:
+    def _apply_update(
+        self, update: list[Any], now: float, sender: str | None = None, *, wire: bool = False
+    ) -> list[Action]:
+        """Apply one update (``wire``: from a datagram of ``sender``, not a router hint)."""
         kind, node_id, address, inc, tags = update
         if node_id == self.local.id:
             return self._about_self(kind, inc)
         current = self.members.get(node_id)
         if not _wins(kind, inc, current):
             return []
+        if current is None:
+            admitted, victim = self._unconfirmed.admit(self.members, self.failed_at, now, wire)
+            if not admitted:
+                return []
+            if victim is not None:
+                self.forget(victim)
         base = current or Member(node_id, address, dict(tags or {}))
         new = replace(
             base,
@@ -340,6 +355,8 @@ class SwimState:
             state=_STATES[kind],
         )
         self.members[node_id] = new
+        if (current is None and wire) or (node_id in self._unconfirmed and not new.alive):
+            self._unconfirmed.since[node_id] = now  # learned, or down since
         if new.state == MemberState.SUSPECT:
             self.suspected_at.setdefault(node_id, now)
         else:
@@ -348,13 +365,16 @@ class SwimState:
             self.failed_at[node_id] = now
         else:
             self.failed_at.pop(node_id, None)
-        return [StateChange(new), *self._broadcast([kind, node_id, new.address, inc, _tags(new, kind)])]
+        broadcast = [kind, node_id, new.address, inc, _tags(new, kind)]
+        if kind != "alive" and sender != node_id and (not new.alive or node_id in self._unconfirmed):
+            self._notices[node_id] = (new.address, broadcast)  # not among the broadcast's recipients
+        return [StateChange(new), *self._broadcast(broadcast)]
 
     def _about_self(self, kind: str, inc: int) -> list[Action]:
         if kind not in ("suspect", "failed", "left") or self.leaving:
             return []
-        if inc >= self.local.incarnation:
-            self.local = replace(self.local, incarnation=inc + 1)  # refute
+        if inc >= self.local.incarnation:  # refute (at most 2**64-1: accusations stop one below)
+            self.local = replace(self.local, incarnation=min(inc + 1, U64_MAX))
         # An accusation about an older incarnation means our refutation was
         # lost somewhere: say it again.
         return self._announce_self()
@@ -364,19 +384,24 @@ class SwimState:
         return self._broadcast(["alive", me.id, me.address, me.incarnation, dict(me.tags)])
 
     def _broadcast(self, update: list[Any]) -> list[Action]:
-        """Send ``update`` to every live member now (the subject too: it may need to refute),
-        and queue it to ride on the next pings and acks."""
+        """Send ``update`` to every confirmed live member now (a suspect too: it may need to
+        refute), and queue it to ride on the next pings and acks."""
         n = self.size()
         # A newer update about a member replaces any queued one about it (memberlist's
         # invalidation); the queue never holds more than one item per member.
         self._gossip = [item for item in self._gossip if item[0][1] != update[1]]
         self._gossip.insert(0, [update, self.config.retransmit_mult * math.ceil(math.log10(n + 1))])
         del self._gossip[MAX_QUEUED:]
-        return [Send(m.id, m.address, {"t": "gossip", "u": [update]}) for m in self.live()]
+        return [
+            Send(m.id, m.address, {"t": "gossip", "u": [update]})
+            for m in self.members.values()
+            if m.alive and m.id not in self._unconfirmed
+        ]
 
     def _send(self, member: Member, message: Message) -> Send:
-        """``message`` with queued updates piggybacked (each sent a bounded number of times)."""
-        if self._gossip:
+        """``message`` with queued updates piggybacked (each sent a bounded number of times;
+        none to an unconfirmed member)."""
+        if self._gossip and member.id not in self._unconfirmed:
             batch = self._gossip[: self.config.max_piggyback]
             message["u"] = [item[0] for item in batch]
             for item in batch:

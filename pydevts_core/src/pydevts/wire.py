@@ -14,6 +14,7 @@ REPLY       0x03   request id (u64 BE), payload
 ERROR       0x04   request id (u64 BE), error code (u8), message (UTF-8)
 HELLO       0x30   JSON object (see :class:`Hello`)
 REFUSE      0x31   reason (UTF-8); the sender closes the connection after it
+AUTH        0x32   keyring mode only, before HELLO (see :mod:`pydevts.secure`)
 router      0x40+  owned by the router (control messages, routing headers)
 ==========  =====  ===========================================================
 
@@ -31,8 +32,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import LocalProtocolError, RemoteProtocolError
+from .errors import ConfigurationError, LocalProtocolError, RemoteProtocolError
 from .protocols import Address
+from .settings import checked_tags
+from .swim_wire import id_field
 
 __all__ = [
     "EVENT",
@@ -214,6 +217,11 @@ class Hello:
             raise RemoteProtocolError(f"HELLO is missing or has a bad field: {exc!r}") from exc
         if not hello.node_id:
             raise RemoteProtocolError("HELLO has an empty node id")
+        try:
+            id_field(hello.node_id)
+            checked_tags(hello.tags)
+        except (ValueError, ConfigurationError) as exc:
+            raise RemoteProtocolError(f"HELLO has a bad field: {exc}") from None
         try:
             Address.parse(hello.address)
         except ValueError as exc:

@@ -10,6 +10,7 @@ from typing import Any
 
 import anyio
 
+from ..plugins import Registry
 from .driver import AgentProcess
 
 __all__ = ["run_demo"]
@@ -28,6 +29,7 @@ def _say(text: str = "") -> None:
 
 
 async def run_demo(backend: str = "asyncio", transport: str = "tcp") -> int:
+    Registry().info("transport", transport)  # a name nobody provides: say so now, not from 3 children
     port = free_port()
     t0 = time.monotonic()
     _say(f"pydevts demo: 3 nodes, each its own process, cluster port 127.0.0.1:{port} ({transport})")
@@ -38,7 +40,9 @@ async def run_demo(backend: str = "asyncio", transport: str = "tcp") -> int:
     try:
         async with anyio.create_task_group() as tg:
             await first.start(tg)
-            started = await first.wait_for(lambda e: e.get("ev") == "started", 15, "start")
+            started = await first.wait_for(lambda e: e.get("ev") in ("started", "error"), 15, "start")
+            if started["ev"] == "error":
+                raise RuntimeError(f"{first.name} could not start: {started['message']}")
             where = started["address"]
             _say(f"  {first.name} found nothing on the cluster port: started a new cluster at {where}")
             for agent in (second, third):
@@ -46,7 +50,7 @@ async def run_demo(backend: str = "asyncio", transport: str = "tcp") -> int:
             for agent in (second, third):
                 ev = await agent.wait_for(lambda e: e.get("ev") in ("started", "error"), 15, "start")
                 if ev["ev"] == "error":
-                    raise RuntimeError(f"{agent.name}: {ev['message']}")
+                    raise RuntimeError(f"{agent.name} could not start: {ev['message']}")
                 _say(f"  {agent.name} joined through the cluster port; listening on {ev['address']}")
             for agent in agents:
                 await _wait_members(agent, 3)
@@ -84,9 +88,10 @@ async def run_demo(backend: str = "asyncio", transport: str = "tcp") -> int:
             exc = exc.exceptions[0]  # a failure inside the task group: say what it was
         if not isinstance(exc, (TimeoutError, RuntimeError)):
             raise
-        _say(f"demo failed: {exc}")
+        _say(f"demo failed: {exc or type(exc).__name__}")
         for agent in agents:
-            _say(f"--- {agent.name} log:")
+            if agent.log:
+                _say(f"--- {agent.name} log:")
             for line in agent.log[-40:]:
                 _say(f"    {line}")
         return 1
@@ -102,13 +107,16 @@ def _nth_received(agent: AgentProcess, n: int) -> Callable[[dict[str, Any]], boo
     return lambda _event: sum(x.get("ev") == "received" for x in agent.events) >= n
 
 
-async def _wait_members(agent: AgentProcess, n: int) -> None:
-    with anyio.fail_after(15):
+async def _wait_members(agent: AgentProcess, n: int, timeout: float = 15) -> None:
+    alive = 0
+    with anyio.move_on_after(timeout):
         while True:
             result = await agent.call(op="members")
-            if sum(m["state"] == "alive" for m in result["members"]) >= n:
+            alive = sum(m["state"] == "alive" for m in result["members"])
+            if alive >= n:
                 return
             await anyio.sleep(0.05)
+    raise TimeoutError(f"{agent.name} sees {alive} of {n} members alive after {timeout:g} s")
 
 
 def _table(agents: list[AgentProcess], reply: dict[str, Any]) -> None:

@@ -101,9 +101,16 @@ class AgentProcess:
                 if self._eof:
                     break
                 await self._changed.wait()
+        if self._eof:
+            code = self.process.returncode if self.process is not None else None
+            status = "" if code is None else f" (status {code})"
+            raise TimeoutError(
+                f"{self.name} exited{status} before its {what or 'matching event'}; "
+                f"last events: {self.events[-10:]}; log tail: {self.log[-40:]}"
+            )
         raise TimeoutError(
-            f"{self.name}: no {what or 'matching event'} within {timeout:g} s "
-            f"(exited={self._eof}); events: {self.events[-10:]}; log tail: {self.log[-40:]}"
+            f"{self.name}: no {what or 'matching event'} within {timeout:g} s; "
+            f"events: {self.events[-10:]}; log tail: {self.log[-40:]}"
         )
 
     async def wait_log(self, text: str, timeout: float = 10.0) -> str:

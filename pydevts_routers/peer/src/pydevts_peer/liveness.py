@@ -7,8 +7,15 @@ so that a link held up by backpressure (a slow handler on the far side) never
 delays a probe. The router adds its own hints: a link that comes up makes the
 member alive, a link that drops without a leave makes it suspect at once.
 
-Datagram: ``{"c": cluster, "f": sender id, "m": SWIM message}``; datagrams of
-another cluster, or that do not parse, are dropped (counted, logged at DEBUG).
+Datagram: ``{"c": cluster, "f": sender id, "m": SWIM message}``. A datagram of
+another cluster, or one that does not parse or validate (see
+:mod:`pydevts.swim_wire`), is dropped: counted (``bad_datagrams``) and logged
+at WARNING, rate-limited. Any other exception while one datagram is handled is
+a bug; it costs only that datagram: counted (``datagram_errors``), logged
+rate-limited with its traceback, and never reaches the node's task group.
+The same holds for a tick. Members SWIM holds *unconfirmed* (heard of only
+through gossip) are not reported alive to the router until they answer a
+probe, so gossip alone never makes the router open connections.
 """
 
 from __future__ import annotations
@@ -22,7 +29,9 @@ from pydevts.datagrams import MAX_DATAGRAM
 from pydevts.errors import ConnectionClosedError
 from pydevts.members import Member
 from pydevts.protocols import Address, DatagramEndpoint, RouterContext
+from pydevts.ratelog import RateLimitedLog
 from pydevts.swim import Action, Send, StateChange, SwimConfig, SwimState
+from pydevts.swim_wire import id_field
 
 __all__ = ["Liveness"]
 
@@ -44,7 +53,9 @@ class Liveness:
         self.ctx = ctx
         self.swim = SwimState(local, config or SwimConfig())
         self.on_change = on_change
-        self.bad_datagrams = 0
+        self.bad_datagrams = 0  # malformed, or of another cluster
+        self.datagram_errors = 0  # an internal error while handling one (a bug)
+        self._ratelog = RateLimitedLog(log)
         self._cluster = ctx.hello.cluster
         self._endpoint: DatagramEndpoint | None = None
         self._stopped = False
@@ -86,7 +97,11 @@ class Liveness:
 
     async def _tick_loop(self) -> None:
         while not self._stopped:
-            self._apply(self.swim.tick(anyio.current_time()))
+            try:
+                self._apply(self.swim.tick(anyio.current_time()))
+            except Exception:  # a bug must not stop the node; the next tick tries again
+                self.datagram_errors += 1
+                self._ratelog.log(logging.ERROR, "tick", "SWIM tick failed", exc_info=True)
             await anyio.sleep(TICK)
 
     async def _receive_loop(self) -> None:
@@ -96,18 +111,44 @@ class Liveness:
             except ConnectionClosedError:
                 return
             try:
-                body = json.loads(data)
-                if body.get("c") != self._cluster:
-                    raise ValueError(f"datagram of cluster {body.get('c')!r}")
-                sender = body["f"]
-                if not isinstance(sender, str):
-                    raise ValueError("no sender")
-                actions = self.swim.receive(sender, body["m"], anyio.current_time())
-            except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
-                self.bad_datagrams += 1
-                log.debug("dropping a SWIM datagram: %s", exc)
-                continue
-            self._apply(actions)
+                self.handle_datagram(data, anyio.current_time())
+            except Exception:  # one bad datagram costs only itself, never the node
+                self.datagram_errors += 1
+                self._ratelog.log(logging.ERROR, "internal", "error handling a SWIM datagram", exc_info=True)
+
+    def handle_datagram(self, data: bytes, now: float) -> None:
+        """One datagram in: validate, feed SWIM, act; a bad one is counted and logged (rate-limited)."""
+        stats = self.swim.stats
+        refused = stats.new_members_rate_limited + stats.new_members_over_limit
+        try:
+            body = json.loads(data)
+            if not isinstance(body, dict):
+                raise ValueError("not a JSON object")
+            if body.get("c") != self._cluster:
+                raise ValueError(f"datagram of cluster {str(body.get('c'))[:80]!r}")
+            sender = id_field(body.get("f"), "sender id")
+            actions = self.swim.receive(sender, body.get("m"), now)
+        except (ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSON errors included
+            self.bad_datagrams += 1
+            self._ratelog.warning("bad_datagram", "dropping a SWIM datagram: %s", str(exc)[:200])
+            return
+        self._apply(actions)
+        if stats.new_members_rate_limited + stats.new_members_over_limit > refused:
+            self._ratelog.warning(
+                "new_members",
+                "not taking in new members from gossip: %d over the rate limit, %d over max_members so far",
+                stats.new_members_rate_limited,
+                stats.new_members_over_limit,
+            )
+
+    def statistics(self) -> dict[str, int]:
+        """Counters for the router's ``statistics()``: datagrams dropped, what SWIM refused."""
+        return {
+            "swim_bad_datagrams": self.bad_datagrams,
+            "swim_datagram_errors": self.datagram_errors,
+            "swim_log_lines_suppressed": self._ratelog.suppressed,
+            **{f"swim_{k}": v for k, v in vars(self.swim.stats).items()},
+        }
 
     # ------------------------------------------------------------------ actions
 
@@ -116,19 +157,26 @@ class Liveness:
             if isinstance(action, Send):
                 self._send(action)
             elif isinstance(action, StateChange):
-                self.on_change(action.member)
+                member = action.member
+                if member.alive and not self.swim.confirmed(member.id):
+                    continue  # heard of only through gossip: the router hears of it once it answers
+                self.on_change(member)
 
     def _send(self, action: Send) -> None:
         endpoint = self._endpoint
         if endpoint is None or self._stopped:
             return
-        data = json.dumps(
-            {"c": self._cluster, "f": self.swim.local.id, "m": action.message}, separators=(",", ":")
-        ).encode()
-        if len(data) > MAX_DATAGRAM:
-            log.warning("SWIM message to %s too large (%d bytes): not sent", action.to, len(data))
-            return
         try:
+            message = {"c": self._cluster, "f": self.swim.local.id, "m": action.message}
+            data = json.dumps(message, separators=(",", ":")).encode()
+            if len(data) > MAX_DATAGRAM:
+                self._ratelog.warning(
+                    "too_large", "SWIM message to %s too large (%d bytes): not sent", action.to, len(data)
+                )
+                return
             endpoint.send(data, Address.parse(action.address))
         except ValueError as exc:
             log.debug("SWIM datagram to %s not sent: %s", action.to, exc)
+        except Exception:  # e.g. a transport's bug: lose this datagram, not the node
+            self.datagram_errors += 1
+            self._ratelog.log(logging.ERROR, "send", "sending a SWIM datagram failed", exc_info=True)

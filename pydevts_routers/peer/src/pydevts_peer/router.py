@@ -341,6 +341,10 @@ class PeerRouter:
             await anyio.sleep(self.tick_interval * random.uniform(0.8, 1.2))
             self._apply(self._state.tick(anyio.current_time()))
 
+    def statistics(self) -> dict[str, int]:
+        """The failure detector's counters (``swim_*``: bad datagrams, refused hints, ...)."""
+        return self._liveness.statistics() if self._liveness is not None else {}
+
     def forget(self, peer_id: str) -> bool:
         """The node reaps ``peer_id`` (left or failed ``reap_after`` ago): drop what we keep about it.
 
