@@ -10,9 +10,16 @@ Run it on the trio event loop, in several terminals, with the same cluster port:
 
 Needs: pydevts, pydevts-pickle and trio (``pip install -r examples/requirements.txt``).
 
+pydevts runs the pickle serializer only in a cluster with a keyring, so that
+only nodes holding the key can send what gets unpickled. Without
+``--keyring PATH`` these examples share a demo keyring of this user on this
+machine (made on first use, mode 0600, path printed at start); for anything
+beyond one machine make your own with ``pydevts keygen > cluster.key`` and
+pass ``--keyring cluster.key`` to every node.
+
 Why the pickle serializer: the value may be any Python object, and saying so
 honestly means using pickle for the whole cluster — which pydevts only
-allows after the explicit ``trusted`` flag below. (The alternative, pickling
+allows after the explicit ``trusted`` flag below, and with a keyring. (The alternative, pickling
 inside a msgpack payload, runs the same unpickling on the receiver and would
 only hide the risk.)
 
@@ -24,7 +31,12 @@ writes resolve by last writer wins (logical clock).
 from __future__ import annotations
 
 import argparse
+import base64
+import os
 import signal
+import sys
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -53,8 +65,22 @@ class PickleNode(Node):
         return self.value
 
 
-async def main(cluster_port: int, write: bool, transport: str = "tcp") -> None:
-    node = PickleNode(cluster_port, transport=transport)
+def demo_keyring() -> Path:
+    """This user's demo keyring for the pickle examples on this machine (made once, mode 0600)."""
+    path = Path(tempfile.gettempdir()) / f"pydevts-examples-{os.getuid()}.keyring"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass  # made by an earlier run (or by the example started beside this one)
+    else:
+        with os.fdopen(fd, "w") as out:
+            out.write(base64.b64encode(os.urandom(32)).decode() + "\n")
+    print(f"using the demo keyring {path} (--keyring PATH for your own)", file=sys.stderr, flush=True)
+    return path
+
+
+async def main(cluster_port: int, write: bool, transport: str = "tcp", keyring: str | None = None) -> None:
+    node = PickleNode(cluster_port, transport=transport, keyring=keyring or demo_keyring())
     async with anyio.create_task_group() as tg:
         await tg.start(cancel_on_signal, tg.cancel_scope)  # Ctrl-C, even while joining
         async with node:  # joins; leaves the cluster gracefully when cancelled
@@ -85,5 +111,6 @@ if __name__ == "__main__":
     parser.add_argument("cluster_port", type=int)
     parser.add_argument("w", nargs="?", choices=["w"], help="'w': update the value every second")
     parser.add_argument("--transport", default="tcp", help="tcp (default) or quic (pip install pydevts-quic)")
+    parser.add_argument("--keyring", help="the cluster's keyring file (default: this user's demo keyring)")
     args = parser.parse_args()
-    anyio.run(main, args.cluster_port, args.w == "w", args.transport, backend="trio")
+    anyio.run(main, args.cluster_port, args.w == "w", args.transport, args.keyring, backend="trio")

@@ -13,17 +13,18 @@ to ``pickleoutput.txt`` in the current directory (the current value as soon
 as it joins, then every update).
 
 Needs: pydevts, pydevts-pickle and trio (``pip install -r examples/requirements.txt``).
+Like picklenode it needs a keyring: ``--keyring PATH``, or the demo keyring
+picklenode.py describes.
 """
 
 from __future__ import annotations
 
 import argparse
-import signal
 from pathlib import Path
 from typing import Any
 
 import anyio
-from anyio.abc import TaskStatus
+from picklenode import cancel_on_signal, demo_keyring  # the example beside this one
 from pydevts import Node, ReplicatedDict
 
 OUTPUT = Path("pickleoutput.txt")
@@ -45,28 +46,18 @@ class PickleNodeWriter(Node):
             print(f"wrote {value!r} (set by {origin}) to {self.output}", flush=True)
 
 
-async def main(cluster_port: int, transport: str = "tcp") -> None:
-    node = PickleNodeWriter(cluster_port, transport=transport)
+async def main(cluster_port: int, transport: str = "tcp", keyring: str | None = None) -> None:
+    node = PickleNodeWriter(cluster_port, transport=transport, keyring=keyring or demo_keyring())
     async with anyio.create_task_group() as tg:
         await tg.start(cancel_on_signal, tg.cancel_scope)  # Ctrl-C, even while joining
         async with node:  # joins; leaves the cluster gracefully when cancelled
             await anyio.sleep_forever()
 
 
-async def cancel_on_signal(
-    scope: anyio.CancelScope, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
-) -> None:
-    """Once started, Ctrl-C or SIGTERM cancels ``scope``: the node leaves, ``main()`` returns."""
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        task_status.started()
-        async for _ in signals:
-            scope.cancel()
-            return
-
-
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="writes picklenode's value to pickleoutput.txt (trio)")
     parser.add_argument("cluster_port", type=int)
     parser.add_argument("--transport", default="tcp", help="tcp (default) or quic (pip install pydevts-quic)")
+    parser.add_argument("--keyring", help="the cluster's keyring file (default: this user's demo keyring)")
     args = parser.parse_args()
-    anyio.run(main, args.cluster_port, args.transport, backend="trio")
+    anyio.run(main, args.cluster_port, args.transport, args.keyring, backend="trio")

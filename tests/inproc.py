@@ -90,8 +90,14 @@ async def cluster(*nodes: Node, timeout: float = 8.0) -> AsyncIterator[tuple[Nod
 
 
 def pydevts_warnings(records: Iterable[logging.LogRecord]) -> list[str]:
-    """Messages of WARNING-or-worse records from ``pydevts.*`` loggers."""
-    return [r.getMessage() for r in records if r.name.startswith("pydevts") and r.levelno >= logging.WARNING]
+    """Messages of WARNING-or-worse records from ``pydevts.*`` loggers (but the open-cluster notice)."""
+    return [
+        r.getMessage()
+        for r in records
+        if r.name.startswith("pydevts")
+        and r.levelno >= logging.WARNING
+        and "OPEN cluster" not in r.getMessage()
+    ]
 
 
 # --------------------------------------------------------------------------- raw TCP

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -145,10 +146,27 @@ def test_pickle_serializer_refuses_to_start_without_the_trust_flag() -> None:
     assert "executes code sent by other nodes" in done.stderr and "--trusted-cluster" in done.stderr
 
 
+def test_pickle_serializer_refuses_an_open_cluster() -> None:
+    done = subprocess.run(
+        [*PYDEVTS, "node", str(free_port()), "--serializer", "pickle", "--trusted-cluster"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert "needs a cluster keyring" in done.stderr and "--keyring PATH" in done.stderr, done.stderr
+
+
 @pytest.mark.anyio
-async def test_pickle_serializer_runs_with_the_trust_flag() -> None:
+async def test_pickle_serializer_runs_with_the_trust_flag_and_a_keyring(tmp_path: Path) -> None:
     port = free_port()
-    proc = LoggedProcess([*PYDEVTS, "node", str(port), "--serializer", "pickle", "--trusted-cluster"])
+    key = (await anyio.run_process([*PYDEVTS, "keygen"])).stdout.decode()
+    assert len(base64.b64decode(key.strip(), validate=True)) == 32
+    ring = tmp_path / "cluster.key"
+    ring.write_text(key)
+    proc = LoggedProcess(
+        [*PYDEVTS, "node", str(port), "--serializer", "pickle", "--trusted-cluster", "--keyring", str(ring)]
+    )
     with anyio.fail_after(30):
         async with anyio.create_task_group() as tg:
             try:

@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,13 @@ from pydevts.errors import PydevtsError
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 EXIT_WITHIN = 2.0  # seconds from SIGINT to exit (generous: a shared machine; usually 30-200 ms)
-PICKLE: dict[str, Any] = {"serializer": "pickle", "serializer_options": {"trusted": True}}
+# the examples' demo keyring (examples/picklenode.py makes it on first use)
+DEMO_KEYRING = str(Path(tempfile.gettempdir()) / f"pydevts-examples-{os.getuid()}.keyring")
+PICKLE: dict[str, Any] = {
+    "serializer": "pickle",
+    "serializer_options": {"trusted": True},
+    "keyring": DEMO_KEYRING,
+}
 
 pytestmark = [pytest.mark.slow, pytest.mark.anyio, pytest.mark.timeout(120)]
 

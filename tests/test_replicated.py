@@ -9,6 +9,8 @@ import pytest
 from inproc import cluster, free_port, wait_for_mesh, wait_until
 from pydevts import HandshakeRefusedError, Node, ReplicatedDict, handler
 
+KEY = bytes(range(32))  # pickle needs a keyring
+
 pytestmark = pytest.mark.anyio
 
 
@@ -158,8 +160,10 @@ async def test_custom_node_types_work_together() -> None:
 async def test_pickle_and_msgpack_nodes_refuse_each_other() -> None:
     port = free_port()
     with anyio.fail_after(20):
-        async with Node(port, node_id="m"):
-            pickled = Node(port, node_id="p", serializer="pickle", serializer_options={"trusted": True})
+        async with Node(port, node_id="m", keyring=[KEY]):
+            pickled = Node(
+                port, node_id="p", keyring=[KEY], serializer="pickle", serializer_options={"trusted": True}
+            )
             with pytest.raises(
                 HandshakeRefusedError,
                 match=r"this node uses serializer 'pickle'; the cluster at \S+ uses 'msgpack'",
@@ -170,7 +174,11 @@ async def test_pickle_and_msgpack_nodes_refuse_each_other() -> None:
 
 async def test_a_pickle_cluster_carries_python_objects() -> None:
     port = free_port()
-    options: dict[str, Any] = {"serializer": "pickle", "serializer_options": {"trusted": True}}
+    options: dict[str, Any] = {
+        "serializer": "pickle",
+        "serializer_options": {"trusted": True},
+        "keyring": [KEY],
+    }
     a, b = Node(port, node_id="a", **options), Node(port, node_id="b", **options)
 
     @b.on("echo")

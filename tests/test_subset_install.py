@@ -256,10 +256,13 @@ async def test_the_hop_set_forms_a_cluster_with_the_hop_router(installs: Install
 
 
 @pytest.mark.anyio
-async def test_the_pickle_set_runs_a_pickle_node(installs: Installs) -> None:
+async def test_the_pickle_set_runs_a_pickle_node(installs: Installs, tmp_path: Path) -> None:
     python = installs.python("pickle")
     port = free_port()
-    options = ["--serializer", "pickle", "--trusted-cluster"]
+    keygen = await anyio.run_process([str(python.parent / "pydevts"), "keygen"])  # pickle needs a keyring
+    ring = tmp_path / "cluster.key"
+    ring.write_bytes(keygen.stdout)
+    options = ["--serializer", "pickle", "--trusted-cluster", "--keyring", str(ring)]
     node = AgentProcess("p", [str(port), "--id", "p", *options], python=str(python))
     with anyio.fail_after(60):
         try:

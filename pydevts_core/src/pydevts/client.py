@@ -17,8 +17,9 @@ from typing import Any
 import anyio
 
 from .dispatch import remote_error
-from .errors import RemoteProtocolError, RequestTimeoutError
+from .errors import ConfigurationError, RemoteProtocolError, RequestTimeoutError
 from .handshake import open_link
+from .keyring import Keyring
 from .members import Member, MemberState
 from .plugins import Registry
 from .protocols import Address, Connection, Serializer
@@ -41,6 +42,7 @@ class NodeClient:
         serializer_options: dict[str, Any] | None = None,
         timeout: float = 5.0,
         registry: Registry | None = None,
+        keyring: Keyring | str | os.PathLike[str] | None = None,
     ) -> None:
         self.address = address if isinstance(address, Address) else Address.parse(address)
         self.cluster = cluster
@@ -48,6 +50,7 @@ class NodeClient:
         self._registry = registry
         self._choices = (transport, serializer, dict(serializer_options or {}))
         self._transport_options = dict(transport_options or {})
+        self.keyring = Keyring.coerce(keyring)
         self._conn: Connection | None = None
         self._serializer: Serializer | None = None
         self._next_id = 1
@@ -58,6 +61,10 @@ class NodeClient:
         transport_name, serializer_name, options = self._choices
         transport = registry.create("transport", transport_name, **self._transport_options)
         self._serializer = registry.create("serializer", serializer_name, **options)
+        if self.keyring is None and getattr(self._serializer, "requires_keyring", False):
+            raise ConfigurationError(
+                f"serializer {serializer_name!r} needs the cluster's keyring (--keyring PATH)"
+            )
         conn = await transport.connect(self.address)
         hello = Hello(
             cluster=self.cluster,
@@ -66,9 +73,9 @@ class NodeClient:
             serializer=self._serializer.name,
             role="client",
         )
-        link = await open_link(conn, hello, initiated=True, timeout=self.timeout)
+        link = await open_link(conn, hello, initiated=True, timeout=self.timeout, keyring=self.keyring)
         self._buffered = link._early  # frames that came with the node's HELLO
-        self._conn = conn
+        self._conn = link.conn  # sealed when there is a keyring
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:

@@ -17,6 +17,7 @@ import anyio
 
 from .errors import AddressInUseError, ConnectError, JoinError
 from .handshake import open_link
+from .keyring import Keyring
 from .link import Link
 from .protocols import Address, ConnectionPlugin, Listener, Transport
 from .wire import Hello
@@ -43,6 +44,7 @@ async def join_or_start(
     plugins: Sequence[ConnectionPlugin] = (),
     handshake_timeout: float = 5.0,
     join_timeout: float = 10.0,
+    keyring: Keyring | None = None,
 ) -> JoinResult:
     """Join through ``cluster_address`` or, if nothing answers, start a cluster there.
 
@@ -86,6 +88,7 @@ async def join_or_start(
                     initiated=True,
                     plugins=plugins,
                     timeout=handshake_timeout,
+                    keyring=keyring,
                 )
             except BaseException:
                 with anyio.CancelScope(shield=True):

@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import logging
 import os
 import secrets
 import tempfile
@@ -29,7 +30,17 @@ from pathlib import Path
 
 from .errors import ConfigurationError
 
-__all__ = ["KEY_SIZE", "MAX_KEYS", "Keyring", "generate_key", "key_fingerprint"]
+__all__ = [
+    "KEY_SIZE",
+    "MAX_KEYS",
+    "Keyring",
+    "check_open_mode",
+    "generate_key",
+    "warn_open_mode",
+    "key_fingerprint",
+]
+
+log = logging.getLogger("pydevts.node")
 
 KEY_SIZE = 32
 MAX_KEYS = 16  # a ring is tried key by key on every datagram and handshake: keep it short
@@ -157,3 +168,26 @@ class Keyring:
 
     def __repr__(self) -> str:  # never print the keys themselves
         return f"Keyring({len(self._keys)} keys, primary {key_fingerprint(self.primary)})"
+
+
+def check_open_mode(keyring: Keyring | None, serializer: object) -> None:
+    """Before a node starts: refuse a serializer that needs authenticated peers in an open cluster."""
+    if keyring is None and getattr(serializer, "requires_keyring", False):
+        name = getattr(serializer, "name", "?")
+        raise ConfigurationError(
+            f"serializer {name!r} runs code chosen by whoever sends the bytes, so it needs a cluster "
+            "keyring (authenticated peers only): make a key with `pydevts keygen`, put it in a file "
+            "and pass keyring=PATH (CLI: --keyring PATH) to every node"
+        )
+
+
+def warn_open_mode(node_id: str, keyring: Keyring | None) -> None:
+    """Once a node is in its cluster: say so when anyone could join it."""
+    if keyring is not None:
+        return
+    log.warning(
+        "node %s is in an OPEN cluster (no keyring): anyone who can reach its ports can join, "
+        "read every event and inject events; use --keyring PATH (Node(keyring=...)) beyond one "
+        "trusted host (docs/security.md)",
+        node_id,
+    )

@@ -25,7 +25,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -33,22 +32,24 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 
-from .dispatch import Dispatcher, Fallback, Handler
+from .dispatch import Fallback, Handler
 from .errors import ConfigurationError, LocalProtocolError
 from .framing import DEFAULT_MAX_FRAME_SIZE
-from .handlers import SYSTEM_PREFIX, F, check_event_name, class_handlers, handler
-from .join import JoinResult, join_or_start
-from .members import Member, MemberEvent, MemberView
+from .handlers import F, check_event_name, class_handlers, handler
+from .keyring import Keyring
+from .members import Member, MemberEvent
 from .node_context import NodeContext
+from .node_start import start_node
 from .plugins import Choices, Registry
 from .protocols import Address, ConnectionPlugin, Router, Serializer, Transport
+from .secure import require_cryptography
 from .settings import (
-    advertise_host_for,
     checked_tags,
     default_cluster_host,
     parse_advertise,
 )
-from .wire import Hello, encode_event
+from .system import system_handlers
+from .wire import encode_event
 
 __all__ = ["Node", "handler"]
 
@@ -74,6 +75,10 @@ class Node:
     :param transport_options: settings for a transport chosen by name (e.g.
         the quic transport's ``certfile``/``cafile``); ``router_options`` and
         ``serializer_options`` likewise (e.g. the hop router's ``dead_interval``).
+    :param keyring: the cluster's keys (a :class:`~pydevts.keyring.Keyring`,
+        the path of a keyring file, or a list of keys): peers must prove they
+        hold one before anything else, and links and probes are encrypted.
+        Without one the cluster is open (see ``docs/security.md``).
     """
 
     def __init__(
@@ -94,6 +99,7 @@ class Node:
         serializer: str | Serializer = "msgpack",
         serializer_options: Mapping[str, Any] | None = None,
         connection_plugins: Sequence[str | ConnectionPlugin] = (),
+        keyring: Keyring | str | os.PathLike[str] | Sequence[bytes | str] | None = None,
         join_only: bool = False,
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
         request_timeout: float = 10.0,
@@ -107,6 +113,9 @@ class Node:
         if not (math.isfinite(reap_after) and reap_after > 0):
             raise ConfigurationError(f"reap_after must be a positive number of seconds, got {reap_after!r}")
         self.reap_after = reap_after
+        self.keyring = Keyring.coerce(keyring)
+        if self.keyring is not None:
+            require_cryptography()  # fail now, not at the first connection
         self.id = node_id or os.urandom(6).hex()
         self.cluster = cluster
         self.cluster_address = Address(cluster_host or default_cluster_host(host), cluster_port)
@@ -136,13 +145,13 @@ class Node:
         self._unhandled: Fallback | None = None
         self._lifecycle: list[LifecycleCallback] = []
         self._tg: TaskGroup | None = None
+        self._ctx: NodeContext  # set by start_node (node_start.py)
         self._running = False
         #: True when this node found nothing at the cluster port and started a new cluster.
         self.started_cluster = False
         self._stopped = anyio.Event()
         self._handlers.update(class_handlers(self))
-        self._handlers[f"{SYSTEM_PREFIX}members"] = self._system_members
-        self._handlers[f"{SYSTEM_PREFIX}emit"] = self._system_emit
+        self._handlers.update(system_handlers(self))
 
     # ----------------------------------------------------------- handlers
 
@@ -170,22 +179,6 @@ class Node:
         if (ctx := getattr(self, "_ctx", None)) is not None:  # started (or starting)
             ctx.dispatcher.fallback = func
         return func
-
-    # System requests, answered by every node (``pydevts members``/``emit`` use them).
-
-    async def _system_members(self, sender: str, payload: Any) -> list[dict[str, object]]:
-        return [m.to_dict() for m in self.members]
-
-    async def _system_emit(self, sender: str, payload: Any) -> dict[str, Any]:
-        # PermissionError: the dispatcher answers it as a refusal (counted, logged rate-limited).
-        ctx = self._require_running()
-        if sender != self.id and sender not in ctx.clients:
-            raise PermissionError(f"{SYSTEM_PREFIX}emit is for clients of this node, not for {sender!r}")
-        if not isinstance(payload, dict) or not isinstance(payload.get("name"), str):
-            raise ValueError("expected {'name': str, 'payload': ...}")
-        if (name := payload["name"]).startswith(SYSTEM_PREFIX):  # never re-enters system handling
-            raise PermissionError(f"event names starting with {SYSTEM_PREFIX!r} are reserved: {name!r}")
-        return {"sent_to": await ctx.emit_here_and_to_all(payload)}
 
     def on_lifecycle(self, func: LifecycleCallback) -> LifecycleCallback:
         """Decorator: ``async def callback(event: MemberEvent)`` for every lifecycle event.
@@ -234,6 +227,8 @@ class Node:
         router_stats = getattr(ctx.router, "statistics", None)
         if router_stats is not None:
             counters.update({f"router.{k}": v for k, v in router_stats().items()})
+        if ctx.keyring is not None:
+            counters["keyring.datagrams_dropped"] = ctx.datagrams_dropped()
         return counters
 
     # ----------------------------------------------------------- messaging
@@ -283,7 +278,7 @@ class Node:
         await tg.__aenter__()
         self._tg = tg
         try:
-            await self._start(tg)
+            await start_node(self, tg)
         except BaseException:
             # Report the start failure itself, not a task-group wrapper around it.
             self._tg = None
@@ -336,90 +331,3 @@ class Node:
         # callbacks and stop() does not wait its 1 s for a runner that is gone.
         with self._lifecycle_scope:
             await ctx.run_lifecycle()
-
-    async def _start(self, tg: TaskGroup) -> None:
-        transport, router, serializer, plugins = self._choices.resolve(max_frame_size=self.max_frame_size)
-        advertise_host = await advertise_host_for(
-            self.host, self._advertise_host_given, toward=self.cluster_address.host
-        )
-
-        # Incarnations start from the clock, so a restarted node always comes
-        # back newer than the one the cluster remembers.
-        incarnation = time.time_ns() // 1_000_000
-
-        def make_hello(bound: Address) -> Hello:
-            return Hello(
-                cluster=self.cluster,
-                node_id=self.id,
-                address=str(Address(advertise_host or bound.host, self._advertise_port or bound.port)),
-                serializer=serializer.name,
-                tags=dict(self.tags),
-                extensions={"incarnation": incarnation, "router": router.name},
-            )
-
-        joined = await join_or_start(
-            transport,
-            cluster_address=self.cluster_address,
-            bind_host=self.host,
-            port=self.port,
-            make_hello=make_hello,
-            join_only=self.join_only,
-            plugins=plugins,
-            handshake_timeout=self.handshake_timeout,
-            join_timeout=self.join_timeout,
-        )
-        try:
-            await self._begin(tg, joined, make_hello, transport, router, serializer, plugins)
-        except BaseException:
-            with anyio.CancelScope(shield=True):
-                if joined.entry is not None:
-                    await joined.entry.aclose("start failed")
-                await joined.listener.aclose()
-            raise
-
-    async def _begin(
-        self,
-        tg: TaskGroup,
-        joined: JoinResult,
-        make_hello: Callable[[Address], Hello],
-        transport: Transport,
-        router: Router,
-        serializer: Serializer,
-        plugins: list[ConnectionPlugin],
-    ) -> None:
-        self.started_cluster = joined.entry is None
-        hello = make_hello(joined.listener.address)
-        members = MemberView(
-            Member(self.id, hello.address, dict(self.tags), incarnation=hello.extensions["incarnation"]),
-            clock=anyio.current_time,
-        )
-        self._ctx = ctx = NodeContext(
-            hello=hello,
-            members=members,
-            transport=transport,
-            router=router,
-            serializer=serializer,
-            plugins=plugins,
-            listener=joined.listener,
-            task_group=tg,
-            callbacks=self._lifecycle,
-            handshake_timeout=self.handshake_timeout,
-        )
-        ctx.dispatcher = Dispatcher(self.id, serializer, ctx.send_frame, tg)
-        ctx.dispatcher.handlers = self._handlers
-        ctx.dispatcher.fallback = self._unhandled
-        tg.start_soon(self._run_lifecycle, ctx, name="pydevts lifecycle")
-        tg.start_soon(ctx.run_reaper, self.reap_after, name="pydevts reaper")
-        where = joined.listener.address
-        if joined.entry is None:
-            log.info("node %s started a new cluster %r on cluster port %s", self.id, self.cluster, where)
-        else:
-            via = self.cluster_address
-            log.info(
-                "node %s joined cluster %r through cluster port %s; listening on %s",
-                *(self.id, self.cluster, via, where),
-            )
-        await router.start(ctx, joined.entry)
-        tg.start_soon(joined.listener.serve, ctx.accept, name="pydevts listener")
-        self._running = True
-        await ctx.notify(MemberEvent("started", members.local))

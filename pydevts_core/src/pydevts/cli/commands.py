@@ -29,6 +29,7 @@ def _client(args: argparse.Namespace) -> NodeClient:
         transport_options=transport_options(args),
         serializer=args.serializer,
         serializer_options={"trusted": True} if args.trusted_cluster else None,
+        keyring=args.keyring,
         timeout=args.timeout,
     )
 

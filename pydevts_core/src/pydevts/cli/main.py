@@ -11,9 +11,11 @@ from collections.abc import Sequence
 import anyio
 
 from ..errors import PydevtsError
+from ..keyring import generate_key
 from . import commands
 from .options import (
     HelpFormatter,
+    add_keyring_option,
     add_log_level,
     add_node_options,
     add_transport_options,
@@ -97,6 +99,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     _client_options(emit)
 
+    command("keygen", "print a new random cluster key (base64): one line of a keyring file")
+
     plugins = command("plugins", "list installed transports, routers, serializers, connection plugins")
     plugins.add_argument("--json", action="store_true", help="print JSON")
 
@@ -118,6 +122,7 @@ def _client_options(parser: argparse.ArgumentParser) -> None:
     add_transport_options(parser)
     parser.add_argument("--serializer", default="msgpack", help="serializer plugin")
     parser.add_argument("--trusted-cluster", action="store_true", help="needed with --serializer pickle")
+    add_keyring_option(parser)
     parser.add_argument(
         "--timeout",
         type=positive_seconds,
@@ -159,6 +164,9 @@ def _run(args: argparse.Namespace) -> int:
         return anyio.run(run_demo, args.backend, args.transport, backend=args.backend)
     if args.command == "plugins":
         return commands.plugins(args.json)
+    if args.command == "keygen":
+        print(generate_key())
+        return 0
     setup_logging(args.log_level)
     if args.command == "members":
         return commands.members(args)

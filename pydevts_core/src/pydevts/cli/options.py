@@ -233,6 +233,7 @@ def add_node_options(parser: argparse.ArgumentParser, *, cluster_port: bool = Tr
     )
     if cluster_port:
         parser.add_argument("--join-only", action="store_true", help="fail instead of starting a new cluster")
+    add_keyring_option(parser)
     parser.add_argument(
         "--trusted-cluster",
         action="store_true",
@@ -263,6 +264,15 @@ def add_log_level(parser: argparse.ArgumentParser, default: str) -> None:
         default=default,
         metavar="LEVEL",
         help="what to log on stderr: DEBUG, INFO, WARNING or ERROR",
+    )
+
+
+def add_keyring_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--keyring",
+        metavar="PATH",
+        help="the cluster's keyring file: one base64 key per line, the first is the primary "
+        "(make a key with `pydevts keygen`); without it the cluster is open to anyone who can reach it",
     )
 
 
@@ -299,6 +309,7 @@ def node_from_args(args: argparse.Namespace, cls: type[Node] = Node, **extra: An
         serializer=args.serializer,
         connection_plugins=args.plugin,
         serializer_options={"trusted": True} if args.trusted_cluster else None,
+        keyring=args.keyring,
         join_only=args.join_only,
         max_frame_size=args.max_frame_size,
         reap_after=args.reap_after,

@@ -1,7 +1,8 @@
 """pydevts-pickle: payloads as pickles — for trusted clusters only.
 
 Unpickling executes code chosen by the sender, so this serializer refuses to
-be created unless ``trusted=True`` is given explicitly.
+be created unless ``trusted=True`` is given explicitly, and a node refuses to
+start with it unless the cluster has a keyring (only key holders can send).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ __all__ = ["PickleSerializer", "UNTRUSTED_MESSAGE"]
 UNTRUSTED_MESSAGE = (
     "the pickle serializer executes code sent by other nodes (unpickling runs arbitrary code), "
     "so it only runs in a cluster you declare trusted: pass serializer_options={'trusted': True} "
-    "(CLI: --trusted-cluster) if, and only if, every node and everyone who can reach their ports is yours"
+    "(CLI: --trusted-cluster) if, and only if, you trust every holder of the cluster's keyring "
+    "(which pickle also needs: keyring=PATH, CLI --keyring PATH)"
 )
 
 
@@ -26,6 +28,7 @@ class PickleSerializer:
     """Encodes payloads with :mod:`pickle` (highest protocol)."""
 
     name = "pickle"
+    requires_keyring = True  # a node refuses to start with it in an open cluster
 
     def __init__(self, *, trusted: bool = False) -> None:
         if trusted is not True:

@@ -1,0 +1,124 @@
+"""Starting a node: plugins, join or start, the node context, the router (internal).
+
+Split from :mod:`pydevts.node` so that the public class stays readable.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import anyio
+from anyio.abc import TaskGroup
+
+from .dispatch import Dispatcher
+from .join import JoinResult, join_or_start
+from .keyring import check_open_mode, warn_open_mode
+from .members import Member, MemberEvent, MemberView
+from .node_context import NodeContext
+from .protocols import Address, ConnectionPlugin, Router, Serializer, Transport
+from .settings import advertise_host_for
+from .wire import Hello
+
+if TYPE_CHECKING:
+    from .node import Node
+
+__all__ = ["start_node"]
+
+log = logging.getLogger("pydevts.node")
+
+
+async def start_node(node: Node, tg: TaskGroup) -> None:
+    """Resolve the plugins, join or start the cluster, start the router and the listener."""
+    transport, router, serializer, plugins = node._choices.resolve(max_frame_size=node.max_frame_size)
+    check_open_mode(node.keyring, serializer)
+    advertise_host = await advertise_host_for(
+        node.host, node._advertise_host_given, toward=node.cluster_address.host
+    )
+
+    # Incarnations start from the clock, so a restarted node always comes
+    # back newer than the one the cluster remembers.
+    incarnation = time.time_ns() // 1_000_000
+
+    def make_hello(bound: Address) -> Hello:
+        return Hello(
+            cluster=node.cluster,
+            node_id=node.id,
+            address=str(Address(advertise_host or bound.host, node._advertise_port or bound.port)),
+            serializer=serializer.name,
+            tags=dict(node.tags),
+            extensions={"incarnation": incarnation, "router": router.name},
+        )
+
+    joined = await join_or_start(
+        transport,
+        cluster_address=node.cluster_address,
+        bind_host=node.host,
+        port=node.port,
+        make_hello=make_hello,
+        join_only=node.join_only,
+        plugins=plugins,
+        handshake_timeout=node.handshake_timeout,
+        join_timeout=node.join_timeout,
+        keyring=node.keyring,
+    )
+    try:
+        await _begin(node, tg, joined, make_hello, transport, router, serializer, plugins)
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            if joined.entry is not None:
+                await joined.entry.aclose("start failed")
+            await joined.listener.aclose()
+        raise
+
+
+async def _begin(
+    node: Node,
+    tg: TaskGroup,
+    joined: JoinResult,
+    make_hello: Callable[[Address], Hello],
+    transport: Transport,
+    router: Router,
+    serializer: Serializer,
+    plugins: list[ConnectionPlugin],
+) -> None:
+    node.started_cluster = joined.entry is None
+    hello = make_hello(joined.listener.address)
+    members = MemberView(
+        Member(node.id, hello.address, dict(node.tags), incarnation=hello.extensions["incarnation"]),
+        clock=anyio.current_time,
+    )
+    node._ctx = ctx = NodeContext(
+        hello=hello,
+        members=members,
+        transport=transport,
+        router=router,
+        serializer=serializer,
+        plugins=plugins,
+        listener=joined.listener,
+        task_group=tg,
+        callbacks=node._lifecycle,
+        handshake_timeout=node.handshake_timeout,
+        keyring=node.keyring,
+    )
+    ctx.dispatcher = Dispatcher(node.id, serializer, ctx.send_frame, tg)
+    ctx.dispatcher.handlers = node._handlers
+    ctx.dispatcher.fallback = node._unhandled
+    tg.start_soon(node._run_lifecycle, ctx, name="pydevts lifecycle")
+    tg.start_soon(ctx.run_reaper, node.reap_after, name="pydevts reaper")
+    where = joined.listener.address
+    if joined.entry is None:
+        log.info("node %s started a new cluster %r on cluster port %s", node.id, node.cluster, where)
+    else:
+        via = node.cluster_address
+        log.info(
+            "node %s joined cluster %r through cluster port %s; listening on %s",
+            *(node.id, node.cluster, via, where),
+        )
+    warn_open_mode(node.id, node.keyring)
+    await router.start(ctx, joined.entry)
+    tg.start_soon(joined.listener.serve, ctx.accept, name="pydevts listener")
+    node._running = True
+    await ctx.notify(MemberEvent("started", members.local))

@@ -1,0 +1,42 @@
+"""System requests every node answers (``pydevts members``, ``emit``, ``keys`` use them).
+
+Their names start with ``pydevts.``, which no application handler may take
+and no peer may send as an event. ``members`` is read-only and open to any
+link; ``emit`` and ``keys`` act for the client that asked and are refused to
+anyone but a client connected to this node (a member cannot make another
+member emit or change its keyring). A refusal is a ``PermissionError``,
+which the dispatcher answers as an error reply and counts.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .handlers import SYSTEM_PREFIX
+
+if TYPE_CHECKING:
+    from .dispatch import Handler
+    from .node import Node
+
+__all__ = ["system_handlers"]
+
+
+def system_handlers(node: Node) -> dict[str, Handler]:
+    """The system request handlers of ``node``, by name."""
+
+    def client_only(sender: str, what: str) -> None:
+        if sender != node.id and sender not in node._require_running().clients:
+            raise PermissionError(f"{SYSTEM_PREFIX}{what} is for clients of this node, not for {sender!r}")
+
+    async def members(sender: str, payload: Any) -> list[dict[str, object]]:
+        return [m.to_dict() for m in node.members]
+
+    async def emit(sender: str, payload: Any) -> dict[str, Any]:
+        client_only(sender, "emit")
+        if not isinstance(payload, dict) or not isinstance(payload.get("name"), str):
+            raise ValueError("expected {'name': str, 'payload': ...}")
+        if (name := payload["name"]).startswith(SYSTEM_PREFIX):  # never re-enters system handling
+            raise PermissionError(f"event names starting with {SYSTEM_PREFIX!r} are reserved: {name!r}")
+        return {"sent_to": await node._require_running().emit_here_and_to_all(payload)}
+
+    return {f"{SYSTEM_PREFIX}members": members, f"{SYSTEM_PREFIX}emit": emit}
