@@ -126,6 +126,17 @@ class NodeClient:
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise RemoteProtocolError(f"unexpected members reply: {exc!r}") from exc
 
+    async def keys(self, op: str, key: str | None = None) -> dict[str, Any]:
+        """Change (or ``list``) the keyring of every live member: ``{member id: result}``.
+
+        ``op`` is ``list``, ``install``, ``use`` or ``remove``; ``key`` is base64.
+        Each result holds ``keys`` and ``primary`` (fingerprints) or ``error``.
+        """
+        reply = await self.request("pydevts.keys", {"op": op, "key": key})
+        if not isinstance(reply, dict) or not isinstance(reply.get("members"), dict):
+            raise RemoteProtocolError(f"unexpected keys reply: {reply!r:.200}")
+        return dict(reply["members"])
+
     async def emit(self, name: str, payload: Any = None) -> list[str]:
         """Have the node handle event ``name`` and emit it to every other member; return who got it."""
         reply = await self.request("pydevts.emit", {"name": name, "payload": payload})

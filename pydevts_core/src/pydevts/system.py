@@ -1,5 +1,7 @@
 """System requests every node answers (``pydevts members``, ``emit``, ``keys`` use them).
 
+``keyring`` is the member-to-member half of ``keys`` (see :mod:`pydevts.keys`).
+
 Their names start with ``pydevts.``, which no application handler may take
 and no peer may send as an event. ``members`` is read-only and open to any
 link; ``emit`` and ``keys`` act for the client that asked and are refused to
@@ -13,6 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .handlers import SYSTEM_PREFIX
+from .keys import apply_everywhere, apply_local
 
 if TYPE_CHECKING:
     from .dispatch import Handler
@@ -39,4 +42,19 @@ def system_handlers(node: Node) -> dict[str, Handler]:
             raise PermissionError(f"event names starting with {SYSTEM_PREFIX!r} are reserved: {name!r}")
         return {"sent_to": await node._require_running().emit_here_and_to_all(payload)}
 
-    return {f"{SYSTEM_PREFIX}members": members, f"{SYSTEM_PREFIX}emit": emit}
+    async def keys(sender: str, payload: Any) -> dict[str, Any]:
+        client_only(sender, "keys")
+        return await apply_everywhere(node, payload)
+
+    async def keyring(sender: str, payload: Any) -> dict[str, Any]:
+        # From another member only (a client asks through ``keys``): the fan-out of ``keys``.
+        if sender == node.id or sender in node._require_running().clients:
+            raise PermissionError(f"{SYSTEM_PREFIX}keyring is for members; clients use {SYSTEM_PREFIX}keys")
+        return apply_local(node.keyring, payload)
+
+    return {
+        f"{SYSTEM_PREFIX}members": members,
+        f"{SYSTEM_PREFIX}emit": emit,
+        f"{SYSTEM_PREFIX}keys": keys,
+        f"{SYSTEM_PREFIX}keyring": keyring,
+    }

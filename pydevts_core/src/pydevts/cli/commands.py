@@ -11,7 +11,7 @@ from typing import TypeVar
 import anyio
 
 from ..client import NodeClient
-from ..errors import ConnectError
+from ..errors import ConfigurationError, ConnectError
 from ..members import Member, MemberState
 from ..plugins import Registry
 from .options import transport_options
@@ -88,6 +88,33 @@ def emit(args: argparse.Namespace) -> int:
     sent_to = anyio.run(_ask, args, lambda client: client.emit(args.name, args.payload))
     print(sent_to_text(args.name, sent_to))
     return 0
+
+
+def keys(args: argparse.Namespace) -> int:
+    """``pydevts keys``: one line per member (or per key, for ``list``); exit 1 if any member failed."""
+    if args.op != "list" and not args.key:
+        raise ConfigurationError(f"`pydevts keys {args.op}` needs the key (base64)")
+    if args.op == "list" and args.key:
+        raise ConfigurationError("`pydevts keys list` takes no key")
+    if args.keyring is None:
+        raise ConfigurationError("`pydevts keys` needs --keyring PATH (a key the cluster accepts)")
+    results = anyio.run(_ask, args, lambda client: client.keys(args.op, args.key))
+    failed = {m: r["error"] for m, r in results.items() if "error" in r}
+    done = {m: r for m, r in results.items() if "error" not in r}
+    if args.op == "list":
+        counts: dict[str, list[int]] = {}
+        for result in done.values():
+            for fingerprint in result["keys"]:
+                counts.setdefault(fingerprint, [0, 0])[0] += 1
+            counts.setdefault(result["primary"], [0, 0])[1] += 1
+        print(f"{'KEY (fingerprint)':<18}  MEMBERS  PRIMARY ON")
+        for fingerprint, (have, primary) in sorted(counts.items(), key=lambda kv: -kv[1][0]):
+            print(f"{fingerprint:<18}  {have}/{len(done):<6} {primary}/{len(done)}")
+    else:
+        print(f"{args.op}: done on {len(done)} of {len(results)} members")
+    for member, error in sorted(failed.items()):
+        print(f"  {member}: failed: {error}")
+    return 1 if failed else 0
 
 
 def plugins(as_json: bool) -> int:

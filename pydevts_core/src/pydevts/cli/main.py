@@ -101,6 +101,15 @@ def _parser() -> argparse.ArgumentParser:
 
     command("keygen", "print a new random cluster key (base64): one line of a keyring file")
 
+    keys = command(
+        "keys",
+        "list or change the keyring of every live member, through the node at --join: install a new "
+        "key everywhere, use it (make it primary) everywhere, then remove the old one",
+    )
+    keys.add_argument("op", choices=["list", "install", "use", "remove"], help="what to do")
+    keys.add_argument("key", nargs="?", help="the key (base64), for install, use and remove")
+    _client_options(keys)
+
     plugins = command("plugins", "list installed transports, routers, serializers, connection plugins")
     plugins.add_argument("--json", action="store_true", help="print JSON")
 
@@ -170,4 +179,6 @@ def _run(args: argparse.Namespace) -> int:
     setup_logging(args.log_level)
     if args.command == "members":
         return commands.members(args)
+    if args.command == "keys":
+        return commands.keys(args)
     return commands.emit(args)
