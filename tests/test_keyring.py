@@ -142,3 +142,17 @@ async def test_pickle_refuses_an_open_cluster() -> None:
     with pytest.raises(ConfigurationError, match="keyring"):
         async with Node(free_port(), serializer="pickle", serializer_options={"trusted": True}):
             pass
+
+
+async def test_over_quic_the_keyring_authenticates_both_ends() -> None:
+    """QUIC's own TLS is verified by the dialling side at most; the keyring adds both ends' proof."""
+    port = free_port()
+    a = keyed(port, "qa", transport="quic")
+    b = keyed(port, "qb", transport="quic")
+    with anyio.fail_after(30):
+        async with cluster(a, b):
+            assert await a.request("qb", "echo", [1], timeout=5) == [1]
+            with pytest.raises((HandshakeRefusedError, JoinError), match="no key in common"):
+                async with keyed(port, "qx", ring=OTHER, transport="quic", join_only=True):
+                    pytest.fail("a QUIC node with another key joined")
+            assert alive_ids(a) == {"qa", "qb"}
