@@ -145,3 +145,24 @@ async def test_a_node_bound_to_0_0_0_0_is_reachable_from_another_host(
             with anyio.CancelScope(shield=True):
                 await a.stop(5)
                 await b.stop(5)
+
+
+@pytest.mark.parametrize("bad", ["bad:addr:x", "host:99999", "host:", "a b", "h\x00st", "[::1"])
+def test_a_malformed_advertise_is_refused_when_the_node_is_made(bad: str) -> None:
+    from pydevts import ConfigurationError, Node
+
+    with pytest.raises(ConfigurationError, match="advertise="):
+        Node(7000, advertise=bad)
+
+
+@pytest.mark.parametrize(
+    ("good", "parsed"),
+    [
+        ("db1", ("db1", None)),
+        ("10.0.0.1:7000", ("10.0.0.1", 7000)),
+        ("[::1]:7", ("::1", 7)),
+        ("fe80::1", ("fe80::1", None)),
+    ],
+)
+def test_good_advertise_forms_parse(good: str, parsed: tuple[str, int | None]) -> None:
+    assert settings.parse_advertise(good) == parsed

@@ -50,7 +50,8 @@ class Example:
     """An example running as a process; stdout and stderr are collected line by line."""
 
     def __init__(self, name: str, *args: object, cwd: Path | None = None) -> None:
-        self.argv = [sys.executable, str(EXAMPLES / name), *map(str, args)]
+        program = ["-m", "pydevts", "node"] if name == "pydevts node" else [str(EXAMPLES / name)]
+        self.argv = [sys.executable, *program, *map(str, args)]
         self.name = " ".join([name, *map(str, args)])
         self.cwd = cwd
         self.out: list[str] = []
@@ -276,8 +277,9 @@ async def test_picklenode_and_picklenodewriter_ctrl_c_leave_quietly_at_once(tmp_
         ("picklenode.py",),
         ("picklenodewriter.py",),
         ("fastapi_example.py", "HTTP_PORT"),
+        ("pydevts node", "--backend", "trio"),
     ],
-    ids=lambda args: "-".join(a.strip("-") for a in args if a != "HTTP_PORT"),
+    ids=lambda args: "-".join(a.strip("-").replace(" ", "-") for a in args if a != "HTTP_PORT"),
 )
 async def test_ctrl_c_while_joining_exits_at_once(args: tuple[str, ...], tmp_path: Path) -> None:
     """The seed accepts TCP and never answers the handshake (which would time out after 5 s)."""

@@ -45,13 +45,19 @@ def parse_advertise(advertise: str | None) -> tuple[str | None, int | None]:
     text = advertise.strip()
     if text.startswith("[") and text.endswith("]"):
         return text[1:-1], None
-    if text.count(":") == 1 or text.startswith("["):
+    if text.count(":") > 1 and not text.startswith("["):  # a bare IPv6 address, or nonsense
         try:
-            parsed = Address.parse(text)
-        except ValueError as exc:
-            raise ConfigurationError(f"advertise={advertise!r}: {exc}") from None
-        return parsed.host, parsed.port or None
-    return text, None  # a host name, an IPv4 address or a bare IPv6 address
+            ipaddress.IPv6Address(text.split("%")[0])
+        except ValueError:
+            raise ConfigurationError(
+                f"advertise={advertise!r} is not HOST, HOST:PORT, [IPV6]:PORT or an IPv6 address"
+            ) from None
+        return text, None
+    try:  # HOST, HOST:PORT or [V6]:PORT; Address.parse checks the host and the port
+        parsed = Address.parse(text if ":" in text else f"{text}:0")
+    except ValueError as exc:
+        raise ConfigurationError(f"advertise={advertise!r}: {exc}") from None
+    return parsed.host, parsed.port or None
 
 
 def default_cluster_host(host: str) -> str:

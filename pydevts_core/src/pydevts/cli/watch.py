@@ -11,6 +11,7 @@ import sys
 from typing import Any, TextIO
 
 import anyio
+import anyio.abc
 
 from ..members import MemberEvent
 from .options import node_from_args
@@ -92,7 +93,9 @@ async def run_node(args: argparse.Namespace) -> int:
             alive = [m.id for m in node.members if m.alive]
             log.info("members: %s", ", ".join(alive))
 
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    async with anyio.create_task_group() as tg:
+        # The signal watcher starts before the node, so Ctrl-C also cuts a join short.
+        await tg.start(_leave_on_signal, tg.cancel_scope)
         async with node:
             log.info("node %s running at %s (Ctrl-C to leave)", node.id, node.address)
             if args.command == "watch":
@@ -102,20 +105,21 @@ async def run_node(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                     flush=True,
                 )
-            async with anyio.create_task_group() as tg:
-
-                async def on_signal() -> None:
-                    async for _ in signals:
-                        log.info("leaving the cluster")
-                        break
-                    tg.cancel_scope.cancel()
-
-                async def on_closed_stdout(printer: EventPrinter) -> None:
-                    await printer.closed.wait()
-                    log.info("stdout is closed: leaving the cluster")
-                    tg.cancel_scope.cancel()
-
-                tg.start_soon(on_signal)
-                if printer is not None:
-                    tg.start_soon(on_closed_stdout, printer)
+            if printer is None:
+                await anyio.sleep_forever()
+            else:
+                await printer.closed.wait()
+                log.info("stdout is closed: leaving the cluster")
+                tg.cancel_scope.cancel()
     return 0
+
+
+async def _leave_on_signal(
+    scope: anyio.CancelScope, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        task_status.started()
+        async for _ in signals:
+            log.info("leaving the cluster")
+            scope.cancel()
+            return
