@@ -26,7 +26,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydevts.members import Member, MemberState
-from pydevts.protocols import Address
+from pydevts.swim_wire import address_field, id_field, tags_field
+
+MAX_KNOWN = 10_000  # members waiting for a link, and members in one sync message
 
 __all__ = [
     "Connect",
@@ -75,18 +77,13 @@ def member_to_wire(member: Member) -> dict[str, Any]:
 
 
 def member_from_wire(data: Any) -> Member:
-    """Parse a member entry; raise ValueError saying what is wrong with it."""
+    """Parse a member entry into bounded fields; raise ValueError saying what is wrong with it."""
     if not isinstance(data, dict):
-        raise ValueError(f"member entry is not an object: {data!r}")
-    node_id, address, tags = data.get("id"), data.get("address"), data.get("tags", {})
-    if not isinstance(node_id, str) or not node_id:
-        raise ValueError(f"member entry has no valid id: {data!r}")
-    if not isinstance(address, str) or not address:
-        raise ValueError(f"member entry has no valid address: {data!r}")
-    Address.parse(address)  # ValueError if it is not HOST:PORT
-    if not isinstance(tags, dict):
-        raise ValueError(f"member tags are not an object: {tags!r}")
-    return Member(node_id, address, {str(k): str(v) for k, v in tags.items()})
+        raise ValueError(f"member entry is not an object: {data!r:.80}")
+    node_id = id_field(data.get("id"), "member id")
+    address = address_field(data.get("address"))
+    tags = tags_field(data.get("tags", {})) or {}
+    return Member(node_id, address, tags)
 
 
 @dataclass
@@ -99,6 +96,7 @@ class PeerState:
     linked: dict[str, Member] = field(default_factory=dict)
     known: dict[str, _Known] = field(default_factory=dict)
     leaving: set[str] = field(default_factory=set)
+    known_refused: int = 0  # members not learned because the table was full (MAX_KNOWN)
 
     # ---------------------------------------------------------------- inputs
 
@@ -133,6 +131,8 @@ class PeerState:
             members = message.get("members")
             if not isinstance(members, list):
                 raise ValueError("sync without a member list")
+            if len(members) > MAX_KNOWN:
+                raise ValueError(f"sync lists {len(members)} members; at most {MAX_KNOWN} are accepted")
             return self._learn([member_from_wire(m) for m in members], now)
         if kind == "intro":
             return self._learn([member_from_wire(message.get("member"))], now)
@@ -182,6 +182,9 @@ class PeerState:
         actions: list[Action] = []
         for member in members:
             if member.id == self.local.id or member.id in self.linked or member.id in self.known:
+                continue
+            if len(self.known) >= MAX_KNOWN:
+                self.known_refused += 1  # the table is full: forget the newcomer, not a member we know
                 continue
             entry = _Known(member, now)
             self.known[member.id] = entry
