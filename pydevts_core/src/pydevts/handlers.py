@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from .errors import LocalProtocolError
 
-__all__ = ["SYSTEM_PREFIX", "check_event_name", "class_handlers", "handler"]
+__all__ = ["SYSTEM_PREFIX", "check_event_name", "check_handler", "class_handlers", "handler"]
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 #: Event names every node answers itself (``pydevts members``/``emit`` use them).
@@ -36,7 +37,24 @@ def class_handlers(obj: object) -> dict[str, Callable[..., Awaitable[Any]]]:
             event = getattr(value, "_pydevts_event", None)
             if event is not None:
                 found[event] = getattr(obj, attr)
+                check_handler(event, found[event])
     return found
+
+
+def check_handler(name: str, func: Callable[..., Any]) -> None:
+    """TypeError now, at registration, for a handler that could never run (not async, wrong arguments)."""
+    call = getattr(func, "__call__", None)  # noqa: B004 - an object with an async __call__ is fine too
+    if not (inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(call)):
+        raise TypeError(
+            f"the handler for {name!r} must be an async function: `async def handler(sender, payload)`, "
+            f"not {func!r}"
+        )
+    try:
+        inspect.signature(func).bind("sender", "payload")
+    except TypeError as exc:
+        raise TypeError(f"the handler for {name!r} must take (sender, payload): {exc}") from None
+    except ValueError:  # no signature to read (some builtins): let it be
+        pass
 
 
 def check_event_name(name: str) -> str:

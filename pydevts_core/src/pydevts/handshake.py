@@ -59,7 +59,10 @@ async def open_link(
                 conn = await _authenticate(conn, keyring, initiated=initiated)
             if initiated:
                 await conn.send_frames([local.to_frame()])
-            frames = await conn.receive_frames()
+            try:
+                frames = await conn.receive_frames()
+            except RemoteProtocolError as exc:  # e.g. an HTTP or SSH server's first bytes read as a length
+                raise RemoteProtocolError(f"{conn.remote_address} does not speak pydevts: {exc}") from None
             first, rest = frames[0], frames[1:]
             if first and first[0] == REFUSE:
                 raise HandshakeRefusedError(decode_refuse(first))

@@ -16,6 +16,7 @@ from .protocols import Address
 __all__ = [
     "MAX_TAGS_BYTES",
     "advertise_host_for",
+    "checked_node_id",
     "checked_tags",
     "default_cluster_host",
     "parse_advertise",
@@ -27,6 +28,21 @@ WILDCARDS = ("", "0.0.0.0", "::")
 
 
 MAX_TAGS_BYTES = 4096
+
+
+def checked_node_id(node_id: str) -> str:
+    """A node id others can parse (1 to 255 printable UTF-8 bytes, not `client:`); else ConfigurationError."""
+    from .swim_wire import id_field  # swim_wire imports this module
+
+    try:
+        id_field(node_id)
+    except ValueError as exc:
+        raise ConfigurationError(f"node_id: {exc} (1 to 255 printable UTF-8 bytes)") from None
+    if node_id.startswith("client:"):
+        raise ConfigurationError(
+            f"node_id: ids starting with 'client:' are what nodes call their clients: {node_id!r}"
+        )
+    return node_id
 
 
 def checked_tags(tags: Mapping[str, Any]) -> dict[str, str]:

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .handlers import SYSTEM_PREFIX
+from .errors import ConfigurationError, LocalProtocolError
+from .handlers import SYSTEM_PREFIX, check_event_name
 from .keys import apply_everywhere, apply_local
 
 if TYPE_CHECKING:
@@ -37,20 +38,28 @@ def system_handlers(node: Node) -> dict[str, Handler]:
     async def emit(sender: str, payload: Any) -> dict[str, Any]:
         client_only(sender, "emit")
         if not isinstance(payload, dict) or not isinstance(payload.get("name"), str):
-            raise ValueError("expected {'name': str, 'payload': ...}")
-        if (name := payload["name"]).startswith(SYSTEM_PREFIX):  # never re-enters system handling
-            raise PermissionError(f"event names starting with {SYSTEM_PREFIX!r} are reserved: {name!r}")
+            raise PermissionError("expected {'name': str, 'payload': ...}")
+        try:  # never re-enters system handling: pydevts.* names are refused here
+            check_event_name(payload["name"])
+        except LocalProtocolError as exc:
+            raise PermissionError(str(exc)) from None
         return {"sent_to": await node._require_running().emit_here_and_to_all(payload)}
 
     async def keys(sender: str, payload: Any) -> dict[str, Any]:
         client_only(sender, "keys")
-        return await apply_everywhere(node, payload)
+        try:
+            return await apply_everywhere(node, payload)
+        except ValueError as exc:  # a malformed request: refused, no traceback in the node's log
+            raise PermissionError(str(exc)) from None
 
     async def keyring(sender: str, payload: Any) -> dict[str, Any]:
         # From another member only (a client asks through ``keys``): the fan-out of ``keys``.
         if sender == node.id or sender in node._require_running().clients:
             raise PermissionError(f"{SYSTEM_PREFIX}keyring is for members; clients use {SYSTEM_PREFIX}keys")
-        return apply_local(node.keyring, payload)
+        try:
+            return apply_local(node.keyring, payload)
+        except (ValueError, ConfigurationError) as exc:
+            raise PermissionError(str(exc)) from None
 
     return {
         f"{SYSTEM_PREFIX}members": members,

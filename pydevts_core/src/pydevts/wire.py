@@ -245,7 +245,7 @@ class Mismatch:
 def _who(hello: Hello, *, accepted: bool) -> str:
     """How the other side is named: the node that answered a join is "the cluster at ..."."""
     if hello.role == "client":
-        return f"the client at {hello.address}"
+        return "a client (such as `pydevts members`)"
     return f"the {'cluster' if accepted else 'node'} at {hello.address}"
 
 

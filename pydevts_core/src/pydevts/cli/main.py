@@ -143,7 +143,11 @@ def _client_options(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    if not (sys.argv[1:] if argv is None else argv):  # plain `pydevts`: the overview, not an error
+        parser.print_help()
+        return 2
+    args = parser.parse_args(argv)
     try:
         code = _run(args)
         sys.stdout.flush()  # a reader that went away shows here, not at exit
