@@ -31,6 +31,7 @@ async def main(cluster_port: int, transport: str = "tcp") -> None:
     async with anyio.create_task_group() as tg:  # your own application's task group
         await tg.start(cancel_on_ctrl_c, tg.cancel_scope)  # from now on, Ctrl-C leaves
         await tg.start(node.serve)  # join (or start) the cluster, then keep serving
+        print(f"node {node.id} at {node.address}; members: {', '.join(m.id for m in node.members)}")
         await node.emit("greet", {"text": f"hello from {node.id}"})
         for member in node.members:
             if member.id != node.id:
