@@ -48,6 +48,16 @@ def peer_arguments() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=0, help="port to connect to (or cluster port)")
     p.add_argument("--url", default="", help="nats server URL")
     p.add_argument("--peer-id", default="", help="pydevts: id of the other node")
+    p.add_argument("--keyring", default="", metavar="PATH",
+                   help="pydevts: the cluster's keyring file (default: an open cluster)")  # fmt: skip
+    p.add_argument("--address", default="", help="pydevts joins: host:port of the open cluster's node")
+    p.add_argument(
+        "--keyring-port", type=int, default=0, help="pydevts joins: cluster port of the keyring cluster"
+    )
+    p.add_argument("--keyring-peer-id", default="", help="pydevts joins: id of the keyring cluster's node")
+    p.add_argument(
+        "--keyring-address", default="", help="pydevts joins: host:port of the keyring cluster's node"
+    )
     p.add_argument("--deadline", type=float, default=60.0, help="give up after this many seconds")
     p.add_argument("--profile", default="", help="write cProfile stats of the whole run to this file")
     return p
@@ -116,7 +126,15 @@ class Counter:
     def result(self, **extra: Any) -> Result:
         span = self.last - self.first
         rate = (self.count - 1) / span if self.count > 1 and span > 0 else 0.0
-        return {"received": self.count, "span_s": span, "msgs_per_s": rate, **extra}
+        # t_first / t_last: time.perf_counter(), which is system-wide, so comparable with the sender's t_start
+        return {
+            "received": self.count,
+            "span_s": span,
+            "msgs_per_s": rate,
+            "t_first": self.first,
+            "t_last": self.last,
+            **extra,
+        }
 
 
 class SendClock:
@@ -131,4 +149,10 @@ class SendClock:
 
     def result(self, sent: int, target: int) -> Result:
         elapsed = time.perf_counter() - self.start
-        return {"sent": sent, "target": target, "time_limited": sent < target, "send_s": elapsed}
+        return {
+            "sent": sent,
+            "target": target,
+            "time_limited": sent < target,
+            "send_s": elapsed,
+            "t_start": self.start,
+        }

@@ -1,4 +1,4 @@
-"""``--profile``: the pydevts tests once more, under cProfile in both processes.
+"""``--profile``: the pydevts tests (open, and with a keyring) once more, under cProfile in both processes.
 
 Runs after the table, so profiling never slows the measured numbers.
 """
@@ -8,20 +8,26 @@ from __future__ import annotations
 import io
 import pstats
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
-from .rows import ROWS, Row, Settings, Test, run_pair
+from .rows import PYDEVTS, ROWS, Row, Settings, Test, run_pair
 
 TOP = 25
 
 
-def profile_pydevts(settings: Settings) -> str:
-    """Top functions by tottime of both processes, for the throughput and the round-trip test."""
-    row = next(r for r in ROWS if r.kind == "pydevts")
+def profile_pydevts(settings: Settings, names: Sequence[str] = (PYDEVTS,)) -> str:
+    """Top functions by tottime of both processes, for the throughput and the round-trip test.
+
+    For each pydevts row named in ``names`` (``pydevts``, ``pydevts + keyring``).
+    """
     out: list[str] = []
-    for label, test in (("throughput", row.throughput), ("round trips", row.rtt)):
-        if test is not None:
-            out.append(_profile_test(row, label, test, settings))
+    for row in ROWS:
+        if row.kind != "pydevts" or row.name not in names:
+            continue
+        for label, test in (("throughput", row.throughput), ("round trips", row.rtt)):
+            if test is not None:
+                out.append(_profile_test(row, label, test, settings))
     return "\n\n".join(out)
 
 
@@ -35,13 +41,13 @@ def _profile_test(row: Row, label: str, test: Test, settings: Settings) -> str:
             summary = f"{server.get('received')} received, {server.get('msgs_per_s', 0):,.0f} msgs/s"
         else:
             summary = f"{client.get('count')} round trips, p50 {client.get('p50_us', 0):,.0f} µs"
-        out.append(f"##### pydevts {label}, profiled (cProfile slows both sides): {summary}")
+        out.append(f"##### {row.name} {label}, profiled (cProfile slows both sides): {summary}")
         for role, side in ((test.server, "server"), (test.client, "client")):
             text = io.StringIO()
             stats = pstats.Stats(str(folder / f"{role}.prof"), stream=text)
             stats.strip_dirs().sort_stats("tottime").print_stats(TOP)
             out.append(
-                f"=== pydevts {label}: {side} ({role}), top {TOP} by tottime ===\n{_trim(text.getvalue())}"
+                f"=== {row.name} {label}: {side} ({role}), top {TOP} by tottime ===\n{_trim(text.getvalue())}"
             )
     return "\n\n".join(out)
 

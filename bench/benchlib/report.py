@@ -6,11 +6,13 @@ import json
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .rows import RowResult
+from .rows import PYDEVTS, PYDEVTS_KEYRING, RowResult
 
-PYDEVTS = "pydevts"
+if TYPE_CHECKING:
+    from .keyring_join import JoinResult
+
 RAW_PING = "raw anyio (1 send/frame)"
 GOAL_MSGS = 200_000
 GOAL_P50_RATIO = 1.3
@@ -18,6 +20,9 @@ ZMQ_ASYNC = "pyzmq asyncio PUSH/PULL"
 NATS_PUB = "nats-py pub/sub"
 GOAL_ZMQ_ASYNC_RATIO = 1.0  # pydevts msgs/s at least pyzmq (asyncio) msgs/s
 GOAL_NATS_RATIO = 1.8  # pydevts msgs/s at least 1.8x nats-py pub/sub msgs/s
+GOAL_KEYRING_MSGS_RATIO = 0.7  # with a keyring: events/s at least 0.7x the same run's open pydevts row
+GOAL_KEYRING_P50_RATIO = 1.2  # with a keyring: request p50 at most 1.2x the same run's open pydevts row
+GOAL_KEYRING_JOIN_MS = 2.0  # the keyring handshake adds at most 2 ms to a join
 HEADERS = ("row", "msgs/s", "RTT p50 (µs)", "RTT p99 (µs)", "pydevts/row msgs/s", "pydevts/row p50", "notes")
 
 
@@ -81,7 +86,125 @@ def goals(results: Sequence[RowResult]) -> list[str]:
     line = _relative_throughput_goal(base, by_name.get(ZMQ_ASYNC), by_name.get(NATS_PUB))
     if line:
         out.append(line)
+    keyed = by_name.get(PYDEVTS_KEYRING)
+    if keyed is not None:
+        out += _keyring_goals(base, keyed)
     return out
+
+
+def _spread(values: Sequence[float | None], digits: int = 2) -> str:
+    """`` (per run 0.61-0.66)`` from the run-by-run ratios, when there are two or more."""
+    kept = [v for v in values if v is not None]
+    return f" (per run {min(kept):.{digits}f}-{max(kept):.{digits}f})" if len(kept) > 1 else ""
+
+
+def _keyring_goals(base: RowResult, keyed: RowResult) -> list[str]:
+    """The keyring row against the open pydevts row of the same run (interleaved runs)."""
+    out: list[str] = []
+    label = f"goal keyring one-way >= {GOAL_KEYRING_MSGS_RATIO}x without"
+    if base.e2e_msgs_per_s and keyed.e2e_msgs_per_s:
+        # From first send to last receive: a keyring receiver gets its events in records of up to
+        # 1 MiB, so its first-to-last msgs/s (the table's) leaves out the wait for the first one.
+        ratio = keyed.e2e_msgs_per_s / base.e2e_msgs_per_s
+        ok = ratio >= GOAL_KEYRING_MSGS_RATIO
+        table_ratio = (
+            f"; table msgs/s {keyed.msgs_per_s / base.msgs_per_s:.2f}x"
+            if keyed.msgs_per_s and base.msgs_per_s
+            else ""
+        )
+        out.append(
+            f"{label}: from first send to last receive {keyed.e2e_msgs_per_s:,.0f}/s vs "
+            f"{base.e2e_msgs_per_s:,.0f}/s = {ratio:.2f}x{_spread(keyed.paired.get('e2e_ratio_runs', []))}"
+            f"{table_ratio} -> {'MET' if ok else 'NOT MET'}"
+        )
+    else:
+        out.append(f"{label}: skipped (no msgs/s for {_missing(base, keyed, 'e2e_msgs_per_s')})")
+    label = f"goal keyring request p50 <= {GOAL_KEYRING_P50_RATIO}x without"
+    if base.p50_us and keyed.p50_us:
+        ratio = keyed.p50_us / base.p50_us
+        ok = ratio <= GOAL_KEYRING_P50_RATIO
+        out.append(
+            f"{label}: {keyed.p50_us:,.0f} µs vs {base.p50_us:,.0f} µs = {ratio:.2f}x"
+            f"{_spread(keyed.paired.get('p50_ratio_runs', []))} -> {'MET' if ok else 'NOT MET'}"
+        )
+    else:
+        out.append(f"{label}: skipped (no p50 for {_missing(base, keyed, 'p50_us')})")
+    return out
+
+
+def _missing(base: RowResult, keyed: RowResult, attr: str) -> str:
+    return ", ".join(r.name for r in (base, keyed) if not getattr(r, attr))
+
+
+def _ms(stats: dict[str, Any]) -> str:
+    if not stats.get("count"):
+        return "-"
+    return f"{stats['median']:.2f} [{stats['min']:.2f}-{stats['max']:.2f}]"
+
+
+JOIN_MEASURES = (
+    ("warm_join", "join, running process", "pairs, one node after the other"),
+    ("warm_hs", "connect + handshake", "pairs of NodeClient connections, running process"),
+    ("cold_join", "join, new process", "processes each; cold: varies more than the keyring adds"),
+    ("cold_construct", "Node(...), new process", "processes each; keyring: reads the file, imports AES-GCM"),
+)
+
+
+def join_table(join: JoinResult) -> str:
+    """The keyring join test: open and keyring medians [min-max] and what the keyring adds (ms)."""
+    summary = join.summary
+    headers = ("ms", "open median [min-max]", "keyring median [min-max]", "added")
+    rows: list[tuple[str, ...]] = []
+    for key, label, what in JOIN_MEASURES:
+        m = summary.get(key)
+        if not m:
+            continue
+        note = f"{m['open']['count']} {what}"
+        if "paired" in m:
+            d = m["paired"]
+            note += "; keyring - open per pair: "
+            note += f"median {d['median']:+.2f}, p10 {d['p10']:+.2f}, p90 {d['p90']:+.2f}"
+        rows.append((label, _ms(m["open"]), _ms(m["keyring"]), f"{m['added']:+.2f}", note))
+    lines = [f"{join.name}: a new node joins a one-node cluster, open or with a keyring, alternately"]
+    if rows:
+        widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+
+        def fmt(cells: Sequence[str]) -> str:
+            pairs = enumerate(zip(cells, widths, strict=False))
+            return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in pairs)
+
+        lines += [fmt(headers) + "  notes", "  ".join("-" * w for w in widths) + "  -----"]
+        lines += [(fmt(r[:-1]) + "  " + r[-1]).rstrip() for r in rows]
+    imported, first_key = summary.get("crypto_import"), summary.get("crypto_first_key")
+    if imported and first_key:
+        lines.append(
+            f"once per keyring process (timed in the open processes, after their join): "
+            f"require_cryptography() {_ms(imported)} ms (in Node(...)); then the first AES-GCM key "
+            f"{_ms(first_key)} ms (in the first handshake)"
+        )
+    lines += [f"FAILED {_short(e)}" for e in join.errors]
+    return "\n".join(lines)
+
+
+def join_goal(join: JoinResult) -> str:
+    """The keyring handshake's cost on a join against its goal: every join, and a new process's first.
+
+    Every join: the median of the paired differences in a running process. The
+    first join of a new process also makes the process's first AES-GCM key;
+    its cost is timed on its own, since cold joins vary by more than 2 ms.
+    """
+    label = f"goal keyring adds <= {GOAL_KEYRING_JOIN_MS:g} ms to a join"
+    warm, first = join.summary.get("warm_join"), join.summary.get("first_join_added")
+    if not warm:
+        return f"{label}: skipped (no joins in a running process)"
+    added = warm["paired"]["median"]
+    text = f"{label}: {added:+.2f} ms (running process, median of {warm['paired']['count']} pairs)"
+    ok = added <= GOAL_KEYRING_JOIN_MS
+    if first is not None:
+        key = join.summary["crypto_first_key"]["median"]
+        text += f", {first:+.2f} ms for a new process's first join (+ its first AES-GCM key, {key:.2f} ms)"
+        ok = ok and first <= GOAL_KEYRING_JOIN_MS
+    return f"{text} -> {'MET' if ok else 'NOT MET'}"
 
 
 def _relative_throughput_goal(base: RowResult, zmq_row: RowResult | None, nats: RowResult | None) -> str:
@@ -108,7 +231,13 @@ def _relative_throughput_goal(base: RowResult, zmq_row: RowResult | None, nats: 
 
 
 def write_json(
-    path: Path, machine: dict[str, Any], settings: dict[str, Any], results: Sequence[RowResult]
+    path: Path,
+    machine: dict[str, Any],
+    settings: dict[str, Any],
+    results: Sequence[RowResult],
+    join: JoinResult | None = None,
 ) -> None:
-    data = {"machine": machine, "settings": settings, "rows": [asdict(r) for r in results]}
+    data: dict[str, Any] = {"machine": machine, "settings": settings, "rows": [asdict(r) for r in results]}
+    if join is not None:
+        data["keyring_join"] = asdict(join)
     path.write_text(json.dumps(data, indent=2) + "\n")

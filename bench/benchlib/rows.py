@@ -4,10 +4,16 @@ A throughput test starts the receiver, waits for its ``ready``, starts the
 sender, and takes ``msgs/s`` from the receiver (first to last message
 received). A round-trip test starts the responder, then the client, and takes
 the percentiles from the client. Both processes are always stopped at the end.
+
+Rows run one after the other, except the rows of a group (``pydevts`` and
+``pydevts + keyring``): their runs are interleaved (open, keyring, open,
+keyring, ...), so that both see the same load of a shared machine, and each
+later row of the group gets its ratios to the first, run by run (``paired``).
 """
 
 from __future__ import annotations
 
+import statistics
 import sys
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -37,10 +43,26 @@ class Row:
     throughput: Test | None
     rtt: Test | None
     note: str = ""
+    keyring: bool = False  # pydevts: both nodes get --keyring (Settings.keyring)
+    group: str = ""  # rows of one group run interleaved; the first is the others' reference
 
+
+PYDEVTS = "pydevts"
+PYDEVTS_KEYRING = "pydevts + keyring"
 
 ROWS: list[Row] = [
-    Row("pydevts", "pydevts", Test("recv", "send"), Test("recv", "ping"), "send() / request()"),
+    Row(
+        PYDEVTS, "pydevts", Test("recv", "send"), Test("recv", "ping"), "send() / request()", group="pydevts"
+    ),
+    Row(
+        PYDEVTS_KEYRING,
+        "pydevts",
+        Test("recv", "send"),
+        Test("recv", "ping"),
+        "keyring: AES-256-GCM links",
+        keyring=True,
+        group="pydevts",
+    ),
     Row("raw anyio (1 send/frame)", "raw", Test("recv", "send"), Test("echo", "ping"), "RTT: ping-pong"),
     Row("raw anyio (64 KiB batches)", "raw", Test("recv", "send", ("--batch", "65536"), n_factor=10), None),
     Row("pyzmq PUSH/PULL", "zmq", Test("pull", "push"), None, "blocking pyzmq"),
@@ -63,6 +85,9 @@ class Settings:
     repeat: int = 3  # runs of each test; the median is shown
     deadline: float = 40.0  # per process
     nats_url: str = ""
+    keyring: str = ""  # keyring file of the keyring rows (the driver writes a temporary one)
+    joins: int = 5  # keyring join test: pairs of new processes joining (open, keyring)
+    warm_joins: int = 100  # keyring join test: pairs of joins (and of handshakes) in one running process
     python: str = sys.executable
 
 
@@ -71,12 +96,14 @@ class RowResult:
     name: str
     note: str = ""
     msgs_per_s: float | None = None
+    e2e_msgs_per_s: float | None = None  # median over the runs of received / (last received - first sent)
     p50_us: float | None = None
     p99_us: float | None = None
     errors: list[str] = field(default_factory=list)
     skipped: str = ""
     throughput: dict[str, Any] = field(default_factory=dict)
     rtt: dict[str, Any] = field(default_factory=dict)
+    paired: dict[str, Any] = field(default_factory=dict)  # against the group's first row, run by run
 
 
 def _argv(row: Row, role: str, settings: Settings, extra: list[str]) -> list[str]:
@@ -88,6 +115,10 @@ def _argv(row: Row, role: str, settings: Settings, extra: list[str]) -> list[str
         argv.append("--uvloop")
     if row.kind == "nats":
         argv += ["--url", settings.nats_url]
+    if row.keyring:
+        if not settings.keyring:
+            raise PeerError(f"{row.name}: no keyring file (Settings.keyring)")
+        argv += ["--keyring", settings.keyring]
     return argv + extra
 
 
@@ -130,40 +161,104 @@ def run_pair(
 
 
 def run_row(row: Row, settings: Settings) -> RowResult:
-    """Both tests of ``row``, ``settings.repeat`` times each; the run with the median result is shown.
+    """Both tests of ``row``, ``settings.repeat`` times each; the run with the median result is shown."""
+    return run_group([row], settings)[0]
 
-    A failing run is recorded in ``errors``; the other runs and the other test still go on.
+
+def run_group(rows: list[Row], settings: Settings) -> list[RowResult]:
+    """The tests of ``rows``, interleaved: each repetition runs every row once, in order.
+
+    Throughput first (``settings.repeat`` rounds), then round trips. A failing
+    run is recorded in its row's ``errors``; the other runs and tests still go
+    on. Each row after the first gets ``paired``: its msgs/s, its rate from
+    first send (``e2e_msgs_per_s``) and its p50 divided by the first row's of
+    the same round (``None`` where a run failed).
     """
-    result = RowResult(row.name, row.note)
-    thr_test, rtt_test = row.throughput, row.rtt
-    if thr_test is not None:
-        runs = _repeat(
-            result, "throughput", settings.repeat, lambda: _throughput_run(row, thr_test, settings)
+    results = [RowResult(row.name, row.note) for row in rows]
+    thr: list[list[dict[str, Any] | None]] = [[] for _ in rows]
+    rtt: list[list[dict[str, Any] | None]] = [[] for _ in rows]
+    rounds = max(1, settings.repeat)
+    for r in range(rounds):
+        for i in _order(len(rows), r):
+            test = rows[i].throughput
+            if test is not None:
+                thr[i].append(_attempt(results[i], "throughput", _throughput_run, rows[i], test, settings))
+    for r in range(rounds):
+        for i in _order(len(rows), r):
+            test = rows[i].rtt
+            if test is not None:
+                rtt[i].append(_attempt(results[i], "rtt", _rtt_run, rows[i], test, settings))
+    for i, result in enumerate(results):
+        _summarise(
+            result, [r for r in thr[i] if r is not None], [r for r in rtt[i] if r is not None], settings
         )
-        if runs:
-            best = _median(runs, "msgs_per_s")
-            result.throughput = {**best, "runs_msgs_per_s": [r["msgs_per_s"] for r in runs]}
-            result.msgs_per_s = best["msgs_per_s"] or None
-            _throughput_notes(result, best["receiver"], best["sender"], settings.n)
-            if len(runs) > 1:
-                rates = [r["msgs_per_s"] for r in runs]
-                result.note = _join(result.note, f"runs {_k(min(rates))}-{_k(max(rates))}/s")
-    if rtt_test is not None:
-        runs = _repeat(
-            result,
-            "rtt",
-            settings.repeat,
-            lambda: run_pair(row, rtt_test, settings, want_server_result=False)[1],
-        )
-        if runs:
-            best = _median(runs, "p50_us")
-            result.rtt = {**best, "runs_p50_us": [r.get("p50_us") for r in runs]}
-            result.p50_us = best.get("p50_us")
-            result.p99_us = best.get("p99_us")
-            p50s = [r["p50_us"] for r in runs if r.get("p50_us") is not None]
-            if len(p50s) > 1:
-                result.note = _join(result.note, f"p50 runs {min(p50s):.0f}-{max(p50s):.0f} µs")
-    return result
+        if len(rows) > 1 and result.e2e_msgs_per_s:
+            result.note = _join(result.note, f"from first send {_k(result.e2e_msgs_per_s)}/s")
+        if i > 0:
+            result.paired = {
+                "reference": rows[0].name,
+                "msgs_ratio_runs": _ratios(thr[i], thr[0], "msgs_per_s"),
+                "e2e_ratio_runs": _ratios(thr[i], thr[0], "e2e_msgs_per_s"),
+                "p50_ratio_runs": _ratios(rtt[i], rtt[0], "p50_us"),
+            }
+            result.note = _join(result.note, _paired_note(result.paired))
+    return results
+
+
+def _order(count: int, round_: int) -> list[int]:
+    """Rows in order on even rounds, in reverse on odd ones (neither always runs first)."""
+    order = list(range(count))
+    return order if round_ % 2 == 0 else order[::-1]
+
+
+def _paired_note(paired: dict[str, Any]) -> str:
+    """E.g. ``vs pydevts per run: msgs/s x0.61-0.66, p50 x1.05-1.12`` (only with 2+ runs)."""
+    parts = []
+    for key, label in (
+        ("msgs_ratio_runs", "msgs/s"),
+        ("e2e_ratio_runs", "from first send"),
+        ("p50_ratio_runs", "p50"),
+    ):
+        values = [v for v in paired.get(key, []) if v is not None]
+        if len(values) > 1:
+            parts.append(f"{label} x{min(values):.2f}-{max(values):.2f}")
+    return f"vs {paired['reference']} per run: {', '.join(parts)}" if parts else ""
+
+
+def _ratios(
+    mine: list[dict[str, Any] | None], ref: list[dict[str, Any] | None], key: str
+) -> list[float | None]:
+    out: list[float | None] = []
+    for a, b in zip(mine, ref, strict=False):
+        x = a.get(key) if a else None
+        y = b.get(key) if b else None
+        out.append(x / y if x and y else None)
+    return out
+
+
+def _summarise(
+    result: RowResult, thr: list[dict[str, Any]], rtt: list[dict[str, Any]], settings: Settings
+) -> None:
+    if thr:
+        best = _median(thr, "msgs_per_s")
+        result.throughput = {**best, "runs_msgs_per_s": [r["msgs_per_s"] for r in thr]}
+        result.msgs_per_s = best["msgs_per_s"] or None
+        _throughput_notes(result, best["receiver"], best["sender"], settings.n)
+        if len(thr) > 1:
+            rates = [r["msgs_per_s"] for r in thr]
+            result.note = _join(result.note, f"runs {_k(min(rates))}-{_k(max(rates))}/s")
+        e2e = [r["e2e_msgs_per_s"] for r in thr if r.get("e2e_msgs_per_s")]
+        if e2e:
+            result.e2e_msgs_per_s = statistics.median(e2e)
+            result.throughput["runs_e2e_msgs_per_s"] = [r.get("e2e_msgs_per_s") for r in thr]
+    if rtt:
+        best = _median(rtt, "p50_us")
+        result.rtt = {**best, "runs_p50_us": [r.get("p50_us") for r in rtt]}
+        result.p50_us = best.get("p50_us")
+        result.p99_us = best.get("p99_us")
+        p50s = [r["p50_us"] for r in rtt if r.get("p50_us") is not None]
+        if len(p50s) > 1:
+            result.note = _join(result.note, f"p50 runs {min(p50s):.0f}-{max(p50s):.0f} µs")
 
 
 def _join(*parts: str) -> str:
@@ -176,19 +271,42 @@ def _k(rate: float) -> str:
 
 def _throughput_run(row: Row, test: Test, settings: Settings) -> dict[str, Any]:
     recv, sent = run_pair(row, test, settings, want_server_result=True)
-    return {"msgs_per_s": recv["msgs_per_s"], "receiver": recv, "sender": sent}
+    return {
+        "msgs_per_s": recv["msgs_per_s"],
+        "e2e_msgs_per_s": _e2e(recv, sent),
+        "receiver": recv,
+        "sender": sent,
+    }
 
 
-def _repeat(
-    result: RowResult, label: str, times: int, run: Callable[[], dict[str, Any]]
-) -> list[dict[str, Any]]:
-    runs: list[dict[str, Any]] = []
-    for _ in range(max(1, times)):
-        try:
-            runs.append(run())
-        except Exception as exc:  # a failed run is reported, the benchmark goes on
-            result.errors.append(f"{label}: {_describe(exc)}")
-    return runs
+def _e2e(recv: dict[str, Any], sent: dict[str, Any]) -> float | None:
+    """Messages received / (last one received - sender's start): one-way throughput from first send.
+
+    ``msgs/s`` starts at the first message *received*; a receiver that gets its
+    messages in large batches (a keyring link's records hold up to 1 MiB) starts
+    that clock only once the whole first batch is there, and so counts the
+    batch's messages without the time they took. This rate has no such bias.
+    """
+    start, last, received = sent.get("t_start"), recv.get("t_last"), recv.get("received", 0)
+    if start is None or last is None or received < 1 or last <= start:
+        return None
+    rate: float = received / (last - start)
+    return rate
+
+
+def _rtt_run(row: Row, test: Test, settings: Settings) -> dict[str, Any]:
+    return run_pair(row, test, settings, want_server_result=False)[1]
+
+
+def _attempt(
+    result: RowResult, label: str, run: Callable[[Row, Test, Settings], dict[str, Any]], *args: Any
+) -> dict[str, Any] | None:
+    """One run; on failure the error is recorded in ``result`` and None returned."""
+    try:
+        return run(*args)
+    except Exception as exc:  # a failed run is reported, the benchmark goes on
+        result.errors.append(f"{label}: {_describe(exc)}")
+        return None
 
 
 def _median(runs: list[dict[str, Any]], key: str) -> dict[str, Any]:

@@ -81,16 +81,28 @@ MAX_SEEN_NONCES = 100_000  # replay cache; the oldest are forgotten first
 _DATAGRAM_VERSION = 1
 _AAD_DATAGRAM = b"pydevts/1 datagram"
 _STAMP = struct.Struct(">Q")
+_COUNTER_NONCE = struct.Struct(">4xQ")  # 4 zero bytes, then the record counter
+_LENGTH = struct.Struct(">I")  # framing's length prefix
+_warmed = False
 
 
 def require_cryptography() -> Any:
-    """The AESGCM class; ConfigurationError with the install command when cryptography is missing."""
+    """The AESGCM class; ConfigurationError with the install command when cryptography is missing.
+
+    The first call also makes a throwaway key: OpenSSL loads the cipher on a
+    process's first AES-GCM key (about 1 ms), and ``Node(...)`` calls this, so
+    that happens when the node is made rather than in its first handshake.
+    """
+    global _warmed
     try:
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
     except ImportError:
         raise ConfigurationError(
             "a keyring needs the cryptography package: pip install 'pydevts-core[keyring]'"
         ) from None
+    if not _warmed:
+        _warmed = True
+        AESGCM(bytes(32))
     return AESGCM
 
 
@@ -178,16 +190,16 @@ class _Sealer:
         self._aead = require_cryptography()(key)
         self._count = 0
 
-    def _nonce(self) -> bytes:
-        self._count += 1
-        return b"\x00\x00\x00\x00" + self._count.to_bytes(8, "big")
-
     def seal(self, data: bytes) -> bytes:
-        return bytes(self._aead.encrypt(self._nonce(), data, None))
+        self._count += 1
+        sealed: bytes = self._aead.encrypt(_COUNTER_NONCE.pack(self._count), data, None)
+        return sealed
 
     def open(self, data: bytes) -> bytes:
+        self._count += 1
         try:
-            return bytes(self._aead.decrypt(self._nonce(), data, None))
+            plain: bytes = self._aead.decrypt(_COUNTER_NONCE.pack(self._count), data, None)
+            return plain
         except Exception:  # cryptography's InvalidTag, or a record too short to hold a tag
             raise RemoteProtocolError(
                 "a sealed record failed authentication (tampered, or not ours)"
@@ -216,6 +228,10 @@ class SecureConnection:
         return self.inner.remote_address
 
     def _records(self, frames: Sequence[bytes]) -> list[bytes]:
+        if len(frames) == 1 and len(frames[0]) <= self._record_limit - 4:
+            # The round-trip path: one small frame (a request or a reply), one record.
+            frame = frames[0]
+            return [self._out.seal(_LENGTH.pack(len(frame)) + frame)]
         plain = encode_frames(frames, self.max_frame_size)  # FrameTooLargeError before sealing anything
         limit = self._record_limit
         if len(plain) <= limit:
@@ -230,14 +246,22 @@ class SecureConnection:
         return self._inner_nowait(self._records(frames))
 
     async def receive_frames(self) -> list[bytes]:
+        decoder = self._decoder
         while True:
             if self._early:
                 records, self._early = self._early, []
             else:
                 records = await self.inner.receive_frames()
-            frames: list[bytes] = []
-            for record in records:
-                frames += self._decoder.feed(self._in.open(record))
+            if len(records) == 1 and not decoder.buffered:
+                plain = self._in.open(records[0])
+                # The round-trip path: a record that holds exactly one whole frame.
+                if len(plain) >= 4 and _LENGTH.unpack_from(plain)[0] == len(plain) - 4 <= self.max_frame_size:
+                    return [plain[4:]]
+                frames = decoder.feed(plain)
+            else:
+                frames = []
+                for record in records:
+                    frames += decoder.feed(self._in.open(record))
             if frames:
                 return frames
 
