@@ -14,6 +14,7 @@ import anyio
 import anyio.abc
 
 from ..members import MemberEvent
+from ..node import Node
 from .options import node_from_args
 
 __all__ = ["EventPrinter", "run_node", "silence_stdout"]
@@ -93,6 +94,23 @@ async def run_node(args: argparse.Namespace) -> int:
             alive = [m.id for m in node.members if m.alive]
             log.info("members: %s", ", ".join(alive))
 
+    try:
+        await _serve(node, args, printer)
+    except BaseExceptionGroup as group:  # a start error (refused, nothing to join): raise it bare
+        leaves = _leaves(group)
+        if len(leaves) == 1:
+            raise leaves[0] from None
+        raise
+    return 0
+
+
+def _leaves(error: BaseException) -> list[BaseException]:
+    if isinstance(error, BaseExceptionGroup):
+        return [leaf for inner in error.exceptions for leaf in _leaves(inner)]
+    return [error]
+
+
+async def _serve(node: Node, args: argparse.Namespace, printer: EventPrinter | None) -> None:
     async with anyio.create_task_group() as tg:
         # The signal watcher starts before the node, so Ctrl-C also cuts a join short.
         await tg.start(_leave_on_signal, tg.cancel_scope)
@@ -111,7 +129,6 @@ async def run_node(args: argparse.Namespace) -> int:
                 await printer.closed.wait()
                 log.info("stdout is closed: leaving the cluster")
                 tg.cancel_scope.cancel()
-    return 0
 
 
 async def _leave_on_signal(
