@@ -30,6 +30,7 @@ from .errors import (
     UnknownNodeError,
 )
 from .hookspecs import hookimpl
+from .limits import Limits
 from .members import Member, MemberEvent, MemberState
 from .node import Node, handler
 from .plugins import Registry, create_plugin_manager
@@ -62,6 +63,7 @@ __all__ = [
     "HandshakeRefusedError",
     "JoinError",
     "Listener",
+    "Limits",
     "LocalProtocolError",
     "Member",
     "MemberEvent",

@@ -10,7 +10,8 @@ drained by one task per origin:
 
 - events run their handler inline, in arrival order (per-origin order holds);
 - requests run their handler in a task of their own (at most
-  ``max_concurrent_requests`` at once), so that a request handler that itself
+  ``max_concurrent_requests`` at once, ``max_requests_per_origin`` per origin
+  until the reply is queued), so that a request handler that itself
   makes requests — even back to its caller — cannot deadlock an inbox.
 
 When an inbox is full the reader waits, the transport stops reading, and the
@@ -47,6 +48,7 @@ from .errors import (
     UnknownNodeError,
 )
 from .handlers import SYSTEM_PREFIX
+from .limits import RequestSlots
 from .link import SEND_DEADLINE
 from .protocols import Serializer
 from .ratelog import RateLimitedLog
@@ -114,6 +116,7 @@ class Dispatcher:
         *,
         inbox_batches: int = 16,
         max_concurrent_requests: int = 256,
+        max_requests_per_origin: int = 64,
     ) -> None:
         self.node_id = node_id
         self.serializer = serializer
@@ -127,7 +130,7 @@ class Dispatcher:
         self._inboxes: dict[str, _Inbox] = {}
         self._pending: dict[int, _Pending] = {}
         self._next_id = 1
-        self._limiter = anyio.Semaphore(max_concurrent_requests)
+        self._slots = RequestSlots(max_concurrent_requests, max_requests_per_origin)
         self._names: dict[bytes, str] = {}  # raw event name -> name
         self._departed: set[str] = set()  # origins whose inbox retires once idle
         self._sweep_at = math.inf  # when the deadline sweeper will next look
@@ -170,7 +173,9 @@ class Dispatcher:
                 # The node is shutting down (an inbox is only retired once nobody waits on it).
                 inbox.queued -= 1
                 self.stats.dropped_after_leave += len(batch)
-                log.info("dropped %d frames from %s: it is no longer a member", len(batch), origin)
+                self._ratelog.info(
+                    "after_leave", "dropped %d frames from %s: it is no longer a member", len(batch), origin
+                )
         return None
 
     def _idle(self, origin: str) -> bool:
@@ -178,15 +183,14 @@ class Dispatcher:
         return inbox is None or inbox.queued == 0
 
     def _claim_request(self, origin: str, frame: bytes) -> Message | None:
-        """Take a request slot and decode; ``None`` if no slot is free."""
-        try:
-            self._limiter.acquire_nowait()
-        except anyio.WouldBlock:
+        """Take a request slot (the origin's and the node's) and decode; ``None`` if none is free."""
+        if not self._slots.try_acquire(origin):
             return None
         try:
             return decode_message(frame)
         except RemoteProtocolError as exc:
-            self._limiter.release()
+            self._slots.handler_done()
+            self._slots.release(origin)
             self.stats.bad_frames += 1
             self._ratelog.warning("bad_frame", "dropping a frame from %s: %s", origin, exc)
             return _DROPPED
@@ -262,7 +266,7 @@ class Dispatcher:
                         self._ratelog.warning("bad_frame", "dropping a frame from %s: %s", origin, exc)
                         continue
                     if msg.kind == REQUEST:
-                        await self._limiter.acquire()
+                        await self._slots.acquire(origin)
                         self._tg.start_soon(self._serve_request, origin, msg)
                     else:
                         stats.bad_frames += 1
@@ -291,16 +295,26 @@ class Dispatcher:
             self._names[raw] = name
         return name
 
+    def requests_in_flight(self, origin: str) -> int:
+        return self._slots.in_flight(origin)
+
     async def _serve_request(self, origin: str, msg: Message) -> None:
         SEND_DEADLINE.set(None)  # this task's own context: not the requester's deadline
         try:
-            await self._answer(origin, msg)
-        finally:
-            # Released only once the reply is queued, so that replies to a
-            # requester that does not read are bounded by the slots too.
-            self._limiter.release()
+            try:
+                reply = await self._answer(origin, msg)
+            finally:
+                self._slots.handler_done()
+            try:
+                await self._send_frame(origin, reply)
+            except PydevtsError as exc:
+                self._ratelog.info("no_reply", "could not reply to %r from %s: %s", msg.name, origin, exc)
+            except Exception:
+                log.exception("could not reply to %r from %s", msg.name, origin)
+        finally:  # once the reply is queued: a requester that does not read blocks itself only
+            self._slots.release(origin)
 
-    async def _answer(self, origin: str, msg: Message) -> None:
+    async def _answer(self, origin: str, msg: Message) -> bytes:
         handler = self.handlers.get(msg.name)
         system = msg.name.startswith(SYSTEM_PREFIX)
         if handler is None:
@@ -309,29 +323,22 @@ class Dispatcher:
             if system:
                 self.stats.reserved_refused += 1
                 text = f"{msg.name!r} is not a system request of node {self.node_id} (the name is reserved)"
-            reply = encode_error(msg.request_id, ErrorCode.NO_HANDLER, text)
-        else:
-            try:
-                result = await handler(origin, self.serializer.loads(msg.payload))
-                reply = encode_reply(msg.request_id, self.serializer.dumps(result))
-                self.stats.requests_served += 1
-            except SerializationError as exc:
-                reply = encode_error(msg.request_id, ErrorCode.BAD_PAYLOAD, str(exc))
-            except Exception as exc:
-                text = f"{type(exc).__name__}: {exc}"
-                if system and isinstance(exc, PermissionError):  # a system request refused
-                    self.stats.reserved_refused += 1
-                    self._ratelog.warning("reserved", "refused request %r from %s: %s", msg.name, origin, exc)
-                else:
-                    self.stats.handler_errors += 1
-                    log.exception("handler for request %r from %s raised", msg.name, origin)
-                reply = encode_error(msg.request_id, ErrorCode.HANDLER_FAILED, text)
+            return encode_error(msg.request_id, ErrorCode.NO_HANDLER, text)
         try:
-            await self._send_frame(origin, reply)
-        except PydevtsError as exc:
-            log.info("could not reply to %r from %s: %s", msg.name, origin, exc)
-        except Exception:
-            log.exception("could not reply to %r from %s", msg.name, origin)
+            result = await handler(origin, self.serializer.loads(msg.payload))
+            reply = encode_reply(msg.request_id, self.serializer.dumps(result))
+            self.stats.requests_served += 1
+            return reply
+        except SerializationError as exc:
+            return encode_error(msg.request_id, ErrorCode.BAD_PAYLOAD, str(exc))
+        except Exception as exc:
+            if system and isinstance(exc, PermissionError):  # a system request refused
+                self.stats.reserved_refused += 1
+                self._ratelog.warning("reserved", "refused request %r from %s: %s", msg.name, origin, exc)
+            else:
+                self.stats.handler_errors += 1
+                log.exception("handler for request %r from %s raised", msg.name, origin)
+            return encode_error(msg.request_id, ErrorCode.HANDLER_FAILED, f"{type(exc).__name__}: {exc}")
 
     # ------------------------------------------------------------- requests
 
@@ -396,7 +403,7 @@ class Dispatcher:
             msg = decode_message(frame)
         except RemoteProtocolError as exc:
             self.stats.bad_frames += 1
-            log.warning("dropping a reply from %s: %s", origin, exc)
+            self._ratelog.warning("bad_frame", "dropping a reply from %s: %s", origin, exc)
             return
         pending = self._pending.get(msg.request_id)
         if pending is None or pending.dest != origin:

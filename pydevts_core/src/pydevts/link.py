@@ -4,12 +4,15 @@ A :class:`Link` is what routers work with. Sending never writes to the socket
 directly: frames are queued and a writer task sends everything queued since
 its last pass in one write (coalescing). When more than ``high_water`` bytes
 wait, :meth:`Link.send` blocks until the writer has taken them — so a slow
-peer pushes back on its sender instead of growing memory.
+peer pushes back on its sender instead of growing memory. A sender that has
+waited ``stall_timeout`` seconds with nothing written meanwhile closes the
+link: the peer does not read (a slow consumer, see :mod:`pydevts.limits`).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from contextvars import ContextVar
 from typing import Any
@@ -24,12 +27,15 @@ from .errors import (
     RemoteProtocolError,
     TransportError,
 )
+from .limits import StalledFrameError
 from .protocols import Connection, ConnectionInfo, ConnectionPlugin
+from .ratelog import RateLimitedLog
 from .wire import ERROR, REFUSE, REPLY, REQUEST, Hello, decode_refuse
 
 __all__ = ["DEFAULT_HIGH_WATER", "SEND_DEADLINE", "Link", "Tail"]
 
 log = logging.getLogger("pydevts.link")
+_RATELOG = RateLimitedLog(log)  # for links no node configured
 
 DEFAULT_HIGH_WATER = 1024 * 1024
 
@@ -43,6 +49,8 @@ _DIRECT_KINDS = frozenset((REQUEST, REPLY, ERROR))
 Tail = Callable[[], Coroutine[Any, Any, None]]
 FramesHandler = Callable[["Link", list[bytes]], Awaitable[Tail | None]]
 Spawn = Callable[..., Any]
+#: ``on_limit(link, kind, reason)``: a limit closed the link ("slow_consumer", "stalled_frame").
+OnLimit = Callable[["Link", str, str], None]
 
 
 class Link:
@@ -88,6 +96,12 @@ class Link:
         self._on_frames: FramesHandler | None = None
         self._read_error: str | None = None
         self._closed_event = anyio.Event()
+        self._when_closed: list[Callable[[], None]] = []
+        self._full_since: float | None = None  # a sender began waiting for space, nothing written since
+        #: Seconds a sender may wait for space with nothing written before the link is cut (None: forever).
+        self.stall_timeout: float | None = None
+        self.on_limit: OnLimit | None = None
+        self.ratelog = _RATELOG  # a node gives its links its own
 
     def __repr__(self) -> str:
         way = "to" if self.initiated else "from"
@@ -145,21 +159,38 @@ class Link:
                 self._write_direct(self._write_now, prepared)
             return
         if self._pending_bytes + self._inflight >= self.high_water and not self.closed:
-            deadline = SEND_DEADLINE.get()
-            if deadline is None:
-                await self._wait_for_space()
-            else:
-                with anyio.fail_after(max(0.0, deadline - anyio.current_time())):
-                    await self._wait_for_space()
+            await self._wait_for_space(SEND_DEADLINE.get())
         self.send_nowait(frame)
 
-    async def _wait_for_space(self) -> None:
+    async def _wait_for_space(self, deadline: float | None) -> None:
         # Wait *before* queueing: queued plus in-flight bytes stay under
-        # high_water + one frame, however many tasks send at once.
+        # high_water + one frame, however many tasks send at once. Past
+        # ``deadline`` raise TimeoutError; past stall_timeout with nothing
+        # written since a sender began to wait, cut the link.
         while self._pending_bytes + self._inflight >= self.high_water and not self.closed:
             if self._space is None:
                 self._space = anyio.Event()
-            await self._space.wait()
+            now = anyio.current_time()
+            if self._full_since is None:
+                self._full_since = now
+            cut = math.inf if self.stall_timeout is None else self._full_since + self.stall_timeout
+            until = cut if deadline is None else min(deadline, cut)
+            with anyio.move_on_after(until - now) as waited:
+                await self._space.wait()
+            if not waited.cancelled_caught:
+                continue
+            if self._pending_bytes + self._inflight < self.high_water or self.closed:
+                return
+            if deadline is not None and deadline <= cut:
+                raise TimeoutError
+            await self._cut_slow_consumer(anyio.current_time() - self._full_since)
+
+    async def _cut_slow_consumer(self, waited: float) -> None:
+        reason = f"slow consumer: {self.queued_bytes} bytes queued and none written for {waited:.1f} s"
+        if self.on_limit is not None:
+            self.on_limit(self, "slow_consumer", reason)
+        with anyio.CancelScope(shield=True):
+            await self.aclose(reason)
 
     def _write_direct(self, write_now: Callable[[Sequence[bytes]], bool], frame: bytes) -> None:
         try:
@@ -241,6 +272,7 @@ class Link:
                 self._writing = False
                 self._inflight = 0
                 del frames
+            self._full_since = None
             if self._space is not None:
                 self._space.set()
                 self._space = None
@@ -301,9 +333,11 @@ class Link:
                 if tail is not None and not await self._run_tail(tail):
                     return  # a successor reads now
         except ConnectionClosedError as exc:
+            if isinstance(exc, StalledFrameError) and self.on_limit is not None:
+                self.on_limit(self, "stalled_frame", str(exc))
             self._stop_reading(str(exc) or "connection closed by peer")
         except RemoteProtocolError as exc:
-            log.warning("closing link to %s: %s", self.peer_id, exc)
+            self.ratelog.warning("link.protocol_error", "closing link to %s: %s", self.peer_id, exc)
             self._stop_reading(f"protocol error: {exc}")
         except TransportError as exc:
             self._stop_reading(f"transport error: {exc}")
@@ -378,6 +412,15 @@ class Link:
             except Exception:
                 log.exception("connection plugin %s failed in on_close", plugin.name)
         self._closed_event.set()
+        for callback in self._when_closed:
+            callback()
+
+    def when_closed(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` once the link has closed (at once if it has)."""
+        if self._closed_event.is_set():
+            callback()
+        else:
+            self._when_closed.append(callback)
 
     async def wait_closed(self) -> None:
         await self._closed_event.wait()

@@ -35,8 +35,9 @@ from anyio.abc import TaskGroup
 from .dispatch import Fallback, Handler
 from .errors import ConfigurationError, LocalProtocolError
 from .framing import DEFAULT_MAX_FRAME_SIZE
-from .handlers import F, check_event_name, class_handlers, handler
+from .handlers import F, check_event_name, check_handler, class_handlers, handler
 from .keyring import Keyring
+from .limits import Limits
 from .members import Member, MemberEvent
 from .node_context import NodeContext
 from .node_start import start_node
@@ -44,6 +45,7 @@ from .plugins import Choices, Registry
 from .protocols import Address, ConnectionPlugin, Router, Serializer, Transport
 from .secure import require_cryptography
 from .settings import (
+    checked_node_id,
     checked_tags,
     default_cluster_host,
     parse_advertise,
@@ -79,6 +81,9 @@ class Node:
         the path of a keyring file, or a list of keys): peers must prove they
         hold one before anything else, and links and probes are encrypted.
         Without one the cluster is open (see ``docs/security.md``).
+    :param limits: what peers may cost this node (connections, handshakes,
+        idle and slow clients, requests in flight); :class:`~pydevts.limits.Limits`
+        holds every default, ``docs/architecture.md`` ("Limits") says why.
     """
 
     def __init__(
@@ -100,6 +105,7 @@ class Node:
         serializer_options: Mapping[str, Any] | None = None,
         connection_plugins: Sequence[str | ConnectionPlugin] = (),
         keyring: Keyring | str | os.PathLike[str] | Sequence[bytes | str] | None = None,
+        limits: Limits | None = None,
         join_only: bool = False,
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
         request_timeout: float = 10.0,
@@ -113,10 +119,11 @@ class Node:
         if not (math.isfinite(reap_after) and reap_after > 0):
             raise ConfigurationError(f"reap_after must be a positive number of seconds, got {reap_after!r}")
         self.reap_after = reap_after
+        self.limits = (limits if limits is not None else Limits()).resolve()
         self.keyring = Keyring.coerce(keyring)
         if self.keyring is not None:
             require_cryptography()  # fail now, not at the first connection
-        self.id = node_id or os.urandom(6).hex()
+        self.id = os.urandom(6).hex() if node_id is None else checked_node_id(node_id)
         self.cluster = cluster
         self.cluster_address = Address(cluster_host or default_cluster_host(host), cluster_port)
         self.host = host
@@ -169,7 +176,9 @@ class Node:
         return register
 
     def add_handler(self, name: str, func: Handler) -> None:
-        """Register ``func`` for event ``name`` (see :meth:`on`)."""
+        """Register ``func`` for event ``name`` (see :meth:`on`); TypeError if it is not
+        ``async def handler(sender, payload)``."""
+        check_handler(name, func)
         self._handlers[check_event_name(name)] = func
 
     def on_unhandled(self, func: Fallback) -> Fallback:
@@ -221,7 +230,8 @@ class Node:
 
     def statistics(self) -> dict[str, int]:
         """Counters: events received/unhandled, handler errors, requests served, bad frames;
-        plus the router's own counters (prefixed ``router.``) when it keeps any."""
+        plus the router's own counters (prefixed ``router.``) when it keeps any, and
+        refusals and cuts by the limits (``limits.``, see :class:`~pydevts.limits.Limits`)."""
         ctx = self._require_running()
         counters = dict(vars(ctx.dispatcher.stats))
         router_stats = getattr(ctx.router, "statistics", None)
@@ -229,6 +239,7 @@ class Node:
             counters.update({f"router.{k}": v for k, v in router_stats().items()})
         if ctx.keyring is not None:
             counters["keyring.datagrams_dropped"] = ctx.datagrams_dropped()
+        counters.update(ctx.limit_statistics())  # limits.*: refusals and cuts
         return counters
 
     # ----------------------------------------------------------- messaging
@@ -298,6 +309,11 @@ class Node:
             await self.stop()
         self._lifecycle_scope.cancel()
         tg.cancel_scope.cancel()
+        if isinstance(exc_info[1], Exception):
+            # The body's own error (UnknownNodeError, ValueError, ...): let it out as it is,
+            # not wrapped in an exception group by the node's task group.
+            await tg.__aexit__(None, None, None)
+            return False
         return await tg.__aexit__(*exc_info)
 
     async def serve(self, *, task_status: anyio.abc.TaskStatus[Node] = anyio.TASK_STATUS_IGNORED) -> None:

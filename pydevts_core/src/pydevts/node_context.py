@@ -14,6 +14,7 @@ from .datagrams import UdpEndpoint
 from .errors import PydevtsError
 from .handshake import open_link
 from .keyring import Keyring
+from .limits import ConnectionGuard, Limits, Ticket, address_key
 from .link import Link, Tail
 from .members import Member, MemberEvent, MemberState, MemberView
 from .protocols import (
@@ -60,6 +61,7 @@ class NodeContext:
         callbacks: list[Callable[[MemberEvent], Awaitable[None]]],
         handshake_timeout: float,
         keyring: Keyring | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self.hello = hello
         self.keyring = keyring
@@ -79,8 +81,12 @@ class NodeContext:
         self._events_idle = anyio.Event()
         self._events_idle.set()
         self.clients: dict[str, Link] = {}
+        self._client_active: dict[str, list[float]] = {}  # when each client last sent or got something
         self._reaper = anyio.CancelScope()
         self._events_queued = 0
+        self.guard = ConnectionGuard(limits or Limits())
+        self.limits = self.guard.limits
+        self.ratelog = RateLimitedLog(log)  # what peers can make this node say (limits, refusals)
 
     @property
     def node_id(self) -> str:
@@ -120,17 +126,59 @@ class NodeContext:
     async def connect(self, address: Address) -> Link:
         return await self.handshake(await self.transport.connect(address), initiated=True)
 
-    async def handshake(self, conn: Connection, *, initiated: bool) -> Link:
-        """Run this node's handshake (with its plugins and checks) on a new connection."""
-        return await open_link(
+    async def handshake(self, conn: Connection, *, initiated: bool, ticket: Ticket | None = None) -> Link:
+        """Run this node's handshake (with its plugins and checks) on a new connection.
+
+        With the ``ticket`` of an accepted connection, a client over the
+        client limits is refused (REFUSE says why).
+        """
+        check = self.check_peer
+        if ticket is not None:
+
+            def check(remote: Hello) -> str | None:
+                reason = self.check_peer(remote)
+                if reason is None and remote.role == "client":
+                    reason = self.guard.client(ticket)
+                return reason
+
+        link = await open_link(
             conn,
             self.hello,
             initiated=initiated,
             plugins=self.plugins,
             timeout=self.handshake_timeout,
-            check=self.check_peer,
+            check=check,
             keyring=self.keyring,
         )
+        self.configure_link(link)
+        return link
+
+    def configure_link(self, link: Link) -> None:
+        """Give ``link`` this node's limits (slow consumer, frame timeout), counters and log."""
+        client = link.peer.role == "client" and not link.initiated
+        link.stall_timeout = self.limits.slow_consumer_timeout if client else self.limits.slow_member_timeout
+        link.on_limit = self._limit_hit
+        link.ratelog = self.ratelog
+        set_frame_timeout(link.conn, self.limits.frame_timeout)
+
+    def _limit_hit(self, link: Link, kind: str, reason: str) -> None:
+        counters = self.guard.counters
+        if kind == "slow_consumer":
+            counters.slow_consumers_cut += 1
+        elif kind == "stalled_frame":
+            counters.stalled_frames_closed += 1
+        name = next((key for key, client in self.clients.items() if client is link), None)
+        who = link.peer_id if name is None else f"{name} (says {link.peer_id!r})"
+        where = link.conn.remote_address
+        self.ratelog.warning(f"limits.{kind}", "closing link with %s (%s): %s", who, where, reason)
+
+    def limit_statistics(self) -> dict[str, int]:
+        """``limits.*`` counters, and the transport's own (``transport.*``) when it keeps any."""
+        counters = self.guard.statistics()
+        transport_stats = getattr(self.transport, "statistics", None)
+        if transport_stats is not None:
+            counters.update({f"transport.{k}": v for k, v in transport_stats().items()})
+        return counters
 
     def check_peer(self, remote: Hello) -> str | None:
         """Refuse a peer that claims the id of another live member, or a client's kind of id."""
@@ -174,23 +222,65 @@ class NodeContext:
                 self.spawn(tail)
         elif (client := self.clients.get(dest)) is not None:
             await client.send(frame)
+            if (active := self._client_active.get(dest)) is not None:
+                active[0] = anyio.current_time()  # a reply: the idle clock starts again
         else:
             await self.router.send(dest, frame)
 
     async def accept(self, conn: Connection) -> None:
-        """A connection arrived: handshake, then hand it to the router (or serve a client)."""
-        try:
-            link = await self.handshake(conn, initiated=False)
-        except PydevtsError as exc:
-            log.warning("refused a connection from %s: %s", conn.remote_address, exc)
+        """A connection arrived: admit it (limits), handshake, then hand it to the router (or serve a client).
+
+        Over a connection limit it is closed at once; to make room for it, the
+        oldest handshake in progress of its address (or of the address with
+        the most) may be dropped instead (:class:`~pydevts.limits.ConnectionGuard`).
+        """
+        remote = conn.remote_address
+        ticket, dropped = self.guard.admit(address_key(remote))
+        for old in dropped:
+            if old.drop is not None:
+                old.drop()
+        if dropped:
+            self.ratelog.warning(
+                "limits.handshake_dropped",
+                "dropped a handshake in progress from %s to make room for one from %s (limits: %d in "
+                "progress, %d per address)",
+                *(dropped[0].address, remote, self.limits.max_pending_handshakes),
+                self.limits.max_connections_per_address,
+            )
+        if ticket is None:
+            self.ratelog.warning(
+                "limits.connection_refused",
+                "refused a connection from %s at once: %d connections open (limit %d; %d per address)",
+                *(remote, self.guard.open, self.limits.max_connections),
+                self.limits.max_connections_per_address,
+            )
+            with anyio.CancelScope(shield=True):
+                await close_quietly(conn)
             return
-        except Exception:  # a bug must cost this connection, never the node
-            log.exception("dropped a connection from %s after an internal error", conn.remote_address)
+        link: Link | None = None
+        with anyio.CancelScope() as scope:
+            ticket.drop = scope.cancel
+            try:
+                link = await self.handshake(conn, initiated=False, ticket=ticket)
+            except PydevtsError as exc:
+                self.ratelog.warning("accept.refused", "refused a connection from %s: %s", remote, exc)
+            except Exception:  # a bug must cost this connection, never the node
+                log.exception("dropped a connection from %s after an internal error", remote)
+        if link is None or ticket.role == "closed":  # failed, or dropped to make room
+            self.guard.release(ticket)
+            if link is not None:
+                with anyio.CancelScope(shield=True):
+                    await link.aclose("dropped to make room for a newer handshake")
             return
         try:
             if link.peer.role == "client":
-                await self.serve_client(link)
+                try:
+                    await self.serve_client(link)
+                finally:
+                    self.guard.release(ticket)
                 return
+            self.guard.member(ticket)
+            link.when_closed(lambda: self.guard.release(ticket))
             self.router.add_link(link)
         except Exception as exc:
             log.exception("dropped the link from %s after an internal error", link.peer_id)
@@ -208,14 +298,37 @@ class NodeContext:
         self.clients[key] = link
         log.debug("serving client %s (says %r) from %s", key, link.peer_id, link.conn.remote_address)
 
+        last = self._client_active[key] = [anyio.current_time()]
+
         async def on_frames(link: Link, frames: list[bytes]) -> Tail | None:
+            last[0] = anyio.current_time()
             return await self.dispatcher.deliver(key, frames)
 
         try:
-            await link.run(on_frames, spawn=self.spawn)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._close_when_idle, link, key, last)
+                await link.run(on_frames, spawn=self.spawn)
+                tg.cancel_scope.cancel()
         finally:
-            del self.clients[key]
+            del self.clients[key], self._client_active[key]
             self.dispatcher.close_inbox(key)
+
+    async def _close_when_idle(self, link: Link, key: str, last: list[float]) -> None:
+        """Close a client link once it has sent no request for ``client_idle_timeout`` (none in progress)."""
+        idle = self.limits.client_idle_timeout
+        while True:
+            left = last[0] + idle - anyio.current_time()
+            if left > 0:
+                await anyio.sleep(left)
+            elif self.dispatcher.requests_in_flight(key):
+                last[0] = anyio.current_time()  # a request in progress counts as activity
+            else:
+                break
+        self.guard.counters.idle_clients_closed += 1
+        where = link.conn.remote_address
+        self.ratelog.info("limits.idle_client", "closing client %s (%s): idle for %g s", key, where, idle)
+        with anyio.CancelScope(shield=True):
+            await link.aclose(f"idle: no request for {idle:g} s")
 
     async def notify(self, event: MemberEvent) -> None:
         self._queue(event)
@@ -280,3 +393,19 @@ class NodeContext:
         """Wait (briefly) until queued lifecycle events have been handled."""
         with anyio.move_on_after(1.0):
             await self._events_idle.wait()
+
+
+def set_frame_timeout(conn: Connection, seconds: float) -> None:
+    """Set ``frame_timeout`` on ``conn`` and what it wraps (``inner``), where the transport offers it."""
+    layer: Any = conn
+    while layer is not None:
+        if hasattr(layer, "frame_timeout"):
+            layer.frame_timeout = seconds
+        layer = getattr(layer, "inner", None)
+
+
+async def close_quietly(conn: Connection) -> None:
+    try:
+        await conn.aclose()
+    except Exception:
+        pass

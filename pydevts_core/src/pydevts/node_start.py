@@ -102,8 +102,18 @@ async def _begin(
         callbacks=node._lifecycle,
         handshake_timeout=node.handshake_timeout,
         keyring=node.keyring,
+        limits=node.limits,
     )
-    ctx.dispatcher = Dispatcher(node.id, serializer, ctx.send_frame, tg)
+    ctx.dispatcher = Dispatcher(
+        node.id,
+        serializer,
+        ctx.send_frame,
+        tg,
+        max_concurrent_requests=node.limits.max_requests,
+        max_requests_per_origin=node.limits.max_requests_per_origin,
+    )
+    if joined.entry is not None:
+        ctx.configure_link(joined.entry)
     ctx.dispatcher.handlers = node._handlers
     ctx.dispatcher.fallback = node._unhandled
     tg.start_soon(node._run_lifecycle, ctx, name="pydevts lifecycle")

@@ -13,10 +13,12 @@ import json
 import logging
 import re
 from collections.abc import Callable
+from dataclasses import fields
 from typing import Any
 
 from ..errors import ConfigurationError
 from ..framing import DEFAULT_MAX_FRAME_SIZE
+from ..limits import Limits
 from ..members import MemberState
 from ..node import Node
 from ..protocols import Address
@@ -31,6 +33,7 @@ __all__ = [
     "join_address",
     "json_value",
     "key_value",
+    "limits_from_args",
     "node_from_args",
     "port_number",
     "positive_seconds",
@@ -253,7 +256,36 @@ def add_node_options(parser: argparse.ArgumentParser, *, cluster_port: bool = Tr
         metavar="SECONDS",
         help="drop members that left or failed this long ago from the view",
     )
+    add_limit_options(parser)
     add_log_level(parser, "INFO")
+
+
+def positive_count(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return int(text)
+
+
+def add_limit_options(parser: argparse.ArgumentParser) -> None:
+    """``--max-connections N`` ... : one flag per field of :class:`~pydevts.limits.Limits`."""
+    group = parser.add_argument_group(
+        "limits", "what peers may cost this node (docs/architecture.md, section Limits)"
+    )
+    for f in fields(Limits):
+        count = f.metadata["metavar"] == "N"
+        group.add_argument(
+            "--" + f.name.replace("_", "-"),
+            dest="limit_" + f.name,
+            type=positive_count if count else positive_seconds,
+            default=f.default,
+            metavar=f.metadata["metavar"],
+            help=f.metadata["help"],
+        )
+
+
+def limits_from_args(args: argparse.Namespace) -> Limits:
+    given = {f.name: getattr(args, "limit_" + f.name, None) for f in fields(Limits)}
+    return Limits(**{name: value for name, value in given.items() if value is not None})
 
 
 def add_log_level(parser: argparse.ArgumentParser, default: str) -> None:
@@ -313,6 +345,7 @@ def node_from_args(args: argparse.Namespace, cls: type[Node] = Node, **extra: An
         join_only=args.join_only,
         max_frame_size=args.max_frame_size,
         reap_after=args.reap_after,
+        limits=limits_from_args(args),
         **extra,
     )
 

@@ -34,6 +34,7 @@ from aioquic.quic.connection import Limit, QuicConnection, QuicConnectionAdapter
 from aioquic.quic.packet import QuicErrorCode, QuicFrameType
 from pydevts.errors import ConnectError, ConnectionClosedError, PydevtsError, RemoteProtocolError
 from pydevts.framing import FrameDecoder, encode_frames
+from pydevts.limits import DEFAULT_FRAME_TIMEOUT, StalledFrameError
 from pydevts.protocols import Address
 
 if TYPE_CHECKING:
@@ -185,6 +186,11 @@ class QUICConnection:
         #: Calls of ``Endpoint.transmit`` so far, and whether received frames woke the reader.
         self.transmits = 0
         self.woke_reader = False
+        #: A server connection still in its handshake must be accepted by then (see admission.py).
+        self.half_open_until: float | None = None
+        #: Seconds of waiting for the rest of a frame after which the peer is taken to have stalled.
+        self.frame_timeout: float | None = DEFAULT_FRAME_TIMEOUT
+        self._waited = 0.0  # waiting for the rest of the current frame, so far
 
     # ------------------------------------------------------------ application side
 
@@ -218,7 +224,21 @@ class QUICConnection:
             if self._eof:
                 raise ConnectionClosedError(f"connection closed by {self._remote}")
             self._reader = anyio.Event()
-            await self._reader.wait()
+            if self._decoder.buffered and self.frame_timeout is not None:
+                await self._wait_inside_frame(self._reader, self.frame_timeout)
+            else:
+                await self._reader.wait()
+
+    async def _wait_inside_frame(self, reader: anyio.Event, timeout: float) -> None:
+        start = anyio.current_time()
+        with anyio.move_on_after(timeout - self._waited) as waiting:
+            await reader.wait()
+        self._waited += anyio.current_time() - start
+        if waiting.cancelled_caught:
+            raise StalledFrameError(
+                f"{self._remote} stalled inside a frame: {self._decoder.buffered} bytes of it arrived, "
+                f"the rest not within {timeout:g} s"
+            )
 
     def _take(self) -> list[bytes]:
         """Up to READ_SIZE bytes of frames from the inbox (at least one frame); credit them."""
@@ -367,7 +387,8 @@ class QUICConnection:
                     why,
                 )
             else:
-                log.info(
+                self.endpoint.ratelog.info(
+                    "quic.undelivered",
                     "closing QUIC connection to %s with %d written bytes unacknowledged (%s): "
                     "the peer may not have received them",
                     self._remote,
@@ -444,18 +465,23 @@ class QUICConnection:
             self.endpoint.accepted(self)
         if self.closed_locally:
             return  # nobody will read it; the connection ends soon
+        began = not self._decoder.buffered
         try:
             frames = self._decoder.feed(data)
         except RemoteProtocolError as exc:
             self.protocol_error(str(exc))
             return
         if frames:
+            self._waited = 0.0
             self._inbox.extend(frames)
             self._inbox_bytes += sum(map(len, frames)) + 4 * len(frames)
             if self._reader is not None:
                 self._reader.set()
                 self._reader = None
                 self.woke_reader = True
+        elif began and self._reader is not None and self._decoder.buffered:
+            self._reader.set()  # a frame began: its reader now waits under the frame timeout
+            self._reader = None
         if event.end_stream:
             self._eof = True
             partial = self._decoder.buffered
@@ -467,7 +493,9 @@ class QUICConnection:
 
     def protocol_error(self, message: str) -> None:
         """Refuse what the peer sent: close the connection saying why."""
-        log.warning("closing QUIC connection from %s: %s", self._remote, message)
+        self.endpoint.ratelog.warning(
+            "quic.protocol_error", "closing QUIC connection from %s: %s", self._remote, message
+        )
         self.fail(RemoteProtocolError(f"{self._remote}: {message}"))
         if self.quic._close_event is None:
             self.quic.close(error_code=QuicErrorCode.PROTOCOL_VIOLATION, reason_phrase=message[:200])

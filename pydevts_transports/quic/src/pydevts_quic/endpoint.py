@@ -15,6 +15,9 @@ One socket also carries the node's failure-detector datagrams (see
 never be QUIC (RFC 9000 requires the fixed bit), so such datagrams are told
 apart from QUIC packets as RFC 9443 describes, and nothing else binds the
 node's UDP port.
+
+Which Initial packets may open a connection, and for how long a handshake
+may stay half-open, is :mod:`pydevts_quic.admission`'s business.
 """
 
 from __future__ import annotations
@@ -33,7 +36,9 @@ from aioquic.quic.packet import QuicHeader, QuicPacketType, encode_quic_version_
 from anyio.abc import TaskGroup
 from pydevts.errors import ConnectionClosedError
 from pydevts.protocols import Address
+from pydevts.ratelog import RateLimitedLog
 
+from .admission import Admission
 from .connection import LINGER_SILENCE, QUICConnection
 
 __all__ = ["DATAGRAM_MARK", "Datagrams", "Endpoint"]
@@ -70,8 +75,11 @@ class Endpoint:
         server: QuicConfiguration | None = None,
         connection_options: dict[str, float | int] | None = None,
         keepalive: float = 5.0,
+        admission: Admission | None = None,
     ) -> None:
         self.sock = sock
+        self.admission = admission if admission is not None else Admission()
+        self.ratelog = RateLimitedLog(log)  # what peers can make this endpoint say
         host, port = sock.getsockname()[:2]
         self.address = Address(str(host), int(port))
         self._server = server
@@ -158,6 +166,7 @@ class Endpoint:
             conn.cids.discard(cid)
 
     def forget(self, conn: QUICConnection) -> None:
+        self.admission.done(conn)
         for cid in conn.cids:
             if self._by_cid.get(cid) is conn:
                 del self._by_cid[cid]
@@ -169,6 +178,8 @@ class Endpoint:
         self._maybe_finish()
 
     def accepted(self, conn: QUICConnection) -> None:
+        self.admission.done(conn)
+        conn.half_open_until = None
         if not self.accepting:
             conn.quic.close(reason_phrase="listener closed")
             return
@@ -279,7 +290,7 @@ class Endpoint:
         now = anyio.current_time()
         touched, self._touched = self._touched, {}
         deferred: list[tuple[QUICConnection, int]] = []
-        for conn in touched:
+        for conn in [c for c in touched if not c.terminated]:  # (a half-open one may be dropped since)
             conn.woke_reader = False
             try:
                 conn.handle_events(now)
@@ -363,8 +374,19 @@ class Endpoint:
         if packet_type != QuicPacketType.INITIAL or len(data) < SMALLEST_MAX_DATAGRAM_SIZE:
             self.dropped += 1
             return None
-        original_cid: bytes = header.destination_cid
-        quic = QuicConnection(configuration=config, original_destination_connection_id=original_cid)
+        verdict = self.admission.initial(header, addr, anyio.current_time())
+        if not isinstance(verdict, tuple):
+            if verdict is None:
+                self.dropped += 1
+            else:
+                self._send_to(verdict, addr)  # a Retry (address validation under load), or a close
+            return None
+        original_cid, retry_cid = verdict
+        quic = QuicConnection(
+            configuration=config,
+            original_destination_connection_id=original_cid,
+            retry_source_connection_id=retry_cid,
+        )
         conn = QUICConnection(
             quic,
             self,
@@ -373,8 +395,29 @@ class Endpoint:
             idle_timeout=float(self._options["idle_timeout"]),
             is_client=False,
         )
-        self.register(conn, [original_cid, quic.host_cid])
+        conn.half_open_until = anyio.current_time() + self.admission.handshake_timeout
+        victim = self.admission.opened(conn, addr)
+        if victim is not None:
+            self.drop_half_open(victim, "dropped to make room for a newer one")
+        self.register(conn, [header.destination_cid, quic.host_cid])
         return conn
+
+    def drop_half_open(self, conn: QUICConnection, why: str) -> None:
+        """Forget a connection still in its handshake (no CLOSE: its sender may be spoofed).
+
+        Its aioquic state is emptied at once: it is full of reference cycles
+        (bound methods), so under a flood it would otherwise pile up until the
+        cyclic garbage collector's next full pass.
+        """
+        self.ratelog.warning(
+            "quic.half_open",
+            "QUIC handshake from %s %s (%d in progress, limit %d)",
+            *(conn.remote_address, why, len(self.admission.half_open), self.admission.half_open.max_total),
+        )
+        conn.terminated = True
+        conn.fail(ConnectionClosedError(f"QUIC handshake from {conn.remote_address} {why}"))
+        self.forget(conn)
+        vars(conn.quic).clear()
 
     def _send_to(self, data: bytes, addr: tuple[str, int]) -> None:
         try:
@@ -401,6 +444,12 @@ class Endpoint:
                 linger = min(linger, conn.last_heard + conn.silence_limit())
                 next_ping = last_ping + LINGER_SILENCE / 3
             own = next_ping if linger is None else min(linger, next_ping)
+            if conn.half_open_until is not None:
+                if now >= conn.half_open_until:
+                    self.admission.stats.half_open_timed_out += 1
+                    self.drop_half_open(conn, f"did not finish within {self.admission.handshake_timeout:g} s")
+                    return
+                own = min(own, conn.half_open_until)
             timer = quic.get_timer()
             deadline = own if timer is None else min(timer, own)
             if deadline - now > 1e-6:

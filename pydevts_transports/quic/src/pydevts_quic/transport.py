@@ -17,12 +17,13 @@ from collections.abc import Awaitable, Callable
 import anyio
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
-from pydevts.errors import AddressInUseError, ConnectError, TransportError
+from pydevts.errors import AddressInUseError, ConfigurationError, ConnectError, TransportError
 from pydevts.framing import DEFAULT_MAX_FRAME_SIZE
 from pydevts.protocols import Address, Connection
 from pydevts.wire import PROTOCOL_VERSION
 
 from ._spawn import spawn_detached
+from .admission import Admission, AdmissionStats
 from .connection import LINGER, PREAMBLE, STREAM_ID, QUICConnection
 from .endpoint import Datagrams, Endpoint, tune_socket
 from .tls import TLSSettings
@@ -73,9 +74,16 @@ class QUICTransport:
         Seconds without a packet from the peer after which a connection is dead (default 15;
         keep-alive pings go every third of it).
     ``connect_timeout``
-        Seconds for the QUIC/TLS handshake (default 5).
+        Seconds for the QUIC/TLS handshake (default 5); on a listener, also how long an accepted
+        connection may stay half-open (TLS and the stream preamble) before it is dropped.
     ``max_datagram_size``
         Largest UDP payload sent (default 1350, which fits a 1500-byte MTU with room for tunnels).
+    ``max_half_open``
+        Handshakes in progress per listener (default 64); over it the oldest of the address
+        holding the most is dropped. Each must end within ``connect_timeout``.
+    ``retry_above``
+        Handshakes in progress from which a new client must first prove its address with a
+        Retry round trip (default 8; 0: always). See :mod:`pydevts_quic.admission`.
     """
 
     name = "quic"
@@ -91,11 +99,21 @@ class QUICTransport:
         keyfile: str | None = None,
         cafile: str | None = None,
         server_name: str | None = None,
+        max_half_open: int = 64,
+        retry_above: int = 8,
     ) -> None:
         self.max_frame_size = max_frame_size
         self.connect_timeout = float(connect_timeout)
         self.idle_timeout = float(idle_timeout)
         self.max_datagram_size = int(max_datagram_size)
+        self.max_half_open = int(max_half_open)
+        self.retry_above = int(retry_above)
+        if self.max_half_open < 1 or self.retry_above < 0:
+            raise ConfigurationError(
+                f"quic: max_half_open must be >= 1, retry_above >= 0; got {max_half_open!r}, {retry_above!r}"
+            )
+        #: Address validation and half-open handshakes of this transport's listeners.
+        self.admission_stats = AdmissionStats()
         self.tls = TLSSettings(certfile=certfile, keyfile=keyfile, cafile=cafile, server_name=server_name)
         self._server_config: QuicConfiguration | None = None
         self._listeners: dict[Address, QUICListener] = {}
@@ -124,6 +142,10 @@ class QUICTransport:
             for endpoint in list(self._endpoints):
                 if endpoint.closing and all(c.closed_locally or c.terminated for c in endpoint.connections):
                     await endpoint.done.wait()
+
+    def statistics(self) -> dict[str, int]:
+        """Counters of this transport's listeners (a node reports them as ``transport.<name>``)."""
+        return dict(vars(self.admission_stats))
 
     def _common(self) -> dict[str, object]:
         return {
@@ -165,6 +187,12 @@ class QUICTransport:
             server=self._server_config,
             connection_options=self._options(),
             keepalive=self.idle_timeout / 3,
+            admission=Admission(
+                max_half_open=self.max_half_open,
+                retry_above=self.retry_above,
+                handshake_timeout=self.connect_timeout,
+                stats=self.admission_stats,
+            ),
         )
         listener = QUICListener(endpoint, self)
         self._listeners[endpoint.address] = listener

@@ -10,12 +10,23 @@ A batch of frames given to :meth:`TCPConnection.send_frames` goes out in one
 ``send`` call (the link layer above batches everything queued in one loop
 pass); each read of up to 256 KiB is split into as many frames as it holds.
 Every OS error is translated to a :mod:`pydevts.errors` exception.
+
+A peer that stops in the middle of a frame holds the part received so far:
+once :attr:`TCPConnection.frame_timeout` seconds have been spent waiting for
+the rest of one frame, the connection raises
+:class:`~pydevts.limits.StalledFrameError` (time spent not reading, e.g.
+under backpressure, does not count). A frame of :data:`MAPPED_FRAME` bytes
+or more is assembled in an anonymous memory map of its own, which goes back
+to the system as soon as the connection drops it: freed heap memory mostly
+stays with the process (glibc), so 100 clients cut inside 1 MiB frames left
+a node 100 MiB larger.
 """
 
 from __future__ import annotations
 
 import errno
 import logging
+import mmap
 import os
 import socket
 from collections.abc import Awaitable, Callable, Sequence
@@ -28,8 +39,10 @@ from pydevts.errors import (
     ConnectionClosedError,
     TransportError,
 )
-from pydevts.framing import DEFAULT_MAX_FRAME_SIZE, FrameDecoder, encode_frames
+from pydevts.framing import DEFAULT_MAX_FRAME_SIZE, HEADER, FrameDecoder, encode_frames
+from pydevts.limits import DEFAULT_FRAME_TIMEOUT, StalledFrameError
 from pydevts.protocols import Address, Connection
+from pydevts.ratelog import RateLimitedLog
 
 __all__ = ["TCPConnection", "TCPListener", "TCPTransport"]
 
@@ -39,6 +52,8 @@ READ_SIZE = 256 * 1024
 #: Reads that find data at once in a row before yielding to other tasks anyway.
 FAIR_READS = 16
 _CLOSED = (anyio.ClosedResourceError, anyio.BrokenResourceError, OSError)
+#: Frames at least this large are assembled in a memory map of their own (see above).
+MAPPED_FRAME = 256 * 1024
 
 
 def _format(sockaddr: object) -> str:
@@ -53,6 +68,55 @@ async def _close_socket(sock: socket.socket) -> None:
         sock.close()
 
 
+class _Decoder(FrameDecoder):
+    """A :class:`FrameDecoder` that assembles each frame of MAPPED_FRAME bytes or more in a memory map."""
+
+    __slots__ = ("_filled", "_map")
+
+    def __init__(self, max_frame_size: int) -> None:
+        super().__init__(max_frame_size)
+        self._map: mmap.mmap | None = None
+        self._filled = 0
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf) + (4 + self._filled if self._map is not None else 0)
+
+    @property
+    def mapping(self) -> bool:
+        """A large frame is being assembled: read it with :meth:`receive_into`, not :meth:`feed`."""
+        return self._map is not None
+
+    def feed(self, data: bytes) -> list[bytes]:
+        frames = super().feed(data)
+        buf = self._buf
+        if len(buf) >= 4 and (size := HEADER.unpack_from(buf)[0]) >= MAPPED_FRAME:
+            self._map = mmap.mmap(-1, size)  # (the size was checked against the limit by feed)
+            self._filled = self._map.write(buf[4:])
+            del buf[:]
+        return frames
+
+    def receive_into(self, sock: socket.socket) -> list[bytes]:
+        """Read the mapped frame's next bytes (EOFError at the end of the stream); it, once complete."""
+        mapped = self._map
+        assert mapped is not None
+        with memoryview(mapped) as whole, whole[self._filled :] as rest:
+            got = sock.recv_into(rest)
+        if not got:
+            raise EOFError
+        self._filled += got
+        if self._filled < len(mapped):
+            return []
+        frame = mapped[:]
+        self.release()
+        return [frame]
+
+    def release(self) -> None:
+        mapped, self._map, self._filled = self._map, None, 0
+        if mapped is not None:
+            mapped.close()
+
+
 class TCPConnection:
     """One TCP connection carrying length-prefixed frames."""
 
@@ -61,9 +125,12 @@ class TCPConnection:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._sock = sock
         self.max_frame_size = max_frame_size
-        self._decoder = FrameDecoder(max_frame_size)
+        self._decoder = _Decoder(max_frame_size)
         self._quick_reads = 0
         self._rest: memoryview | None = None
+        #: Seconds of waiting for the rest of a frame after which the peer is taken to have stalled.
+        self.frame_timeout: float | None = DEFAULT_FRAME_TIMEOUT
+        self._waited = 0.0  # waiting for the rest of the current frame, so far
         try:
             self._remote = _format(sock.getpeername())
         except OSError:
@@ -116,24 +183,34 @@ class TCPConnection:
 
     async def receive_frames(self) -> list[bytes]:
         sock = self._sock
+        decoder = self._decoder
         while True:
             try:
-                data = sock.recv(READ_SIZE)
+                if decoder.mapping:
+                    frames = decoder.receive_into(sock)
+                else:
+                    data = sock.recv(READ_SIZE)
+                    if not data:
+                        raise EOFError
+                    frames = decoder.feed(data)
             except BlockingIOError:
                 self._quick_reads = 0
+                if self._decoder.buffered and self.frame_timeout is not None:
+                    await self._wait_inside_frame(self.frame_timeout)
+                    continue
                 try:
                     await anyio.wait_readable(sock)
                 except _CLOSED as exc:
                     raise ConnectionClosedError(f"connection to {self._remote} closed") from exc
                 continue
+            except EOFError:
+                partial = decoder.buffered
+                detail = f" in the middle of a frame ({partial} bytes buffered)" if partial else ""
+                raise ConnectionClosedError(f"connection closed by {self._remote}{detail}") from None
             except OSError as exc:
                 raise ConnectionClosedError(f"connection to {self._remote} closed: {exc!r}") from exc
-            if not data:
-                partial = self._decoder.buffered
-                detail = f" in the middle of a frame ({partial} bytes buffered)" if partial else ""
-                raise ConnectionClosedError(f"connection closed by {self._remote}{detail}")
-            frames = self._decoder.feed(data)
             if frames:
+                self._waited = 0.0
                 self._quick_reads += 1
                 if self._quick_reads >= FAIR_READS:
                     # Data kept arriving faster than we handle it: let others run.
@@ -141,8 +218,23 @@ class TCPConnection:
                     await anyio.lowlevel.checkpoint()
                 return frames
 
+    async def _wait_inside_frame(self, timeout: float) -> None:
+        start = anyio.current_time()
+        with anyio.move_on_after(timeout - self._waited) as waiting:
+            try:
+                await anyio.wait_readable(self._sock)
+            except _CLOSED as exc:
+                raise ConnectionClosedError(f"connection to {self._remote} closed") from exc
+        self._waited += anyio.current_time() - start
+        if waiting.cancelled_caught:
+            raise StalledFrameError(
+                f"{self._remote} stalled inside a frame: {self._decoder.buffered} bytes of it arrived, "
+                f"the rest not within {timeout:g} s"
+            )
+
     async def aclose(self) -> None:
         await _close_socket(self._sock)
+        self._decoder.release()
 
 
 class TCPListener:
@@ -151,6 +243,7 @@ class TCPListener:
     def __init__(self, sock: socket.socket, max_frame_size: int) -> None:
         self._sock = sock
         self._max_frame_size = max_frame_size
+        self._ratelog = RateLimitedLog(log)
         host, port = sock.getsockname()[:2]
         self._address = Address(str(host), int(port))
 
@@ -175,16 +268,19 @@ class TCPListener:
                 except OSError as exc:
                     if self._sock.fileno() < 0:
                         return
-                    log.warning("accept on %s failed: %s", self._address, exc)  # e.g. EMFILE
+                    self._ratelog.warning("tcp.accept", "accept on %s failed: %s", self._address, exc)
                     await anyio.sleep(0.1)
                     continue
                 try:
                     conn = TCPConnection(client, self._max_frame_size)
                 except OSError as exc:  # reset before we got to it
                     client.close()
-                    log.info("accepted connection on %s failed at once: %s", self._address, exc)
+                    self._ratelog.info(
+                        "tcp.reset", "accepted connection on %s failed at once: %s", self._address, exc
+                    )
                     continue
                 tg.start_soon(accepted, conn)
+                del conn, client  # not kept alive (with its buffers) until the next accept
 
     async def aclose(self) -> None:
         await _close_socket(self._sock)
