@@ -1,12 +1,13 @@
-"""Running handlers for incoming events and requests; matching replies.
+"""Running handlers for incoming events and requests; routing replies to the requests they answer.
 
 Theory of operation
 -------------------
 Link readers call :meth:`Dispatcher.deliver` with every batch of core frames
 from one origin node. Replies and errors are matched to waiting requests at
-once, in the reader, so a handler that awaits a request never blocks the reply
-it waits for. Events and requests go to the origin's *inbox*, a bounded queue
-drained by one task per origin:
+once, in the reader (:class:`~pydevts.requests.PendingRequests`), so a
+handler that awaits a request never blocks the reply it waits for. Events and
+requests go to the origin's *inbox*, a bounded queue drained by one task per
+origin:
 
 - events run their handler inline, in arrival order (per-origin order holds);
 - requests run their handler in a task of their own (at most
@@ -27,9 +28,8 @@ they must by raising ``PermissionError`` (an ERROR reply). Both are counted
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -37,21 +37,13 @@ import anyio
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectSendStream
 
-from .errors import (
-    DeliveryError,
-    NoHandlerError,
-    PydevtsError,
-    RemoteHandlerError,
-    RemoteProtocolError,
-    RequestTimeoutError,
-    SerializationError,
-    UnknownNodeError,
-)
+from .errors import PydevtsError, RemoteProtocolError, SerializationError
 from .handlers import SYSTEM_PREFIX
 from .limits import RequestSlots
 from .link import SEND_DEADLINE
 from .protocols import Serializer
 from .ratelog import RateLimitedLog
+from .requests import PendingRequests, remote_error
 from .wire import (
     ERROR,
     EVENT,
@@ -62,10 +54,9 @@ from .wire import (
     decode_message,
     encode_error,
     encode_reply,
-    encode_request,
 )
 
-__all__ = ["Dispatcher", "Handler"]
+__all__ = ["Dispatcher", "Handler", "remote_error"]
 
 log = logging.getLogger("pydevts.dispatch")
 
@@ -75,16 +66,6 @@ Tail = Callable[[], Coroutine[Any, Any, None]]
 _DROPPED = Message(0, "", 0, b"")  # a malformed request, already logged
 NAME_CACHE = 1024
 SendFrame = Callable[[str, bytes], Awaitable[None]]
-
-
-@dataclass
-class _Pending:
-    dest: str
-    name: str
-    deadline: float
-    done: anyio.Event = field(default_factory=anyio.Event)
-    message: Message | None = None
-    error: PydevtsError | None = None
 
 
 @dataclass
@@ -128,13 +109,11 @@ class Dispatcher:
         self._tg = task_group
         self._inbox_batches = inbox_batches
         self._inboxes: dict[str, _Inbox] = {}
-        self._pending: dict[int, _Pending] = {}
-        self._next_id = 1
+        self._requests = PendingRequests(serializer, send_frame, task_group)
+        self._pending = self._requests.pending  # requests in flight, by id
         self._slots = RequestSlots(max_concurrent_requests, max_requests_per_origin)
         self._names: dict[bytes, str] = {}  # raw event name -> name
         self._departed: set[str] = set()  # origins whose inbox retires once idle
-        self._sweep_at = math.inf  # when the deadline sweeper will next look
-        self._sweep_wake: anyio.Event | None = None
 
     # ------------------------------------------------------------- incoming
 
@@ -340,63 +319,11 @@ class Dispatcher:
                 log.exception("handler for request %r from %s raised", msg.name, origin)
             return encode_error(msg.request_id, ErrorCode.HANDLER_FAILED, f"{type(exc).__name__}: {exc}")
 
-    # ------------------------------------------------------------- requests
+    # ------------------------------------------------------------- requests (requests.py)
 
     async def request(self, dest: str, name: str, payload: Any, timeout: float) -> Any:
         """Send a request and wait for the reply; see :meth:`pydevts.Node.request`."""
-        request_id = self._next_id
-        self._next_id += 1
-        pending = _Pending(dest, name, anyio.current_time() + timeout)
-        self._pending[request_id] = pending
-        if pending.deadline < self._sweep_at:
-            self._wake_sweeper()
-        token = SEND_DEADLINE.set(pending.deadline)
-        try:
-            frame = encode_request(request_id, name, self.serializer.dumps(payload))
-            try:
-                await self._send_frame(dest, frame)
-            except TimeoutError:
-                pending.done.set()  # queue space did not come in time: a timeout
-            else:
-                await pending.done.wait()  # set by the reply, by fail_pending, or by the sweeper
-        finally:
-            SEND_DEADLINE.reset(token)
-            del self._pending[request_id]
-        if pending.error is not None:
-            raise pending.error
-        if pending.message is None:
-            raise RequestTimeoutError(f"no reply from {dest} to request {name!r} within {timeout:g} s")
-        if pending.message.kind == REPLY:
-            return self.serializer.loads(pending.message.payload)
-        raise remote_error(dest, name, pending.message)
-
-    # Deadlines: one sweeper task instead of a cancel scope per request (a
-    # scope costs several microseconds on the round-trip path). It sleeps
-    # until the earliest deadline of the requests in flight; a request with
-    # an earlier deadline than that wakes it.
-
-    def _wake_sweeper(self) -> None:
-        if self._sweep_wake is None:
-            self._sweep_wake = anyio.Event()
-            self._tg.start_soon(self._sweep, name="pydevts request deadlines")
-        else:
-            self._sweep_wake.set()
-
-    async def _sweep(self) -> None:
-        while True:
-            now = anyio.current_time()
-            earliest = math.inf
-            for pending in self._pending.values():
-                if pending.done.is_set():
-                    continue
-                if pending.deadline <= now:
-                    pending.done.set()  # no message, no error: a timeout
-                elif pending.deadline < earliest:
-                    earliest = pending.deadline
-            self._sweep_at = earliest
-            self._sweep_wake = wake = anyio.Event()
-            with anyio.move_on_after(earliest - now):
-                await wake.wait()
+        return await self._requests.request(dest, name, payload, timeout)
 
     def _resolve(self, origin: str, frame: bytes) -> None:
         try:
@@ -405,26 +332,8 @@ class Dispatcher:
             self.stats.bad_frames += 1
             self._ratelog.warning("bad_frame", "dropping a reply from %s: %s", origin, exc)
             return
-        pending = self._pending.get(msg.request_id)
-        if pending is None or pending.dest != origin:
-            log.debug("late or unknown reply %d from %s", msg.request_id, origin)
-            return
-        pending.message = msg
-        pending.done.set()
+        self._requests.resolve(origin, msg)
 
     def fail_pending(self, dest: str | None, reason: str) -> None:
         """Fail every request waiting on ``dest`` (it left or failed), or on anyone (``None``)."""
-        for pending in self._pending.values():
-            if (dest is None or pending.dest == dest) and not pending.done.is_set():
-                pending.error = UnknownNodeError(pending.dest, f"{reason}; no reply to {pending.name!r}")
-                pending.done.set()
-
-
-def remote_error(dest: str, name: str, msg: Message) -> DeliveryError:
-    text = msg.payload.decode(errors="replace")
-    if msg.code == ErrorCode.NO_HANDLER:
-        return NoHandlerError(text)
-    if msg.code == ErrorCode.UNREACHABLE:
-        return UnknownNodeError(dest, text)
-    remote_type = text.partition(":")[0] if msg.code == ErrorCode.HANDLER_FAILED else ""
-    return RemoteHandlerError(f"request {name!r} to {dest} failed remotely: {text}", remote_type)
+        self._requests.fail(dest, reason)

@@ -1,19 +1,24 @@
-"""What a running node gives its router (internal)."""
+"""What a running node gives its router (internal).
+
+Clients it serves are in ``clients.py``; lifecycle events queue in ``lifecycle.py``.
+"""
 
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio.abc import TaskGroup
 
+from .clients import CLIENT_PREFIX, serve_client
 from .datagrams import UdpEndpoint
 from .errors import PydevtsError
 from .handshake import open_link
 from .keyring import Keyring
+from .lifecycle import LIFECYCLE_QUEUE as LIFECYCLE_QUEUE
+from .lifecycle import LifecycleQueue
 from .limits import ConnectionGuard, Limits, Ticket, address_key
 from .link import Link, Tail
 from .members import Member, MemberEvent, MemberState, MemberView
@@ -37,9 +42,6 @@ if TYPE_CHECKING:
 __all__ = ["NodeContext"]
 
 log = logging.getLogger("pydevts.node")
-
-LIFECYCLE_QUEUE = 10_000
-CLIENT_PREFIX = "client:"  # what this node calls the clients it serves; no member may take such an id
 
 
 class NodeContext:
@@ -75,15 +77,10 @@ class NodeContext:
         self.listener = listener
         self.task_group = task_group
         self.handshake_timeout = handshake_timeout
-        self._callbacks = callbacks
-        self._events_in, self._events_out = anyio.create_memory_object_stream[MemberEvent](LIFECYCLE_QUEUE)
-        self.lifecycle_dropped = 0
-        self._events_idle = anyio.Event()
-        self._events_idle.set()
+        self.lifecycle = LifecycleQueue(callbacks)
         self.clients: dict[str, Link] = {}
-        self._client_active: dict[str, list[float]] = {}  # when each client last sent or got something
+        self.client_active: dict[str, list[float]] = {}  # when each client last sent or got something
         self._reaper = anyio.CancelScope()
-        self._events_queued = 0
         self.guard = ConnectionGuard(limits or Limits())
         self.limits = self.guard.limits
         self.ratelog = RateLimitedLog(log)  # what peers can make this node say (limits, refusals)
@@ -222,7 +219,7 @@ class NodeContext:
                 self.spawn(tail)
         elif (client := self.clients.get(dest)) is not None:
             await client.send(frame)
-            if (active := self._client_active.get(dest)) is not None:
+            if (active := self.client_active.get(dest)) is not None:
                 active[0] = anyio.current_time()  # a reply: the idle clock starts again
         else:
             await self.router.send(dest, frame)
@@ -287,83 +284,22 @@ class NodeContext:
             await link.aclose(f"internal error: {exc!r}")
 
     async def serve_client(self, link: Link) -> None:
-        """Serve a one-off client (``role: client``): requests in, replies out; never a member.
-
-        A client is known by a name this node gives it (``client:`` and random
-        hex), never by the id it claims: a client that claims a member's id
-        gets neither that member's traffic nor its replies, and handlers see
-        the client's own name as the sender.
-        """
-        key = f"{CLIENT_PREFIX}{os.urandom(6).hex()}"
-        self.clients[key] = link
-        log.debug("serving client %s (says %r) from %s", key, link.peer_id, link.conn.remote_address)
-
-        last = self._client_active[key] = [anyio.current_time()]
-
-        async def on_frames(link: Link, frames: list[bytes]) -> Tail | None:
-            last[0] = anyio.current_time()
-            return await self.dispatcher.deliver(key, frames)
-
-        try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(self._close_when_idle, link, key, last)
-                await link.run(on_frames, spawn=self.spawn)
-                tg.cancel_scope.cancel()
-        finally:
-            del self.clients[key], self._client_active[key]
-            self.dispatcher.close_inbox(key)
-
-    async def _close_when_idle(self, link: Link, key: str, last: list[float]) -> None:
-        """Close a client link once it has sent no request for ``client_idle_timeout`` (none in progress)."""
-        idle = self.limits.client_idle_timeout
-        while True:
-            left = last[0] + idle - anyio.current_time()
-            if left > 0:
-                await anyio.sleep(left)
-            elif self.dispatcher.requests_in_flight(key):
-                last[0] = anyio.current_time()  # a request in progress counts as activity
-            else:
-                break
-        self.guard.counters.idle_clients_closed += 1
-        where = link.conn.remote_address
-        self.ratelog.info("limits.idle_client", "closing client %s (%s): idle for %g s", key, where, idle)
-        with anyio.CancelScope(shield=True):
-            await link.aclose(f"idle: no request for {idle:g} s")
+        """Serve a one-off client (``role: client``) until its link closes; see :mod:`pydevts.clients`."""
+        await serve_client(self, link)
 
     async def notify(self, event: MemberEvent) -> None:
         self._queue(event)
 
     def _queue(self, event: MemberEvent) -> None:
-        # One event per member change: the queue only fills if a callback
-        # blocks for a long time. Then events are dropped, counted and logged.
-        try:
-            self._events_in.send_nowait(event)
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-            return  # the node is shutting down: nobody is listening any more
-        except anyio.WouldBlock:
-            self.lifecycle_dropped += 1
-            log.error(
-                "lifecycle queue full (%d events; is a callback stuck?): dropped %s of %s",
-                LIFECYCLE_QUEUE,
-                event.kind,
-                event.member.id,
-            )
-            return
-        if self._events_queued == 0:
-            self._events_idle = anyio.Event()
-        self._events_queued += 1
+        self.lifecycle.put(event)
+
+    @property
+    def lifecycle_dropped(self) -> int:
+        """Lifecycle events dropped because the queue was full (a callback stuck)."""
+        return self.lifecycle.dropped
 
     async def run_lifecycle(self) -> None:
-        async with self._events_out:
-            async for event in self._events_out:
-                for callback in list(self._callbacks):
-                    try:
-                        await callback(event)
-                    except Exception:
-                        log.exception("lifecycle callback %r raised on %s", callback, event.kind)
-                self._events_queued -= 1
-                if self._events_queued == 0:
-                    self._events_idle.set()
+        await self.lifecycle.run()
 
     async def run_reaper(self, reap_after: float) -> None:
         """Drop members down for ``reap_after`` seconds (a ``reaped`` event each), until the node stops.
@@ -391,8 +327,7 @@ class NodeContext:
 
     async def drain_lifecycle(self) -> None:
         """Wait (briefly) until queued lifecycle events have been handled."""
-        with anyio.move_on_after(1.0):
-            await self._events_idle.wait()
+        await self.lifecycle.drain()
 
 
 def set_frame_timeout(conn: Connection, seconds: float) -> None:

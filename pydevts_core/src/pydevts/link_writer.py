@@ -1,0 +1,234 @@
+"""The sending side of a :class:`~pydevts.link.Link`: queue, coalescing writer, backpressure.
+
+Sending never writes to the socket directly: frames are queued and a writer
+task sends everything queued since its last pass in one write (coalescing).
+When more than ``high_water`` bytes wait, :meth:`LinkWriter.send` blocks
+until the writer has taken them — so a slow peer pushes back on its sender
+instead of growing memory. A sender that has waited ``stall_timeout`` seconds
+with nothing written meanwhile closes the link: the peer does not read (a
+slow consumer, see :mod:`pydevts.limits`).
+
+:class:`LinkWriter` is a base class of :class:`~pydevts.link.Link` only; its
+state is set up by ``Link.__init__``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Sequence
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, cast
+
+import anyio
+
+from .errors import ConnectionClosedError, FrameTooLargeError, PydevtsError
+from .protocols import Connection, ConnectionInfo, ConnectionPlugin
+from .wire import ERROR, REPLY, REQUEST
+
+if TYPE_CHECKING:
+    from .link import Link, OnLimit
+
+__all__ = ["SEND_DEADLINE", "LinkWriter"]
+
+log = logging.getLogger("pydevts.link")
+
+#: A deadline (``anyio.current_time()`` clock) for waiting for queue space in
+#: :meth:`Link.send`; past it, ``send`` raises TimeoutError (the frame stays
+#: queued). Set by ``request`` so that its timeout covers a blocked send too,
+#: without a cancel scope on the fast path.
+SEND_DEADLINE: ContextVar[float | None] = ContextVar("pydevts_send_deadline", default=None)
+_DIRECT_KINDS = frozenset((REQUEST, REPLY, ERROR))
+
+
+class LinkWriter:
+    """Queueing and writing frames to one peer (the sending half of a link)."""
+
+    conn: Connection
+    peer_id: str
+    plugins: tuple[ConnectionPlugin, ...]
+    info: ConnectionInfo
+    high_water: int
+    max_frame_size: int
+    closed: bool
+    close_reason: str | None
+    stall_timeout: float | None
+    on_limit: OnLimit | None
+    _pending: list[bytes]
+    _pending_bytes: int
+    _wake: anyio.Event | None
+    _space: anyio.Event | None
+    _idle: anyio.Event | None
+    _writing: bool
+    _write_error: str | None
+    _scope: anyio.CancelScope | None
+    _write_now: Callable[[Sequence[bytes]], bool] | None
+    _flush_needed: bool
+    _inflight: int
+    _full_since: float | None
+
+    async def aclose(self, reason: str | None = None) -> None:
+        raise NotImplementedError  # Link.aclose
+
+    # ------------------------------------------------------------- sending
+
+    def _prepare(self, frame: bytes) -> bytes | None:
+        if self.closed:
+            raise ConnectionClosedError(f"link to {self.peer_id} is closed ({self.close_reason})")
+        if self.plugins:
+            out = self._filter_out(frame)
+            if out is None:
+                return None
+            frame = out
+        if len(frame) > self.max_frame_size:
+            raise FrameTooLargeError(len(frame), self.max_frame_size)
+        return frame
+
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes queued or being written (``send`` waits past ``high_water``)."""
+        return self._pending_bytes + self._inflight
+
+    def send_nowait(self, frame: bytes) -> None:
+        """Queue ``frame`` without waiting for queue space (small control frames only)."""
+        prepared = self._prepare(frame)
+        if prepared is None:
+            return
+        self._pending.append(prepared)
+        self._pending_bytes += len(prepared)
+        wake = self._wake
+        if wake is not None and not self._writing:
+            self._wake = None
+            wake.set()
+
+    async def send(self, frame: bytes) -> None:
+        """Queue ``frame``; wait only if more than ``high_water`` bytes are queued.
+
+        Requests and replies sent while nothing else is queued or being
+        written go straight to the transport from the caller's task, without
+        waiting (``send_frames_nowait``): one task switch less on the
+        round-trip path. Everything else is batched by the writer task.
+        """
+        if (
+            frame[0] in _DIRECT_KINDS
+            and self._write_now is not None
+            and not self._pending
+            and not self._writing
+            and not self._flush_needed
+            and self._scope is not None
+        ):
+            prepared = self._prepare(frame)
+            if prepared is not None:
+                self._write_direct(self._write_now, prepared)
+            return
+        if self._pending_bytes + self._inflight >= self.high_water and not self.closed:
+            await self._wait_for_space(SEND_DEADLINE.get())
+        self.send_nowait(frame)
+
+    async def _wait_for_space(self, deadline: float | None) -> None:
+        # Wait *before* queueing: queued plus in-flight bytes stay under
+        # high_water + one frame, however many tasks send at once. Past
+        # ``deadline`` raise TimeoutError; past stall_timeout with nothing
+        # written since a sender began to wait, cut the link.
+        while self._pending_bytes + self._inflight >= self.high_water and not self.closed:
+            if self._space is None:
+                self._space = anyio.Event()
+            now = anyio.current_time()
+            if self._full_since is None:
+                self._full_since = now
+            cut = math.inf if self.stall_timeout is None else self._full_since + self.stall_timeout
+            until = cut if deadline is None else min(deadline, cut)
+            with anyio.move_on_after(until - now) as waited:
+                await self._space.wait()
+            if not waited.cancelled_caught:
+                continue
+            if self._pending_bytes + self._inflight < self.high_water or self.closed:
+                return
+            if deadline is not None and deadline <= cut:
+                raise TimeoutError
+            await self._cut_slow_consumer(anyio.current_time() - self._full_since)
+
+    async def _cut_slow_consumer(self, waited: float) -> None:
+        reason = f"slow consumer: {self.queued_bytes} bytes queued and none written for {waited:.1f} s"
+        if self.on_limit is not None:
+            self.on_limit(cast("Link", self), "slow_consumer", reason)
+        with anyio.CancelScope(shield=True):
+            await self.aclose(reason)
+
+    def _write_direct(self, write_now: Callable[[Sequence[bytes]], bool], frame: bytes) -> None:
+        try:
+            complete = write_now([frame])
+        except PydevtsError as exc:
+            self._fail(f"send failed: {exc}")
+            raise ConnectionClosedError(f"link to {self.peer_id} failed: {exc}") from exc
+        if not complete:
+            # The transport kept the rest of the frame: the writer sends it next.
+            self._flush_needed = True
+            wake = self._wake
+            if wake is not None:
+                self._wake = None
+                wake.set()
+
+    def _fail(self, reason: str) -> None:
+        if self._write_error is None:
+            self._write_error = reason
+        if self._scope is not None:
+            self._scope.cancel()
+
+    def _filter_out(self, frame: bytes) -> bytes | None:
+        out: bytes | None = frame
+        for plugin in self.plugins:
+            try:
+                out = plugin.on_frame_out(self.info, frame)
+            except Exception as exc:
+                # A plugin bug costs this link, never the node or the caller's task.
+                log.exception("connection plugin %r failed on a frame to %s", plugin.name, self.peer_id)
+                self._fail(f"connection plugin {plugin.name!r} failed: {exc!r}")
+                raise ConnectionClosedError(
+                    f"link to {self.peer_id} closed: plugin {plugin.name!r} failed"
+                ) from exc
+            if out is None:
+                return None
+            frame = out
+        return frame
+
+    async def _write_loop(self) -> None:
+        # Takes everything queued (at most about high_water bytes, see send)
+        # and writes it in one call; space is given back when the write ends.
+        while True:
+            if not (self._pending or self._flush_needed):
+                if self._idle is not None:
+                    self._idle.set()
+                    self._idle = None
+                self._wake = anyio.Event()
+                await self._wake.wait()
+                continue
+            self._flush_needed = False
+            frames = self._pending
+            self._pending = []
+            self._inflight = self._pending_bytes
+            self._pending_bytes = 0
+            self._writing = True
+            try:
+                await self.conn.send_frames(frames)
+            except PydevtsError as exc:
+                self._fail(f"send failed: {exc}")
+                return
+            finally:
+                self._writing = False
+                self._inflight = 0
+                del frames
+            self._full_since = None
+            if self._space is not None:
+                self._space.set()
+                self._space = None
+
+    async def flush(self) -> None:
+        """Wait until every queued frame has been handed to the transport."""
+        while (self._pending or self._writing or self._flush_needed) and not self.closed:
+            if self._idle is None:
+                self._idle = anyio.Event()
+            if self._wake is not None:
+                self._wake.set()
+                self._wake = None
+            await self._idle.wait()

@@ -1,0 +1,144 @@
+"""Requests this node sends: matching replies to them, and their deadlines.
+
+:class:`PendingRequests` belongs to a :class:`~pydevts.dispatch.Dispatcher`:
+its ``request`` sends a REQUEST and waits until the reply (or an error) is
+matched to it by :meth:`PendingRequests.resolve` — called at once by the link
+reader, so a handler that awaits a request never blocks the reply it waits
+for — or until its deadline passes or its destination leaves
+(:meth:`PendingRequests.fail`). :func:`remote_error` turns an ERROR reply
+into the exception the requester sees.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+
+from .errors import (
+    DeliveryError,
+    NoHandlerError,
+    PydevtsError,
+    RemoteHandlerError,
+    RequestTimeoutError,
+    UnknownNodeError,
+)
+from .link import SEND_DEADLINE
+from .protocols import Serializer
+from .wire import REPLY, ErrorCode, Message, encode_request
+
+__all__ = ["PendingRequests", "remote_error"]
+
+log = logging.getLogger("pydevts.dispatch")
+
+SendFrame = Callable[[str, bytes], Awaitable[None]]
+
+
+@dataclass
+class _Pending:
+    dest: str
+    name: str
+    deadline: float
+    done: anyio.Event = field(default_factory=anyio.Event)
+    message: Message | None = None
+    error: PydevtsError | None = None
+
+
+class PendingRequests:
+    """The requests in flight of one node, by request id."""
+
+    def __init__(self, serializer: Serializer, send_frame: SendFrame, task_group: TaskGroup) -> None:
+        self.serializer = serializer
+        self._send_frame = send_frame
+        self._tg = task_group
+        self.pending: dict[int, _Pending] = {}
+        self._next_id = 1
+        self._sweep_at = math.inf  # when the deadline sweeper will next look
+        self._sweep_wake: anyio.Event | None = None
+
+    async def request(self, dest: str, name: str, payload: Any, timeout: float) -> Any:
+        """Send a request and wait for the reply; see :meth:`pydevts.Node.request`."""
+        request_id = self._next_id
+        self._next_id += 1
+        pending = _Pending(dest, name, anyio.current_time() + timeout)
+        self.pending[request_id] = pending
+        if pending.deadline < self._sweep_at:
+            self._wake_sweeper()
+        token = SEND_DEADLINE.set(pending.deadline)
+        try:
+            frame = encode_request(request_id, name, self.serializer.dumps(payload))
+            try:
+                await self._send_frame(dest, frame)
+            except TimeoutError:
+                pending.done.set()  # queue space did not come in time: a timeout
+            else:
+                await pending.done.wait()  # set by the reply, by fail, or by the sweeper
+        finally:
+            SEND_DEADLINE.reset(token)
+            del self.pending[request_id]
+        if pending.error is not None:
+            raise pending.error
+        if pending.message is None:
+            raise RequestTimeoutError(f"no reply from {dest} to request {name!r} within {timeout:g} s")
+        if pending.message.kind == REPLY:
+            return self.serializer.loads(pending.message.payload)
+        raise remote_error(dest, name, pending.message)
+
+    # Deadlines: one sweeper task instead of a cancel scope per request (a
+    # scope costs several microseconds on the round-trip path). It sleeps
+    # until the earliest deadline of the requests in flight; a request with
+    # an earlier deadline than that wakes it.
+
+    def _wake_sweeper(self) -> None:
+        if self._sweep_wake is None:
+            self._sweep_wake = anyio.Event()
+            self._tg.start_soon(self._sweep, name="pydevts request deadlines")
+        else:
+            self._sweep_wake.set()
+
+    async def _sweep(self) -> None:
+        while True:
+            now = anyio.current_time()
+            earliest = math.inf
+            for pending in self.pending.values():
+                if pending.done.is_set():
+                    continue
+                if pending.deadline <= now:
+                    pending.done.set()  # no message, no error: a timeout
+                elif pending.deadline < earliest:
+                    earliest = pending.deadline
+            self._sweep_at = earliest
+            self._sweep_wake = wake = anyio.Event()
+            with anyio.move_on_after(earliest - now):
+                await wake.wait()
+
+    def resolve(self, origin: str, msg: Message) -> None:
+        """A REPLY or ERROR from ``origin``: wake the request it answers (if it still waits)."""
+        pending = self.pending.get(msg.request_id)
+        if pending is None or pending.dest != origin:
+            log.debug("late or unknown reply %d from %s", msg.request_id, origin)
+            return
+        pending.message = msg
+        pending.done.set()
+
+    def fail(self, dest: str | None, reason: str) -> None:
+        """Fail every request waiting on ``dest`` (it left or failed), or on anyone (``None``)."""
+        for pending in self.pending.values():
+            if (dest is None or pending.dest == dest) and not pending.done.is_set():
+                pending.error = UnknownNodeError(pending.dest, f"{reason}; no reply to {pending.name!r}")
+                pending.done.set()
+
+
+def remote_error(dest: str, name: str, msg: Message) -> DeliveryError:
+    text = msg.payload.decode(errors="replace")
+    if msg.code == ErrorCode.NO_HANDLER:
+        return NoHandlerError(text)
+    if msg.code == ErrorCode.UNREACHABLE:
+        return UnknownNodeError(dest, text)
+    remote_type = text.partition(":")[0] if msg.code == ErrorCode.HANDLER_FAILED else ""
+    return RemoteHandlerError(f"request {name!r} to {dest} failed remotely: {text}", remote_type)
