@@ -121,3 +121,23 @@ async def test_pydevts_node_that_cannot_start_says_why_in_one_line(extra: list[s
     assert "Traceback" not in err and err.strip().splitlines()[-1].startswith(
         "pydevts: error: nothing answers"
     )
+
+
+async def test_the_cli_takes_a_bare_port_for_join_and_refuses_the_memory_transport() -> None:
+    import sys
+
+    port = free_port()
+    with anyio.fail_after(60):
+        async with Node(port, node_id="n"):
+            done = await anyio.run_process(
+                [sys.executable, "-m", "pydevts", "members", "--join", str(port)], check=False
+            )
+            assert done.returncode == 0, done.stderr.decode()
+            assert done.stdout.decode().splitlines()[1].split()[:3] == ["n", f"127.0.0.1:{port}", "alive"]
+        done = await anyio.run_process(
+            [sys.executable, "-m", "pydevts", "node", str(port), "--transport", "memory"], check=False
+        )
+    assert (
+        done.returncode == 2
+        and "memory transport connects nodes inside one Python process" in done.stderr.decode()
+    )

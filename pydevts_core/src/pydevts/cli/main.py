@@ -20,6 +20,7 @@ from .options import (
     add_node_options,
     add_transport_options,
     check_backend,
+    cli_transport,
     join_address,
     json_value,
     positive_seconds,
@@ -115,7 +116,7 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = command("demo", "start a 3-node cluster on loopback and show an event exchange")
     _backend(demo)
-    demo.add_argument("--transport", default="tcp", help="transport plugin, e.g. quic")
+    demo.add_argument("--transport", type=cli_transport, default="tcp", help="transport plugin, e.g. quic")
     return parser
 
 

@@ -124,8 +124,20 @@ def advertise_address(text: str) -> str:
     return text
 
 
+def cli_transport(name: str) -> str:
+    """An argparse type: a transport name other processes can reach (not the in-process ``memory``)."""
+    if name == "memory":
+        raise argparse.ArgumentTypeError(
+            "the memory transport connects nodes inside one Python process only (pydevts.testing); "
+            "the CLI needs tcp or quic"
+        )
+    return name
+
+
 def join_address(text: str) -> Address:
-    """An argparse type: ``HOST:PORT`` or ``[IPV6]:PORT`` of a node."""
+    """An argparse type: ``HOST:PORT`` or ``[IPV6]:PORT`` of a node; a bare ``PORT`` means 127.0.0.1."""
+    if text.isdigit():  # `--join 7000`, as `pydevts node 7000` takes a bare port
+        text = f"127.0.0.1:{text}"
     host, port = _host_port(text, port_required=True)
     assert port is not None
     return Address(host, port)
@@ -309,7 +321,7 @@ def add_keyring_option(parser: argparse.ArgumentParser) -> None:
 
 
 def add_transport_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--transport", default="tcp", help="transport plugin, e.g. quic")
+    parser.add_argument("--transport", type=cli_transport, default="tcp", help="transport plugin, e.g. quic")
     parser.add_argument(
         "--transport-option",
         action="append",
