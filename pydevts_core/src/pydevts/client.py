@@ -17,9 +17,9 @@ from typing import Any
 import anyio
 
 from .dispatch import remote_error
-from .errors import ConfigurationError, RemoteProtocolError, RequestTimeoutError
+from .errors import RemoteProtocolError, RequestTimeoutError
 from .handshake import open_link
-from .keyring import Keyring
+from .keyring import Keyring, check_open_mode
 from .members import Member, MemberState
 from .plugins import Registry
 from .protocols import Address, Connection, Serializer
@@ -61,10 +61,7 @@ class NodeClient:
         transport_name, serializer_name, options = self._choices
         transport = registry.create("transport", transport_name, **self._transport_options)
         self._serializer = registry.create("serializer", serializer_name, **options)
-        if self.keyring is None and getattr(self._serializer, "requires_keyring", False):
-            raise ConfigurationError(
-                f"serializer {serializer_name!r} needs the cluster's keyring (--keyring PATH)"
-            )
+        check_open_mode(self.keyring, self._serializer)  # pickle unpickles replies: key holders only
         conn = await transport.connect(self.address)
         hello = Hello(
             cluster=self.cluster,

@@ -18,7 +18,6 @@ cuts a link; a ring is only consulted by new handshakes and by datagrams.
 
 from __future__ import annotations
 
-import base64
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -85,7 +84,3 @@ async def apply_everywhere(node: Node, payload: Any) -> dict[str, Any]:
             if member.alive and member.id != node.id:
                 tg.start_soon(ask, member.id)
     return {"members": results}
-
-
-def encode_key(key: bytes) -> str:
-    return base64.b64encode(key).decode()

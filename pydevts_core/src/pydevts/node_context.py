@@ -67,7 +67,7 @@ class NodeContext:
     ) -> None:
         self.hello = hello
         self.keyring = keyring
-        self.datagrams_dropped: Callable[[], int] = lambda: 0
+        self._sealed: SealedDatagrams | None = None
         self._drops = RateLimitedLog(log)
         self.members = members
         self.transport = transport
@@ -112,8 +112,12 @@ class NodeContext:
         if self.keyring is None:
             return endpoint
         sealed = SealedDatagrams(endpoint, self.keyring, on_drop=self._datagram_dropped)
-        self.datagrams_dropped = lambda: sealed.dropped
+        self._sealed = sealed
         return sealed
+
+    def datagrams_dropped(self) -> int:
+        """Datagrams the keyring refused (0 before the channel is open)."""
+        return self._sealed.dropped if self._sealed is not None else 0
 
     def _datagram_dropped(self, why: str) -> None:
         self._drops.warning("secure.datagram", "dropped a datagram: %s", why)
