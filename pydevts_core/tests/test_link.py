@@ -95,7 +95,8 @@ def memory_pair(
 def hello(node_id: str, **overrides: str) -> Hello:
     fields = {"cluster": "test", "address": f"{node_id}.local:7000", "serializer": "msgpack"}
     fields.update(overrides)
-    return Hello(node_id=node_id, tags={"name": node_id}, **fields)
+    # Members offer resumable links (pydevts.session) in every HELLO.
+    return Hello(node_id=node_id, tags={"name": node_id}, extensions={"resume": 1}, **fields)
 
 
 class Recorder:

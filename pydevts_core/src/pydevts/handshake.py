@@ -9,10 +9,12 @@ the answer the same way (see :mod:`pydevts.wire` for the fields and
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import NoReturn
 
 import anyio
 
+from . import session
 from .errors import HandshakeRefusedError, RemoteProtocolError
 from .keyring import Keyring
 from .link import Link
@@ -53,6 +55,8 @@ async def open_link(
     (:mod:`pydevts.secure`); the HELLOs and everything after travel sealed.
     A peer without a key in common learns nothing, not even the cluster name.
     """
+    if local.role == "member" and session.ENABLED and "resume" not in local.extensions:
+        local = replace(local, extensions={**local.extensions, "resume": 1})  # pydevts.session
     try:
         with anyio.fail_after(timeout):
             if keyring is not None:

@@ -21,6 +21,7 @@ from .limits import StalledFrameError
 from .link_writer import SEND_DEADLINE, LinkWriter
 from .protocols import Connection, ConnectionInfo, ConnectionPlugin
 from .ratelog import RateLimitedLog
+from .session import Session
 from .wire import REFUSE, Hello, decode_refuse
 
 __all__ = ["DEFAULT_HIGH_WATER", "SEND_DEADLINE", "Link", "Tail"]
@@ -86,6 +87,14 @@ class Link(LinkWriter):
         self.stall_timeout: float | None = None
         self.on_limit: OnLimit | None = None
         self.ratelog = _RATELOG  # a node gives its links its own
+        self.session: Session | None = None
+        self.in_epoch = 0  # the peer's stream this link carries (see pydevts.session)
+        self.in_next = 0  # the number of the next data frame it will bring
+
+    def attach(self, session: Session) -> None:
+        """Carry ``session`` (the node does it for member links): see :mod:`pydevts.session`."""
+        self.session = session
+        session.attach(self)
 
     def __repr__(self) -> str:
         way = "to" if self.initiated else "from"
@@ -207,6 +216,20 @@ class Link(LinkWriter):
             for frame in frames:
                 if frame and frame[0] == REFUSE:
                     raise ConnectionClosedError(f"peer refused the link: {decode_refuse(frame)}")
+        session = self.session
+        if session is not None:
+            frames = session.accept(self, frames)
+            if not frames:
+                return None
+            # Two links of one member (a reconnect, a duplicate link) may read at once:
+            # the frames go to the node in the order they were numbered.
+            await session.take_turn()
+            try:
+                if self.plugins:
+                    frames = self._filter_in(frames)
+                return await on_frames(self, frames) if frames else None
+            finally:
+                session.end_turn()
         if self.plugins:
             frames = self._filter_in(frames)
         if frames:
@@ -219,6 +242,8 @@ class Link(LinkWriter):
             return
         self.closed = True
         self.close_reason = reason
+        if self.session is not None:
+            self.session.detach(self)
         if self._scope is not None:
             self._scope.cancel()
         if self._space is not None:

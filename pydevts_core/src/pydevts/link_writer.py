@@ -24,6 +24,7 @@ import anyio
 
 from .errors import ConnectionClosedError, FrameTooLargeError, PydevtsError
 from .protocols import Connection, ConnectionInfo, ConnectionPlugin
+from .session import ACK_DELAY, Session
 from .wire import ERROR, REPLY, REQUEST
 
 if TYPE_CHECKING:
@@ -66,6 +67,8 @@ class LinkWriter:
     _flush_needed: bool
     _inflight: int
     _full_since: float | None
+    #: The member session this link carries (None: a plain link, e.g. a client's).
+    session: Session | None
 
     async def aclose(self, reason: str | None = None) -> None:
         raise NotImplementedError  # Link.aclose
@@ -73,7 +76,7 @@ class LinkWriter:
     # ------------------------------------------------------------- sending
 
     def _prepare(self, frame: bytes) -> bytes | None:
-        if self.closed:
+        if self.closed and self.session is None:
             raise ConnectionClosedError(f"link to {self.peer_id} is closed ({self.close_reason})")
         if self.plugins:
             out = self._filter_out(frame)
@@ -89,8 +92,23 @@ class LinkWriter:
         """Bytes queued or being written (``send`` waits past ``high_water``)."""
         return self._pending_bytes + self._inflight
 
+    @property
+    def has_room(self) -> bool:
+        """Whether ``send`` would queue at once (no backpressure now)."""
+        session = self.session
+        if session is not None:
+            return not session.full
+        return self._pending_bytes + self._inflight < self.high_water
+
     def send_nowait(self, frame: bytes) -> None:
         """Queue ``frame`` without waiting for queue space (small control frames only)."""
+        session = self.session
+        if session is not None:
+            session.check_open()
+            prepared = self._prepare(frame)
+            if prepared is not None:
+                session.push(prepared)
+            return
         prepared = self._prepare(frame)
         if prepared is None:
             return
@@ -108,7 +126,21 @@ class LinkWriter:
         written go straight to the transport from the caller's task, without
         waiting (``send_frames_nowait``): one task switch less on the
         round-trip path. Everything else is batched by the writer task.
+
+        On a member link the frame belongs to the member's session: it is
+        sent on the member's newest link and kept until acknowledged, and
+        this waits while ``high_water`` bytes are unacknowledged (see
+        :mod:`pydevts.session`). It is not lost if this link closes.
         """
+        session = self.session
+        if session is not None:
+            if session.full:
+                await session.wait_for_space(cast("Link", self), SEND_DEADLINE.get())
+            session.check_open()
+            prepared = self._prepare(frame)
+            if prepared is not None:
+                session.push(prepared)
+            return
         if (
             frame[0] in _DIRECT_KINDS
             and self._write_now is not None
@@ -169,6 +201,53 @@ class LinkWriter:
                 self._wake = None
                 wake.set()
 
+    # ------------------------------------------------------------- for sessions
+
+    def _enqueue(self, frame: bytes) -> None:
+        """Send a frame its session numbered: directly if it is a request or reply and nothing waits."""
+        if (
+            frame[0] in _DIRECT_KINDS
+            and self._write_now is not None
+            and not self._pending
+            and not self._writing
+            and not self._flush_needed
+            and self._scope is not None
+        ):
+            try:
+                self._write_direct(self._write_now, frame)
+            except ConnectionClosedError:
+                pass  # the link is failing; the session sends the frame again on the next one
+            return
+        self._pending.append(frame)
+        self._pending_bytes += len(frame)
+        wake = self._wake
+        if wake is not None and not self._writing:
+            self._wake = None
+            wake.set()
+
+    def _queue_first(self, frames: list[bytes], size: int) -> None:
+        """Queue ``frames`` before anything queued (a session resuming its stream on this link)."""
+        self._pending = frames + self._pending
+        self._pending_bytes += size
+        self._poke()
+
+    def _queue_control(self, frame: bytes) -> None:
+        """Queue a frame that is no part of the stream (an acknowledgement)."""
+        self._pending.append(frame)
+        self._pending_bytes += len(frame)
+        self._poke()
+
+    def _drop_queued(self) -> None:
+        """Forget what is queued: the session sends it on a newer link."""
+        self._pending = []
+        self._pending_bytes = 0
+
+    def _poke(self) -> None:
+        wake = self._wake
+        if wake is not None and not self._writing:
+            self._wake = None
+            wake.set()
+
     def _fail(self, reason: str) -> None:
         if self._write_error is None:
             self._write_error = reason
@@ -195,16 +274,28 @@ class LinkWriter:
     async def _write_loop(self) -> None:
         # Takes everything queued (at most about high_water bytes, see send)
         # and writes it in one call; space is given back when the write ends.
+        session = self.session
         while True:
             if not (self._pending or self._flush_needed):
                 if self._idle is not None:
                     self._idle.set()
                     self._idle = None
                 self._wake = anyio.Event()
+                if session is not None and session.ack_owed() and not session.ack_timer:
+                    # Frames arrived: acknowledge them within ACK_DELAY (sooner if a batch goes first).
+                    session.ack_timer = True
+                    with anyio.move_on_after(ACK_DELAY):
+                        await self._wake.wait()
+                    session.ack_timer = False
+                    if not self._pending and session.ack_owed() and not self.closed:
+                        self._pending.append(session.take_ack())
+                    continue
                 await self._wake.wait()
                 continue
             self._flush_needed = False
             frames = self._pending
+            if session is not None and session.ack_owed():
+                frames.append(session.take_ack())
             self._pending = []
             self._inflight = self._pending_bytes
             self._pending_bytes = 0

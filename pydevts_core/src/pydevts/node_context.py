@@ -20,7 +20,7 @@ from .keyring import Keyring
 from .lifecycle import LIFECYCLE_QUEUE as LIFECYCLE_QUEUE
 from .lifecycle import LifecycleQueue
 from .limits import ConnectionGuard, Limits, Ticket, address_key
-from .link import Link, Tail
+from .link import DEFAULT_HIGH_WATER, Link, Tail
 from .members import Member, MemberEvent, MemberState, MemberView
 from .protocols import (
     Address,
@@ -34,6 +34,7 @@ from .protocols import (
 )
 from .ratelog import RateLimitedLog
 from .secure import SealedDatagrams
+from .session import SessionTable
 from .wire import Hello, encode_event
 
 if TYPE_CHECKING:
@@ -84,6 +85,7 @@ class NodeContext:
         self.guard = ConnectionGuard(limits or Limits())
         self.limits = self.guard.limits
         self.ratelog = RateLimitedLog(log)  # what peers can make this node say (limits, refusals)
+        self.sessions = SessionTable(DEFAULT_HIGH_WATER)
 
     @property
     def node_id(self) -> str:
@@ -161,6 +163,16 @@ class NodeContext:
         link.on_limit = self._limit_hit
         link.ratelog = self.ratelog
         set_frame_timeout(link.conn, self.limits.frame_timeout)
+        if (
+            link.peer.role == "member"
+            and link.local.extensions.get("resume")
+            and link.peer.extensions.get("resume")
+        ):
+            link.attach(self.sessions.for_link(link))
+
+    def link_statistics(self) -> dict[str, int]:
+        """``links.*``: frames sent again after a link dropped, duplicates dropped, frames lost."""
+        return {f"links.{key}": value for key, value in self.sessions.statistics().items()}
 
     def _limit_hit(self, link: Link, kind: str, reason: str) -> None:
         counters = self.guard.counters
@@ -206,6 +218,7 @@ class NodeContext:
         if event is None:
             return
         if event.kind in ("left", "failed"):
+            self.sessions.drop(event.member.id, f"it {event.kind}")
             self.dispatcher.fail_pending(event.member.id, f"it {event.kind}")
             self.dispatcher.close_inbox(event.member.id)
         elif event.kind == "joined":
@@ -322,6 +335,7 @@ class NodeContext:
                     except Exception:  # a router's bug must not stop the node
                         log.exception("router %r failed to forget %s", self.router, member.id)
                     self.members.drop(member.id)
+                    self.sessions.drop(member.id, "reaped")
                     self.dispatcher.forget(member.id)
                     log.info("reaped member %s (%s for %g s)", member.id, member.state.value, reap_after)
                     self._queue(MemberEvent("reaped", member))

@@ -73,6 +73,7 @@ class MemoryNetwork:
         self._datagrams: dict[Address, MemoryDatagrams] = {}
         self._cuts: set[frozenset[str]] = set()
         self._next_port = 40000
+        self._open: set[MemoryConnection] = set()
 
     def transport(self, host: str = "127.0.0.1", **settings: int) -> MemoryTransport:
         return MemoryTransport(self, host=host, **settings)
@@ -93,6 +94,23 @@ class MemoryNetwork:
 
     def heal(self) -> None:
         self._cuts.clear()
+
+    def reset(self, host_a: str, host_b: str | None = None) -> int:
+        """Reset every open connection between ``host_a`` and ``host_b`` (any host if None), as a TCP RST.
+
+        Both ends see the connection closed at once and whatever was in
+        flight is lost. Returns how many connections were reset.
+        """
+        hits = [
+            conn
+            for conn in self._open
+            if conn._local_host == host_a and (host_b is None or conn._remote_host == host_b)
+        ]
+        for conn in hits:
+            conn._reset()
+            if conn._peer is not None:
+                conn._peer._reset()
+        return len(hits)
 
     def can_talk(self, host_a: str, host_b: str) -> bool:
         return frozenset((host_a, host_b)) not in self._cuts
@@ -160,6 +178,16 @@ class MemoryConnection:
         self._remote_host = remote_host
         self._out = out
         self._in = _InFlight(inbox)
+        self._peer: MemoryConnection | None = None
+        self._was_reset = False
+        network._open.add(self)
+
+    def _reset(self) -> None:
+        self._was_reset = True
+        self.network._open.discard(self)
+        self._in._next = None
+        self._out.close()
+        self._in.stream.close()
 
     @property
     def remote_address(self) -> str:
@@ -170,6 +198,9 @@ class MemoryConnection:
             if len(frame) > self.max_frame_size:
                 raise FrameTooLargeError(len(frame), self.max_frame_size)
         net = self.network
+        if self._was_reset:
+            await anyio.lowlevel.checkpoint()
+            raise ConnectionClosedError(f"connection to {self._remote} reset")
         if not net.can_talk(self._local_host, self._remote_host):
             await anyio.lowlevel.checkpoint()
             return  # a cut cable: gone without a word
@@ -185,7 +216,11 @@ class MemoryConnection:
         try:
             batch = await self._in.receive()
         except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError) as exc:
+            if self._was_reset:
+                raise ConnectionClosedError(f"connection to {self._remote} reset") from exc
             raise ConnectionClosedError(f"connection closed by {self._remote}") from exc
+        if self._was_reset:
+            raise ConnectionClosedError(f"connection to {self._remote} reset")
         for frame in batch:
             if len(frame) > self.max_frame_size:
                 raise RemoteProtocolError(
@@ -195,6 +230,7 @@ class MemoryConnection:
         return batch
 
     async def aclose(self) -> None:
+        self.network._open.discard(self)
         await self._out.aclose()
         await self._in.aclose()
 
@@ -308,6 +344,7 @@ class MemoryTransport:
         theirs = MemoryConnection(
             net, address.host, f"{self.host}:0", self.host, b_out, b_in, listener.max_frame_size
         )
+        mine._peer, theirs._peer = theirs, mine
         try:
             listener._accept_in.send_nowait(theirs)
         except (anyio.WouldBlock, anyio.ClosedResourceError, anyio.BrokenResourceError) as exc:

@@ -251,7 +251,7 @@ class HopRouter:
         link = self._links.get(neighbour)
         if link is None:
             return
-        if link.queued_bytes < link.high_water:
+        if link.has_room:
             self._queue(neighbour, frame)
             return
         token = SEND_DEADLINE.set(None)  # a relay is not bound by some request's deadline

@@ -77,6 +77,9 @@ class PeerRouter:
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
         self._links: dict[str, Link] = {}
+        # The last link of a member that is still alive but not linked right now: sends
+        # go to its session, which keeps them until the next link (pydevts.session).
+        self._resting: dict[str, Link] = {}
         self._ctx: RouterContext | None = None
         self._state: PeerState | None = None
         self._liveness: Liveness | None = None
@@ -152,6 +155,7 @@ class PeerRouter:
             return
         log.debug("adopted %r", link)
         self._links[link.peer_id] = link
+        self._resting.pop(link.peer_id, None)
         self._up_since[link.peer_id] = anyio.current_time()
         self._apply(self._state.link_up(member_from_hello(link.peer), anyio.current_time()))
         assert self._liveness is not None
@@ -167,6 +171,8 @@ class PeerRouter:
         finally:
             if self._links.get(link.peer_id) is link:
                 del self._links[link.peer_id]
+                if link.session is not None and link.session.closed is None and not self._stopping:
+                    self._resting[link.peer_id] = link
                 if not self._stopping:  # while leaving, the others' state is no news
                     log.info("link to %s closed: %s", link.peer_id, link.close_reason)
                     self._apply(self._state.link_down(link.peer_id, anyio.current_time()))
@@ -256,6 +262,7 @@ class PeerRouter:
             return
         self._ctx.update_member(member)
         if not member.alive:
+            self._resting.pop(member.id, None)
             self._state.linked.pop(member.id, None)  # newcomers must not be sent to it
             self._state.known.pop(member.id, None)
             self._first_delay.pop(member.id, None)
@@ -356,6 +363,7 @@ class PeerRouter:
         if peer_id in self._links or (member is not None and member.alive):
             return False
         self._state.forget(peer_id)
+        self._resting.pop(peer_id, None)
         self._liveness.swim.forget(peer_id)
         self._first_delay.pop(peer_id, None)
         self._up_since.pop(peer_id, None)
@@ -364,7 +372,10 @@ class PeerRouter:
     # ----------------------------------------------------------- delivery
 
     async def send(self, dest: str, frame: bytes) -> None:
-        await send_on_link(self._links.get(dest), dest, frame)
+        await send_on_link(self._links.get(dest) or self._resting.get(dest), dest, frame)
 
     async def broadcast(self, frame: bytes) -> None:
-        await send_on_links(self._links.values(), frame)
+        if self._resting:
+            await send_on_links([*self._links.values(), *self._resting.values()], frame)
+        else:
+            await send_on_links(self._links.values(), frame)
