@@ -202,7 +202,7 @@ class Session:
                 await current._cut_slow_consumer(anyio.current_time() - now)
 
     def _on_ack(self, epoch: int, count: int) -> None:
-        if epoch != self.epoch:
+        if epoch != self.epoch or self.closed is not None:
             return  # about a stream this side dropped
         done = count - self.base
         if done <= 0:
