@@ -125,10 +125,13 @@ class ConnectionClosedError(TransportError):
 class FrameTooLargeError(TransportError):
     """A frame is over the maximum frame size."""
 
-    def __init__(self, size: int, limit: int) -> None:
+    def __init__(self, size: int, limit: int, members: str = "") -> None:
         self.size = size
         self.limit = limit
-        super().__init__(f"frame of {size} bytes is over the maximum frame size of {limit} bytes")
+        if members:
+            super().__init__(f"frame of {size} bytes is over what members {members} take")
+        else:
+            super().__init__(f"frame of {size} bytes is over the maximum frame size of {limit} bytes")
 
 
 class ProtocolError(PydevtsError):

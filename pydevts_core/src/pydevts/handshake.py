@@ -55,8 +55,12 @@ async def open_link(
     (:mod:`pydevts.secure`); the HELLOs and everything after travel sealed.
     A peer without a key in common learns nothing, not even the cluster name.
     """
-    if local.role == "member" and session.ENABLED and "resume" not in local.extensions:
-        local = replace(local, extensions={**local.extensions, "resume": 1})  # pydevts.session
+    # Members offer resumable links (pydevts.session); everyone says how large a frame it takes.
+    offers: dict[str, object] = {"max_frame_size": conn.max_frame_size}
+    if local.role == "member" and session.ENABLED:
+        offers["resume"] = 1
+    if any(local.extensions.get(key) != value for key, value in offers.items()):
+        local = replace(local, extensions={**local.extensions, **offers})
     try:
         with anyio.fail_after(timeout):
             if keyring is not None:

@@ -60,7 +60,11 @@ class Link(LinkWriter):
         self.plugins = tuple(plugins)
         self.info = ConnectionInfo(local.node_id, remote.node_id, remote.address, initiated, remote.tags)
         self.high_water = high_water
-        self.max_frame_size = conn.max_frame_size
+        # The smaller of what this side's transport and the peer's take (its HELLO says): a frame
+        # the peer would refuse is refused here, before it is queued (or kept for resending).
+        theirs = remote.extensions.get("max_frame_size")
+        mine = conn.max_frame_size
+        self.max_frame_size = min(mine, theirs) if isinstance(theirs, int) and theirs >= 1024 else mine
         self.closed = False
         self.close_reason: str | None = None
         self._early = early_frames or []

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 import anyio
 
-from .errors import ConnectionClosedError, UnknownNodeError
+from .errors import ConnectionClosedError, FrameTooLargeError, UnknownNodeError
 from .link import Link, Tail
 from .members import Member
 from .wire import ROUTER_KIND_MIN, Hello
@@ -119,12 +119,19 @@ async def send_on_link(link: Link | None, dest: str, frame: bytes) -> None:
 
 async def send_on_links(links: Iterable[Link], frame: bytes) -> None:
     """``Router.broadcast`` over direct links, once each; a link closing meanwhile is skipped
-    (its member's leave or failure is reported on its own)."""
+    (its member's leave or failure is reported on its own). A frame over what some member takes
+    (its ``max_frame_size`` is smaller) still goes to the others; then FrameTooLargeError names them."""
+    too_large: list[Link] = []
     for link in list(links):
         try:
             await link.send(frame)
         except ConnectionClosedError:
             pass
+        except FrameTooLargeError:
+            too_large.append(link)
+    if too_large:
+        names = ", ".join(f"{link.peer_id} (takes {link.max_frame_size})" for link in too_large)
+        raise FrameTooLargeError(len(frame), min(link.max_frame_size for link in too_large), names)
 
 
 async def retire(link: Link, timeout: float) -> None:

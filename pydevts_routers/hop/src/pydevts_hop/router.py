@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import anyio
-from pydevts.errors import ConnectionClosedError, PydevtsError, UnknownNodeError
+from pydevts.errors import ConnectionClosedError, FrameTooLargeError, PydevtsError, UnknownNodeError
 from pydevts.link import SEND_DEADLINE, Link, Tail
 from pydevts.protocols import Address, RouterContext
 from pydevts.routing import close_later, config_from_options, keeps, member_from_hello, retire
@@ -246,6 +246,12 @@ class HopRouter:
         except ConnectionClosedError as exc:
             if dest is not None:
                 raise UnknownNodeError(dest, f"its route through {neighbour} just broke: {exc}") from exc
+        except FrameTooLargeError as exc:
+            if dest is not None:
+                raise
+            # A broadcast or relay over what this neighbour takes: it alone misses it.
+            self.relays_dropped += 1
+            log.warning("dropped a frame to %s: %s", neighbour, exc)
 
     async def _relay(self, neighbour: str, frame: bytes) -> None:
         link = self._links.get(neighbour)
