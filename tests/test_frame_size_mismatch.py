@@ -36,7 +36,8 @@ async def test_a_frame_over_what_the_peer_takes_is_refused_to_the_sender_and_the
             with pytest.raises(FrameTooLargeError, match=r"members b \(takes 65536\)"):
                 await a.emit("blob", bytes(200_000))  # c still gets it
             await a.send("b", "blob", bytes(1000))
-            await wait_until(lambda: got == {"b": [1000], "c": [100_000, 200_000]}, 5, "the frames each takes")
+            expected = {"b": [1000], "c": [100_000, 200_000]}
+            await wait_until(lambda: got == expected, 5, "the frames each takes")
             router = a._ctx.router  # type: ignore[attr-defined]
             assert router.links["b"].max_frame_size == 64 * 1024
             assert not router.links["b"].closed
