@@ -18,13 +18,14 @@ from pydevts.testing import MemoryNetwork, MemoryTransport
 pytestmark = pytest.mark.anyio
 
 
-def memory_node(network: MemoryNetwork, host: str) -> Node:
+def memory_node(network: MemoryNetwork, host: str, router: str = "peer") -> Node:
     return Node(
         7000,
         node_id=host,
         host=host,
         cluster_host="a",
         transport=MemoryTransport(network, host=host),
+        router=router,
     )
 
 
@@ -41,10 +42,11 @@ async def reset_repeatedly(network: MemoryNetwork, times: int, pause: float) -> 
     return times
 
 
-@pytest.mark.parametrize("count", [20_000])
-async def test_numbered_events_arrive_once_and_in_order_across_resets(count: int) -> None:
+@pytest.mark.parametrize("router", ["peer", "hop"])
+async def test_numbered_events_arrive_once_and_in_order_across_resets(router: str) -> None:
+    count = 20_000
     network = MemoryNetwork(seed=11)
-    a, b = memory_node(network, "a"), memory_node(network, "b")
+    a, b = memory_node(network, "a", router), memory_node(network, "b", router)
     got: list[int] = []
 
     @b.on("n")

@@ -22,7 +22,13 @@ from collections.abc import Mapping
 from typing import Any
 
 import anyio
-from pydevts.errors import ConnectionClosedError, FrameTooLargeError, PydevtsError, UnknownNodeError
+from pydevts.errors import (
+    ConnectError,
+    ConnectionClosedError,
+    FrameTooLargeError,
+    PydevtsError,
+    UnknownNodeError,
+)
 from pydevts.link import SEND_DEADLINE, Link, Tail
 from pydevts.protocols import Address, RouterContext
 from pydevts.routing import close_later, config_from_options, keeps, member_from_hello, retire
@@ -36,6 +42,8 @@ from .wire import ADVERT, KEEPALIVE
 __all__ = ["HopRouter"]
 
 log = logging.getLogger("pydevts.hop")
+#: Why a link closed when the neighbour is not coming back over it (no reconnect).
+_FINAL = frozenset({"this node left", "member left", "duplicate link", "replaced by a newer link"})
 
 
 class HopRouter:
@@ -118,6 +126,12 @@ class HopRouter:
             ctx.spawn(link.aclose, f"role {link.peer.role!r} not served")
             return
         existing = self._links.get(link.peer_id)
+        if existing is not None and existing.closed:
+            # The link that dropped comes back: its session resumes; the state never lost it.
+            self._links[link.peer_id] = link
+            self._apply_now(self.state.link_up(member_from_hello(link.peer), anyio.current_time()))
+            ctx.spawn(self._run_link, link, name=f"pydevts hop link {link.peer_id}")
+            return
         if existing is not None:
             if keeps(existing, link):
                 # Read it until the peer closes it: it may have sent on it first.
@@ -138,10 +152,57 @@ class HopRouter:
             await link.run(self._on_frames, spawn=self._ctx.spawn)
         finally:
             if self._links.get(link.peer_id) is link:
-                del self._links[link.peer_id]
-                if not self._stopping:
-                    log.info("link to %s closed: %s", link.peer_id, link.close_reason)
-                    self._apply_now(self.state.link_down(link.peer_id, anyio.current_time()))
+                if self._resumable(link):
+                    # A dropped connection, not a dead peer: keep the neighbour (sends wait in the
+                    # link's session) and redial; past dead_interval with no new link, the state
+                    # closes it as it would a silent one.
+                    log.info("link to %s dropped (%s); reconnecting", link.peer_id, link.close_reason)
+                    self._ctx.spawn(self._redial, link, name=f"pydevts hop redial {link.peer_id}")
+                else:
+                    del self._links[link.peer_id]
+                    if not self._stopping:
+                        log.info("link to %s closed: %s", link.peer_id, link.close_reason)
+                        self._apply_now(self.state.link_down(link.peer_id, anyio.current_time()))
+
+    def _resumable(self, link: Link) -> bool:
+        session = link.session
+        return (
+            not self._stopping
+            and session is not None
+            and session.closed is None
+            and link.peer_id in self.state.links
+            and link.close_reason not in _FINAL
+        )
+
+    async def _redial(self, link: Link) -> None:
+        """Reconnect to a neighbour whose link dropped, with backoff, while the state keeps it."""
+        assert self._ctx is not None
+        delay = 0.05
+        peer = link.peer_id
+        while not self._stopping and self._links.get(peer) is link and peer in self.state.links:
+            try:
+                new = await self._ctx.connect(Address.parse(link.peer.address))
+            except ConnectError as exc:
+                if exc.refused:  # nobody listens there any more: gone, not just disconnected
+                    self._give_up(link, f"reconnecting: {exc}")
+                    return
+            except (PydevtsError, ValueError) as exc:
+                log.debug("reconnecting to %s: %s", peer, exc)
+            else:
+                if new.peer_id == peer:
+                    self.add_link(new)
+                    return
+                await new.aclose("not the node expected")
+            await anyio.sleep(delay)
+            delay = min(delay * 2, self.config.keepalive_interval)
+        if self._links.get(peer) is link:  # the state closed it meanwhile (dead_interval)
+            self._give_up(link, "no new link")
+
+    def _give_up(self, link: Link, why: str) -> None:
+        if self._links.get(link.peer_id) is link:
+            del self._links[link.peer_id]
+            log.info("link to %s closed: %s", link.peer_id, why)
+            self._apply_now(self.state.link_down(link.peer_id, anyio.current_time()))
 
     async def _on_frames(self, link: Link, frames: list[bytes]) -> Tail | None:
         """Frames from a neighbour: raw core frames are its own; router frames go to the state."""
@@ -219,7 +280,9 @@ class HopRouter:
             ctx.update_member(action.to_member())
         elif isinstance(action, CloseLink):
             link = self._links.get(action.neighbour)
-            if link is not None:
+            if link is not None and link.closed:  # dropped, and no new link in time
+                del self._links[action.neighbour]
+            elif link is not None:
                 log.info("closing link to %s: %s", action.neighbour, action.reason)
                 ctx.spawn(link.aclose, action.reason)
         elif isinstance(action, Connect):
