@@ -233,3 +233,32 @@ def test_acknowledgements_are_batched_by_the_senders_window() -> None:
     pair.b.accept(lb, la.wire)  # type: ignore[arg-type]
     assert not any(f[0] == ACK for f in lb.pending), "no ACK per frame: it waits for a batch or ACK_DELAY"
     assert pair.b.ack_owed()
+
+
+U64 = st.integers(0, 2**64 - 1)
+CONTROL = st.one_of(
+    st.builds(encode_next, U64, U64, st.integers(0, 2**32 - 1)),
+    st.builds(encode_ack, U64, U64),
+    st.binary(max_size=40).map(lambda b: bytes((NEXT,)) + b),
+    st.binary(max_size=40).map(lambda b: bytes((ACK,)) + b),
+    st.binary(max_size=40),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.lists(CONTROL, max_size=8), max_size=8))
+def test_any_frames_from_a_peer_cost_at_most_a_protocol_error(batches: list[list[bytes]]) -> None:
+    """Hostile NEXT/ACK frames (an authenticated member can still send anything): typed errors only,
+    and the session's numbers stay sane."""
+    session = Session("peer", 1, high_water=1 << 20)
+    link = FakeLink("x")
+    link.session = session
+    session.attach(link)  # type: ignore[arg-type]
+    session.push(data(0))
+    for batch in batches:
+        try:
+            kept = session.accept(link, batch)  # type: ignore[arg-type]
+        except RemoteProtocolError:
+            continue
+        assert all(f[:1] not in (bytes((NEXT,)), bytes((ACK,))) for f in kept)
+    assert 0 <= session.base <= 1 and session.buffered >= 0

@@ -53,6 +53,7 @@ from typing import TYPE_CHECKING
 import anyio
 
 from .errors import ConnectionClosedError, RemoteProtocolError
+from .ratelog import RateLimitedLog
 
 if TYPE_CHECKING:
     from .link import Link
@@ -68,6 +69,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("pydevts.session")
+_RATELOG = RateLimitedLog(log)  # what a peer's NEXT frames can make this node say
 
 NEXT = 0x05  # epoch (u64), number of the next data frame (u64), sender's window (u32)
 ACK = 0x06  # epoch (u64) of the stream acknowledged, frames received (u64)
@@ -271,15 +273,14 @@ class Session:
         if epoch > self.peer_epoch:
             # A new stream (the peer gave us up and started over, or we did): count afresh.
             if self.peer_epoch:
-                log.info("%s started a new stream; counting its frames afresh", self.peer_id)
+                _RATELOG.info("session.epoch", "%s started a new stream; counting afresh", self.peer_id)
             self.peer_epoch, self.received, self.acked_in = epoch, seq - 1, seq - 1
         elif seq > self.received + 1:
             # The peer resumes past what we received: it cannot, unless it lost track. Skip the gap.
-            log.warning(
+            _RATELOG.warning(
+                "session.gap",
                 "%s resumed its stream at frame %d but frame %d is the next one here",
-                self.peer_id,
-                seq,
-                self.received + 1,
+                *(self.peer_id, seq, self.received + 1),
             )
             self.received = self.acked_in = seq - 1
         link.in_epoch, link.in_next = epoch, seq
