@@ -226,7 +226,7 @@ def test_acknowledgements_are_batched_by_the_senders_window() -> None:
     la.write()
     pair.b.accept(lb, la.wire)  # type: ignore[arg-type]
     la.wire = []
-    assert pair.b.ack_every == (1 << 30) // 4
+    assert pair.b.ack_every == (1 << 30) // 8
     lb.pending.clear()
     pair.send(100)
     la.write()

@@ -40,6 +40,8 @@ log = logging.getLogger("pydevts.link")
 #: without a cancel scope on the fast path.
 SEND_DEADLINE: ContextVar[float | None] = ContextVar("pydevts_send_deadline", default=None)
 _DIRECT_KINDS = frozenset((REQUEST, REPLY, ERROR))
+#: Seconds a link whose writes fail keeps reading what already arrived, before it closes.
+WRITE_FAILED_DRAIN = 1.0
 
 
 class LinkWriter:
@@ -133,13 +135,31 @@ class LinkWriter:
         :mod:`pydevts.session`). It is not lost if this link closes.
         """
         session = self.session
-        if session is not None:
-            if session.full:
-                await session.wait_for_space(cast("Link", self), SEND_DEADLINE.get())
-            session.check_open()
-            prepared = self._prepare(frame)
-            if prepared is not None:
-                session.push(prepared)
+        if session is not None:  # the hot path of a member link: Session.push, inlined
+            if session.buffered >= session.high_water or session.closed is not None:
+                if session.closed is None:
+                    await session.wait_for_space(cast("Link", self), SEND_DEADLINE.get())
+                session.check_open()
+            size = len(frame)
+            if self.plugins or size > self.max_frame_size:
+                prepared = self._prepare(frame)
+                if prepared is None:
+                    return
+                frame, size = prepared, len(prepared)
+            session.buffer.append(frame)
+            session.buffered += size
+            link = session.link
+            if link is None:
+                return
+            if frame[0] in _DIRECT_KINDS:
+                link._enqueue(frame)
+                return
+            link._pending.append(frame)
+            link._pending_bytes += size
+            wake = link._wake
+            if wake is not None and not link._writing:
+                link._wake = None
+                wake.set()
             return
         if (
             frame[0] in _DIRECT_KINDS
@@ -191,7 +211,7 @@ class LinkWriter:
         try:
             complete = write_now([frame])
         except PydevtsError as exc:
-            self._fail(f"send failed: {exc}")
+            self._write_failed(f"send failed: {exc}")
             raise ConnectionClosedError(f"link to {self.peer_id} failed: {exc}") from exc
         if not complete:
             # The transport kept the rest of the frame: the writer sends it next.
@@ -232,7 +252,21 @@ class LinkWriter:
         self._poke()
 
     def _queue_control(self, frame: bytes) -> None:
-        """Queue a frame that is no part of the stream (an acknowledgement)."""
+        """Send a frame that is no part of the stream (an acknowledgement): at once if nothing is
+        queued (no task switch: the sender may be waiting for it), else after what is queued."""
+        if (
+            self._write_now is not None
+            and not self._pending
+            and not self._writing
+            and not self._flush_needed
+            and self._scope is not None
+            and not self.closed
+        ):
+            try:
+                self._write_direct(self._write_now, frame)
+            except ConnectionClosedError:
+                pass  # the link is failing; the next one starts with an ACK
+            return
         self._pending.append(frame)
         self._pending_bytes += len(frame)
         self._poke()
@@ -247,6 +281,12 @@ class LinkWriter:
         if wake is not None and not self._writing:
             self._wake = None
             wake.set()
+
+    def _write_failed(self, reason: str) -> None:
+        """Writing failed: stop writing; the writer closes the link once the reader is done."""
+        if self._write_error is None:
+            self._write_error = reason
+        self._poke()
 
     def _fail(self, reason: str) -> None:
         if self._write_error is None:
@@ -276,6 +316,14 @@ class LinkWriter:
         # and writes it in one call; space is given back when the write ends.
         session = self.session
         while True:
+            if self._write_error is not None:
+                # The peer reset the connection (it closed with our frames unread, say): what it
+                # sent before may still wait in our receive buffer. Let the reader take it (it
+                # stops, and ends the link, at the reset) before closing, for a moment at most.
+                with anyio.move_on_after(WRITE_FAILED_DRAIN):
+                    await anyio.sleep_forever()
+                self._fail(self._write_error)
+                return
             if not (self._pending or self._flush_needed):
                 if self._idle is not None:
                     self._idle.set()
@@ -303,8 +351,8 @@ class LinkWriter:
             try:
                 await self.conn.send_frames(frames)
             except PydevtsError as exc:
-                self._fail(f"send failed: {exc}")
-                return
+                self._write_failed(f"send failed: {exc}")
+                continue
             finally:
                 self._writing = False
                 self._inflight = 0

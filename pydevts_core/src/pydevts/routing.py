@@ -28,6 +28,7 @@ import anyio
 from .errors import ConnectionClosedError, FrameTooLargeError, UnknownNodeError
 from .link import Link, Tail
 from .members import Member
+from .session import keeps
 from .wire import ROUTER_KIND_MIN, Hello
 
 __all__ = [
@@ -90,21 +91,6 @@ def member_from_hello(hello: Hello) -> Member:
         dict(hello.tags),
         incarnation=incarnation if isinstance(incarnation, int) else 0,
     )
-
-
-def keeps(existing: Link, new: Link) -> bool:
-    """Of two links to one peer, whether to keep ``existing``: the one opened by the smaller node id.
-
-    Both ends apply the same rule, so they close the same link when both
-    dialled at once. When one side opened both (a reconnect), the newer wins.
-    """
-
-    def opener(link: Link) -> str:
-        return link.local.node_id if link.initiated else link.peer_id
-
-    if opener(existing) == opener(new):
-        return False
-    return opener(existing) < opener(new)
 
 
 async def send_on_link(link: Link | None, dest: str, frame: bytes) -> None:

@@ -15,7 +15,8 @@ connection between them:
   bytes.
 * **Retransmit buffer.** A sent frame stays in the buffer until the member
   acknowledges it. ``ACK(epoch, count)`` is cumulative and batched: sent
-  when ``window / 4`` bytes arrived since the last one, after
+  (at once, from the reading task) when ``window / 8`` bytes arrived since
+  the last one, after
   :data:`ACK_DELAY` otherwise, and piggybacked on any batch the link writes
   anyway. The buffer is the link's memory: past ``high_water`` bytes
   unacknowledged, ``send`` waits (backpressure, as without sessions).
@@ -66,6 +67,7 @@ __all__ = [
     "SessionTable",
     "encode_ack",
     "encode_next",
+    "keeps",
 ]
 
 log = logging.getLogger("pydevts.session")
@@ -73,6 +75,7 @@ _RATELOG = RateLimitedLog(log)  # what a peer's NEXT frames can make this node s
 
 NEXT = 0x05  # epoch (u64), number of the next data frame (u64), sender's window (u32)
 ACK = 0x06  # epoch (u64) of the stream acknowledged, frames received (u64)
+_CONTROL = frozenset((NEXT, ACK))
 _NEXT = struct.Struct(">QQI")
 _ACK = struct.Struct(">QQ")
 #: Seconds an acknowledgement may wait for more frames (or a batch to ride on).
@@ -131,9 +134,12 @@ class Session:
     # ------------------------------------------------------------- links
 
     def attach(self, link: Link) -> None:
-        """A new link to the member: send on it from now on, resuming the stream."""
+        """A new link to the member: send on it from now on, resuming the stream — unless the
+        current one is open and the duplicate-link rule keeps it (:func:`keeps`), as routers do."""
         self.links.append(link)
-        self._make_current(link)
+        current = self.link
+        if current is None or current.closed or not keeps(current, link):
+            self._make_current(link)
 
     def detach(self, link: Link) -> None:
         """``link`` closed: go on with the newest other open link, or none until one comes."""
@@ -228,7 +234,7 @@ class Session:
         if link.in_epoch == self.peer_epoch and link.in_next == self.received + 1 and link.in_epoch:
             try:
                 for frame in frames:
-                    if frame[0] == NEXT or frame[0] == ACK:
+                    if frame[0] in _CONTROL:
                         break
                 else:
                     n = len(frames)
@@ -284,7 +290,7 @@ class Session:
             )
             self.received = self.acked_in = seq - 1
         link.in_epoch, link.in_next = epoch, seq
-        self.ack_every = max(4096, window // 4)
+        self.ack_every = max(4096, window // 8)
 
     def _received_bytes(self, size: int) -> None:
         self.unacked_bytes += size
@@ -342,6 +348,21 @@ class Session:
             self._space.set()
             self._space = None
         return lost
+
+
+def keeps(existing: Link, new: Link) -> bool:
+    """Of two links to one peer, whether to keep ``existing``: the one opened by the smaller node id.
+
+    Both ends apply the same rule, so they close the same link when both
+    dialled at once. When one side opened both (a reconnect), the newer wins.
+    """
+
+    def opener(link: Link) -> str:
+        return link.local.node_id if link.initiated else link.peer_id
+
+    if opener(existing) == opener(new):
+        return False
+    return opener(existing) < opener(new)
 
 
 def _unpack(layout: struct.Struct, frame: bytes, what: str) -> tuple[int, ...]:
