@@ -1,9 +1,10 @@
 """Benchmark driver: ``make bench``, or ``.venv/bin/python bench/run.py [--quick] [--backend trio]``.
 
 Runs every row (see ``bench/README.md``) as pairs of separate processes on
-loopback, prints one table and writes ``bench/results.json``. The ``pydevts``
-and ``pydevts + keyring`` rows run interleaved (a temporary keyring file is
-written for the run), followed by the keyring join test.
+loopback, prints one table and writes ``bench/results.json``. The ``pydevts``,
+``pydevts, plain links`` (sessions off) and ``pydevts + keyring`` rows run
+interleaved (a temporary keyring file is written for the run), followed by the
+keyring join test.
 """
 
 from __future__ import annotations
@@ -45,8 +46,8 @@ def parse_args() -> argparse.Namespace:
                    help="keyring join test: pairs of joins and of handshakes in one process "
                         "(default 100; quick 30; 0: none)")  # fmt: skip
     p.add_argument("--profile", action="store_true",
-                   help="also profile the pydevts tests, open and with a keyring "
-                        "(cProfile, top 25 by tottime)")  # fmt: skip
+                   help="also profile the selected pydevts rows' tests (resumable links, plain links, "
+                        "keyring; cProfile, top 25 by tottime)")  # fmt: skip
     p.add_argument("--json", type=Path, default=HERE / "results.json", help="where to write the results")
     return p.parse_args()
 
@@ -64,8 +65,10 @@ def make_settings(args: argparse.Namespace) -> Settings:
 def selected(only: list[str]) -> tuple[list[Row], bool]:
     """The rows to run, and whether to run the keyring join test.
 
-    A row of a group brings the group's first row (the keyring row is compared
-    with the open ``pydevts`` row of the same run).
+    A row of a group brings the group's first row (``pydevts``) and its
+    ``reference`` row: the keyring row is compared with the open ``pydevts``
+    row of the same run, and ``pydevts`` (resumable links) with ``pydevts,
+    plain links``; so ``--only plain`` runs just that pair.
     """
     if not only:
         return list(ROWS), True
@@ -74,9 +77,10 @@ def selected(only: list[str]) -> tuple[list[Row], bool]:
     join = any(w in JOIN_TEST.lower() for w in wanted)
     if not names and not join:
         sys.exit(f"--only {only}: no such row; rows are: {', '.join(r.name for r in ROWS)}, {JOIN_TEST}")
-    for row in ROWS:
-        if row.name in names and row.group:
-            names.add(next(r.name for r in ROWS if r.group == row.group))
+    for row in [r for r in ROWS if r.name in names and r.group]:
+        names.add(next(r.name for r in ROWS if r.group == row.group))
+        if row.reference:
+            names.add(row.reference)
     return [r for r in ROWS if r.name in names], join
 
 

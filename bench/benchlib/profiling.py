@@ -1,4 +1,4 @@
-"""``--profile``: the pydevts tests (open, and with a keyring) once more, under cProfile in both processes.
+"""``--profile``: the pydevts tests (each selected pydevts row) once more, under cProfile in both processes.
 
 Runs after the table, so profiling never slows the measured numbers.
 """
@@ -19,7 +19,7 @@ TOP = 25
 def profile_pydevts(settings: Settings, names: Sequence[str] = (PYDEVTS,)) -> str:
     """Top functions by tottime of both processes, for the throughput and the round-trip test.
 
-    For each pydevts row named in ``names`` (``pydevts``, ``pydevts + keyring``).
+    For each pydevts row named in ``names`` (``pydevts``, ``pydevts, plain links``, ``pydevts + keyring``).
     """
     out: list[str] = []
     for row in ROWS:

@@ -11,7 +11,13 @@ leave, so a slow graceful leave does not count.
 The nodes use the ``tcp`` transport unless ``args`` has a ``transport``
 attribute (``bench/quic_compare.py`` passes ``--transport quic``), and form an
 open cluster unless ``--keyring PATH`` is given (both nodes must get the same
-file).
+file). Their member links are resumable (:mod:`pydevts.session`: numbered
+frames, a retransmit buffer, batched ACKs) unless ``--plain-links`` is given,
+which sets ``pydevts.session.ENABLED = False`` before the node is made: the
+node then offers no sessions in its HELLO and its links are plain (both nodes
+get the option, so neither side numbers frames). The receiver's result says
+how many sessions it had at the first event (``sessions``: 1 for a resumable
+link, 0 for plain); the sender and the requester say it once done.
 
 The cost of the keyring handshake on a join (``benchlib/keyring_join.py``
 starts two ``recv`` nodes, one open cluster and one with ``--keyring``):
@@ -42,6 +48,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
+import pydevts.session
 from pydevts import MemberEvent, Node
 from pydevts.keyring import Keyring
 
@@ -61,17 +68,40 @@ def _keyring(args: argparse.Namespace) -> str | None:
     return getattr(args, "keyring", None) or None
 
 
+def _set_links(args: argparse.Namespace) -> None:
+    """Resumable links (sessions), or plain ones with ``--plain-links``; call before making the node.
+
+    The switch is process-wide and read at each handshake (also when the parser has no such option).
+    """
+    pydevts.session.ENABLED = not getattr(args, "plain_links", False)
+
+
+def _sessions(node: Node) -> int | None:
+    """How many member sessions ``node`` keeps (a check that ``--plain-links`` took; private state)."""
+    table = getattr(getattr(node, "_ctx", None), "sessions", None)
+    sessions = getattr(table, "sessions", None)
+    return len(sessions) if isinstance(sessions, dict) else None
+
+
 async def recv(args: argparse.Namespace) -> None:
+    _set_links(args)
     node = Node(args.port, transport=_transport(args), keyring=_keyring(args))
     counter = Counter()
     done = anyio.Event()
+    sessions: int | None = None
+    cpu_ns = [0, 0]  # process CPU time at the first event, and at ``end``
 
     @node.on("ev")
     async def ev(sender: str, payload: Any) -> None:
+        nonlocal sessions
+        if counter.count == 0:
+            cpu_ns[0] = time.process_time_ns()
+            sessions = _sessions(node)  # at the first event: a leave can overtake the last ones
         counter.add()
 
     @node.on("end")
     async def end(sender: str, payload: Any) -> None:
+        cpu_ns[1] = time.process_time_ns()
         done.set()
 
     @node.on("echo")
@@ -82,13 +112,16 @@ async def recv(args: argparse.Namespace) -> None:
         ready(id=node.id, address=node.address)
         with anyio.move_on_after(args.deadline):
             await done.wait()
-        emit("result", **counter.result(ended=done.is_set()))
+        # CPU time (all threads of the process) per event after the first, up to ``end``
+        cpu_us = (cpu_ns[1] - cpu_ns[0]) / 1000 / (counter.count - 1) if counter.count > 1 else None
+        emit("result", **counter.result(ended=done.is_set()), sessions=sessions, cpu_us_per_msg=cpu_us)
 
 
 class _Joiner:
     """A node that joins through ``--port`` and can wait until the receiver is a live member."""
 
     def __init__(self, args: argparse.Namespace) -> None:
+        _set_links(args)
         self.peer_id: str = args.peer_id
         self.node = Node(args.port, join_only=True, transport=_transport(args), keyring=_keyring(args))
         self._peer_seen = anyio.Event()
@@ -111,6 +144,7 @@ async def send(args: argparse.Namespace) -> None:
     async with node:
         await joiner.wait_for_peer()
         clock = SendClock(args.seconds)
+        cpu_ns = time.process_time_ns()
         sent = 0
         with anyio.fail_after(args.deadline):
             while sent < args.n:
@@ -118,8 +152,17 @@ async def send(args: argparse.Namespace) -> None:
                 sent += 1
                 if sent % CHECK_EVERY == 0 and clock.expired():
                     break
+            cpu_ns = time.process_time_ns() - cpu_ns
+            sessions = _sessions(node)
             await node.send(args.peer_id, "end", None)
-        emit("result", **clock.result(sent, args.n))
+        # CPU time (all threads of the process) per event sent (``send`` queues: the writer's
+        # writes are in it, up to what was still queued when the loop ended)
+        emit(
+            "result",
+            **clock.result(sent, args.n),
+            sessions=sessions,
+            cpu_us_per_msg=cpu_ns / 1000 / max(1, sent),
+        )
 
 
 async def ping(args: argparse.Namespace) -> None:
@@ -138,9 +181,15 @@ async def ping(args: argparse.Namespace) -> None:
                 if i >= args.warmup:
                     samples.append(time.perf_counter_ns() - t0)
             cpu_ns = time.process_time_ns() - cpu_ns
+            sessions = _sessions(node)
             await node.send(args.peer_id, "end", None)
         # the client's CPU time per timed round trip (all threads of the process)
-        emit("result", **rtt_summary(samples), client_cpu_us=cpu_ns / 1000 / max(1, len(samples)))
+        emit(
+            "result",
+            **rtt_summary(samples),
+            client_cpu_us=cpu_ns / 1000 / max(1, len(samples)),
+            sessions=sessions,
+        )
 
 
 async def _join_once(

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import statistics
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .rows import PYDEVTS, PYDEVTS_KEYRING, RowResult
+from .rows import PYDEVTS, PYDEVTS_KEYRING, PYDEVTS_PLAIN, RowResult
 
 if TYPE_CHECKING:
     from .keyring_join import JoinResult
@@ -23,6 +24,8 @@ GOAL_NATS_RATIO = 1.8  # pydevts msgs/s at least 1.8x nats-py pub/sub msgs/s
 GOAL_KEYRING_MSGS_RATIO = 0.7  # with a keyring: events/s at least 0.7x the same run's open pydevts row
 GOAL_KEYRING_P50_RATIO = 1.2  # with a keyring: request p50 at most 1.2x the same run's open pydevts row
 GOAL_KEYRING_JOIN_MS = 2.0  # the keyring handshake adds at most 2 ms to a join
+GOAL_SESSIONS_MSGS_RATIO = 0.9  # resumable links: events/s at least 0.9x the same run's plain links
+GOAL_SESSIONS_P50_RATIO = 1.1  # resumable links: request p50 at most 1.1x the same run's plain links
 HEADERS = ("row", "msgs/s", "RTT p50 (µs)", "RTT p99 (µs)", "pydevts/row msgs/s", "pydevts/row p50", "notes")
 
 
@@ -86,54 +89,129 @@ def goals(results: Sequence[RowResult]) -> list[str]:
     line = _relative_throughput_goal(base, by_name.get(ZMQ_ASYNC), by_name.get(NATS_PUB))
     if line:
         out.append(line)
+    plain = by_name.get(PYDEVTS_PLAIN)
+    if plain is not None:
+        out += _sessions_goals(base, plain)
     keyed = by_name.get(PYDEVTS_KEYRING)
     if keyed is not None:
         out += _keyring_goals(base, keyed)
     return out
 
 
-def _spread(values: Sequence[float | None], digits: int = 2) -> str:
-    """`` (per run 0.61-0.66)`` from the run-by-run ratios, when there are two or more."""
+def _spread(values: Sequence[float | None], digits: int = 2, *, median: bool = False) -> str:
+    """`` (per run 0.61-0.66)`` from the run-by-run ratios, when there are two or more.
+
+    With ``median``: `` (per run 0.61-0.66, median 0.63)``.
+    """
     kept = [v for v in values if v is not None]
-    return f" (per run {min(kept):.{digits}f}-{max(kept):.{digits}f})" if len(kept) > 1 else ""
+    if len(kept) < 2:
+        return ""
+    mid = f", median {statistics.median(kept):.{digits}f}" if median else ""
+    return f" (per run {min(kept):.{digits}f}-{max(kept):.{digits}f}{mid})"
 
 
 def _keyring_goals(base: RowResult, keyed: RowResult) -> list[str]:
     """The keyring row against the open pydevts row of the same run (interleaved runs)."""
+    return _paired_goals("keyring", "without", keyed, base, GOAL_KEYRING_MSGS_RATIO, GOAL_KEYRING_P50_RATIO)
+
+
+def _sessions_goals(base: RowResult, plain: RowResult) -> list[str]:
+    """The ``pydevts`` row (resumable links) against plain links in the same run (interleaved runs).
+
+    A summary line (``resumable links vs plain links: events/s ..x, request
+    p50 ..x``: ratios of the medians, with the spread and median of the
+    per-run ratios), then the two goal lines.
+    """
+    lines = _paired_goals(
+        "resumable links", "plain links", base, plain, GOAL_SESSIONS_MSGS_RATIO, GOAL_SESSIONS_P50_RATIO
+    )
+    parts = []
+    for label, attr, key in (
+        ("events/s", "e2e_msgs_per_s", "e2e_ratio_runs"),
+        ("table msgs/s", "msgs_per_s", "msgs_ratio_runs"),
+        ("request p50", "p50_us", "p50_ratio_runs"),
+    ):
+        mine, ref = getattr(base, attr), getattr(plain, attr)
+        if mine and ref:
+            parts.append(f"{label} {mine / ref:.2f}x{_spread(_runs(base, plain, key), median=True)}")
+    if parts:
+        lines.insert(0, f"resumable links vs plain links (paired, same run): {', '.join(parts)}")
+    cpu = _cpu_line(base, plain)
+    if cpu:
+        lines.insert(1 if parts else 0, cpu)
+    return lines
+
+
+def _cpu_line(base: RowResult, plain: RowResult) -> str:
+    """Process CPU µs per event (sender, receiver) and per round trip (client), medians of the runs.
+
+    CPU time moves less with the load of a shared machine than wall-clock rates do.
+    """
+    parts = []
+    for label, part, key in (
+        ("sender", "throughput", "runs_sender_cpu_us"),
+        ("receiver", "throughput", "runs_receiver_cpu_us"),
+        ("request client", "rtt", "runs_client_cpu_us"),
+    ):
+        mine, ref = _median_of(getattr(base, part).get(key)), _median_of(getattr(plain, part).get(key))
+        if mine and ref:
+            parts.append(f"{label} {mine:.2f} vs {ref:.2f} µs = {mine / ref:.2f}x")
+    return (
+        f"  CPU per event / round trip (median of runs), resumable vs plain: {', '.join(parts)}"
+        if parts
+        else ""
+    )
+
+
+def _median_of(values: Sequence[float | None] | None) -> float | None:
+    kept = [v for v in values or () if v is not None]
+    return statistics.median(kept) if kept else None
+
+
+def _runs(row: RowResult, ref: RowResult, key: str) -> list[float | None]:
+    """``row``'s per-run ratios to ``ref`` (empty unless ``ref`` is the row's paired reference)."""
+    runs: list[float | None] = row.paired.get(key, []) if row.paired.get("reference") == ref.name else []
+    return runs
+
+
+def _paired_goals(
+    what: str, ref_what: str, row: RowResult, ref: RowResult, msgs_goal: float, p50_goal: float
+) -> list[str]:
+    """``row`` against its reference row ``ref`` of the same run: one-way events/s and request p50."""
     out: list[str] = []
-    label = f"goal keyring one-way >= {GOAL_KEYRING_MSGS_RATIO}x without"
-    if base.e2e_msgs_per_s and keyed.e2e_msgs_per_s:
+    label = f"goal {what} one-way >= {msgs_goal}x {ref_what}"
+    if ref.e2e_msgs_per_s and row.e2e_msgs_per_s:
         # From first send to last receive: a keyring receiver gets its events in records of up to
         # 1 MiB, so its first-to-last msgs/s (the table's) leaves out the wait for the first one.
-        ratio = keyed.e2e_msgs_per_s / base.e2e_msgs_per_s
-        ok = ratio >= GOAL_KEYRING_MSGS_RATIO
+        ratio = row.e2e_msgs_per_s / ref.e2e_msgs_per_s
+        ok = ratio >= msgs_goal
         table_ratio = (
-            f"; table msgs/s {keyed.msgs_per_s / base.msgs_per_s:.2f}x"
-            if keyed.msgs_per_s and base.msgs_per_s
+            f"; table msgs/s {row.msgs_per_s / ref.msgs_per_s:.2f}x"
+            if row.msgs_per_s and ref.msgs_per_s
             else ""
         )
         out.append(
-            f"{label}: from first send to last receive {keyed.e2e_msgs_per_s:,.0f}/s vs "
-            f"{base.e2e_msgs_per_s:,.0f}/s = {ratio:.2f}x{_spread(keyed.paired.get('e2e_ratio_runs', []))}"
+            f"{label}: from first send to last receive {row.e2e_msgs_per_s:,.0f}/s vs "
+            f"{ref.e2e_msgs_per_s:,.0f}/s = {ratio:.2f}x{_spread(_runs(row, ref, 'e2e_ratio_runs'))}"
             f"{table_ratio} -> {'MET' if ok else 'NOT MET'}"
         )
     else:
-        out.append(f"{label}: skipped (no msgs/s for {_missing(base, keyed, 'e2e_msgs_per_s')})")
-    label = f"goal keyring request p50 <= {GOAL_KEYRING_P50_RATIO}x without"
-    if base.p50_us and keyed.p50_us:
-        ratio = keyed.p50_us / base.p50_us
-        ok = ratio <= GOAL_KEYRING_P50_RATIO
+        out.append(f"{label}: skipped (no msgs/s for {_missing(ref, row, 'e2e_msgs_per_s')})")
+    label = f"goal {what} request p50 <= {p50_goal}x {ref_what}"
+    if ref.p50_us and row.p50_us:
+        ratio = row.p50_us / ref.p50_us
+        ok = ratio <= p50_goal
         out.append(
-            f"{label}: {keyed.p50_us:,.0f} µs vs {base.p50_us:,.0f} µs = {ratio:.2f}x"
-            f"{_spread(keyed.paired.get('p50_ratio_runs', []))} -> {'MET' if ok else 'NOT MET'}"
+            f"{label}: {row.p50_us:,.0f} µs vs {ref.p50_us:,.0f} µs = {ratio:.2f}x"
+            f"{_spread(_runs(row, ref, 'p50_ratio_runs'))} -> {'MET' if ok else 'NOT MET'}"
         )
     else:
-        out.append(f"{label}: skipped (no p50 for {_missing(base, keyed, 'p50_us')})")
+        out.append(f"{label}: skipped (no p50 for {_missing(ref, row, 'p50_us')})")
     return out
 
 
-def _missing(base: RowResult, keyed: RowResult, attr: str) -> str:
-    return ", ".join(r.name for r in (base, keyed) if not getattr(r, attr))
+def _missing(base: RowResult, other: RowResult, attr: str) -> str:
+    return ", ".join(r.name for r in (base, other) if not getattr(r, attr))
 
 
 def _ms(stats: dict[str, Any]) -> str:

@@ -5,10 +5,13 @@ sender, and takes ``msgs/s`` from the receiver (first to last message
 received). A round-trip test starts the responder, then the client, and takes
 the percentiles from the client. Both processes are always stopped at the end.
 
-Rows run one after the other, except the rows of a group (``pydevts`` and
-``pydevts + keyring``): their runs are interleaved (open, keyring, open,
-keyring, ...), so that both see the same load of a shared machine, and each
-later row of the group gets its ratios to the first, run by run (``paired``).
+Rows run one after the other, except the rows of a group (``pydevts``,
+``pydevts, plain links`` and ``pydevts + keyring``): their runs are
+interleaved (each round runs every row once, in order, the next round in
+reverse), so that all see the same load of a shared machine, and a row that
+names a ``reference`` row of its group gets its ratios to that row, run by run
+(``paired``): the keyring row to ``pydevts``, and ``pydevts`` (resumable links)
+to ``pydevts, plain links``.
 """
 
 from __future__ import annotations
@@ -44,15 +47,34 @@ class Row:
     rtt: Test | None
     note: str = ""
     keyring: bool = False  # pydevts: both nodes get --keyring (Settings.keyring)
-    group: str = ""  # rows of one group run interleaved; the first is the others' reference
+    plain_links: bool = False  # pydevts: both nodes get --plain-links (no sessions: pydevts.session.ENABLED)
+    group: str = ""  # rows of one group run interleaved
+    # The row of the same group this row is paired with (ratios: this row / the reference, run by run).
+    reference: str = ""
 
 
 PYDEVTS = "pydevts"
+PYDEVTS_PLAIN = "pydevts, plain links"
 PYDEVTS_KEYRING = "pydevts + keyring"
 
 ROWS: list[Row] = [
     Row(
-        PYDEVTS, "pydevts", Test("recv", "send"), Test("recv", "ping"), "send() / request()", group="pydevts"
+        PYDEVTS,
+        "pydevts",
+        Test("recv", "send"),
+        Test("recv", "ping"),
+        "send() / request(); resumable links",
+        group="pydevts",
+        reference=PYDEVTS_PLAIN,
+    ),
+    Row(
+        PYDEVTS_PLAIN,
+        "pydevts",
+        Test("recv", "send"),
+        Test("recv", "ping"),
+        "sessions off: no numbering, retransmit buffer or ACKs",
+        plain_links=True,
+        group="pydevts",
     ),
     Row(
         PYDEVTS_KEYRING,
@@ -62,6 +84,7 @@ ROWS: list[Row] = [
         "keyring: AES-256-GCM links",
         keyring=True,
         group="pydevts",
+        reference=PYDEVTS,
     ),
     Row("raw anyio (1 send/frame)", "raw", Test("recv", "send"), Test("echo", "ping"), "RTT: ping-pong"),
     Row("raw anyio (64 KiB batches)", "raw", Test("recv", "send", ("--batch", "65536"), n_factor=10), None),
@@ -103,7 +126,7 @@ class RowResult:
     skipped: str = ""
     throughput: dict[str, Any] = field(default_factory=dict)
     rtt: dict[str, Any] = field(default_factory=dict)
-    paired: dict[str, Any] = field(default_factory=dict)  # against the group's first row, run by run
+    paired: dict[str, Any] = field(default_factory=dict)  # against the row's reference row, run by run
 
 
 def _argv(row: Row, role: str, settings: Settings, extra: list[str]) -> list[str]:
@@ -119,6 +142,8 @@ def _argv(row: Row, role: str, settings: Settings, extra: list[str]) -> list[str
         if not settings.keyring:
             raise PeerError(f"{row.name}: no keyring file (Settings.keyring)")
         argv += ["--keyring", settings.keyring]
+    if row.plain_links:
+        argv.append("--plain-links")
     return argv + extra
 
 
@@ -170,9 +195,10 @@ def run_group(rows: list[Row], settings: Settings) -> list[RowResult]:
 
     Throughput first (``settings.repeat`` rounds), then round trips. A failing
     run is recorded in its row's ``errors``; the other runs and tests still go
-    on. Each row after the first gets ``paired``: its msgs/s, its rate from
-    first send (``e2e_msgs_per_s``) and its p50 divided by the first row's of
-    the same round (``None`` where a run failed).
+    on. Each row whose ``reference`` row is among ``rows`` gets ``paired``:
+    its msgs/s, its rate from first send (``e2e_msgs_per_s``) and its p50
+    divided by the reference row's of the same round (``None`` where a run
+    failed).
     """
     results = [RowResult(row.name, row.note) for row in rows]
     thr: list[list[dict[str, Any] | None]] = [[] for _ in rows]
@@ -194,12 +220,13 @@ def run_group(rows: list[Row], settings: Settings) -> list[RowResult]:
         )
         if len(rows) > 1 and result.e2e_msgs_per_s:
             result.note = _join(result.note, f"from first send {_k(result.e2e_msgs_per_s)}/s")
-        if i > 0:
+        ref = next((j for j, row in enumerate(rows) if row.name == rows[i].reference), None)
+        if ref is not None and ref != i:
             result.paired = {
-                "reference": rows[0].name,
-                "msgs_ratio_runs": _ratios(thr[i], thr[0], "msgs_per_s"),
-                "e2e_ratio_runs": _ratios(thr[i], thr[0], "e2e_msgs_per_s"),
-                "p50_ratio_runs": _ratios(rtt[i], rtt[0], "p50_us"),
+                "reference": rows[ref].name,
+                "msgs_ratio_runs": _ratios(thr[i], thr[ref], "msgs_per_s"),
+                "e2e_ratio_runs": _ratios(thr[i], thr[ref], "e2e_msgs_per_s"),
+                "p50_ratio_runs": _ratios(rtt[i], rtt[ref], "p50_us"),
             }
             result.note = _join(result.note, _paired_note(result.paired))
     return results
@@ -247,6 +274,9 @@ def _summarise(
         if len(thr) > 1:
             rates = [r["msgs_per_s"] for r in thr]
             result.note = _join(result.note, f"runs {_k(min(rates))}-{_k(max(rates))}/s")
+        for side in ("sender", "receiver"):  # pydevts peers: process CPU µs per event
+            if any(r[side].get("cpu_us_per_msg") is not None for r in thr):
+                result.throughput[f"runs_{side}_cpu_us"] = [r[side].get("cpu_us_per_msg") for r in thr]
         e2e = [r["e2e_msgs_per_s"] for r in thr if r.get("e2e_msgs_per_s")]
         if e2e:
             result.e2e_msgs_per_s = statistics.median(e2e)
@@ -254,6 +284,8 @@ def _summarise(
     if rtt:
         best = _median(rtt, "p50_us")
         result.rtt = {**best, "runs_p50_us": [r.get("p50_us") for r in rtt]}
+        if any(r.get("client_cpu_us") is not None for r in rtt):
+            result.rtt["runs_client_cpu_us"] = [r.get("client_cpu_us") for r in rtt]
         result.p50_us = best.get("p50_us")
         result.p99_us = best.get("p99_us")
         p50s = [r["p50_us"] for r in rtt if r.get("p50_us") is not None]

@@ -80,6 +80,7 @@ class Statistics:
     events_unhandled: int = 0
     handler_errors: int = 0
     requests_served: int = 0
+    system_requests_served: int = 0  # pydevts.* (clients, joins, merge probes): not the application's
     bad_frames: int = 0
     dropped_after_leave: int = 0
     reserved_refused: int = 0
@@ -306,7 +307,10 @@ class Dispatcher:
         try:
             result = await handler(origin, self.serializer.loads(msg.payload))
             reply = encode_reply(msg.request_id, self.serializer.dumps(result))
-            self.stats.requests_served += 1
+            if system:
+                self.stats.system_requests_served += 1
+            else:
+                self.stats.requests_served += 1
             return reply
         except SerializationError as exc:
             return encode_error(msg.request_id, ErrorCode.BAD_PAYLOAD, str(exc))

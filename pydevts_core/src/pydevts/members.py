@@ -11,6 +11,12 @@ or until the node *reaps* it: :meth:`MemberView.due` lists the members down
 for a given time (Serf's reconnect/tombstone timeouts) and
 :meth:`MemberView.drop` removes one, so the view of a long-lived cluster with
 churning node ids stays bounded.
+
+:meth:`MemberView.import_down` is the one way to record a down member the
+view never had: a member another node lists as left or failed (a node that
+joined late, or merged, learns what the older members saw). It raises no
+lifecycle event (nothing changed for this node) and keeps how long the
+member has been down, so every node reaps it at about the same time.
 """
 
 from __future__ import annotations
@@ -20,7 +26,9 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 
-__all__ = ["Member", "MemberEvent", "MemberState", "MemberView"]
+__all__ = ["MAX_IMPORTED_VIEW", "Member", "MemberEvent", "MemberState", "MemberView"]
+
+MAX_IMPORTED_VIEW = 10_000  # import_down records nothing once the view holds this many members
 
 
 class MemberState(enum.StrEnum):
@@ -152,3 +160,21 @@ class MemberView:
             return None
         del self._down_since[node_id]
         return self._members.pop(node_id)
+
+    def down_for(self, node_id: str) -> float | None:
+        """Seconds ``node_id`` has been down (left or failed); None if it is not down."""
+        since = self._down_since.get(node_id)
+        return None if since is None else max(0.0, self._clock() - since)
+
+    def import_down(self, member: Member, down_for: float = 0.0) -> bool:
+        """Record a member another node lists as left or failed, if this view lacks it; no event.
+
+        Refused (False) for a live member, this node, a member already in the
+        view, or once the view holds :data:`MAX_IMPORTED_VIEW` members.
+        ``down_for`` (seconds) sets when it went down, for reaping.
+        """
+        if member.alive or member.id in self._members or len(self._members) >= MAX_IMPORTED_VIEW:
+            return False
+        self._members[member.id] = replace(member, next_hop=None, distance=None)
+        self._down_since[member.id] = self._clock() - max(0.0, down_for)
+        return True

@@ -45,11 +45,15 @@ from .plugins import Choices, Registry
 from .protocols import Address, ConnectionPlugin, Router, Serializer, Transport
 from .secure import require_cryptography
 from .settings import (
+    checked_interval,
     checked_node_id,
+    checked_seeds,
     checked_tags,
     default_cluster_host,
     parse_advertise,
 )
+from .snapshot import load_snapshot, snapshot_of
+from .snapshot import save as save_snapshot
 from .system import system_handlers
 from .wire import encode_event
 
@@ -71,6 +75,18 @@ class Node:
         reach this one, when it differs from the bound address (NAT, containers).
     :param cluster: cluster name; nodes of another cluster are refused.
     :param join_only: never start a new cluster; fail if nobody answers.
+    :param seeds: more ways in (``HOST:PORT`` or :class:`Address`, at most 64):
+        joining tries the cluster port, then each seed, and starts a new
+        cluster only if none answers; every member probes them (and the
+        cluster port) every ``merge_interval`` to merge islands.
+    :param retry_join: keep trying the cluster port and the seeds, with
+        backoff, until one answers (no ``join_timeout``; join-only does not fail).
+    :param merge_interval: seconds (±20 %) between a member's probes of the
+        cluster port and seeds for another island of its cluster; 0 disables.
+    :param snapshot: a file where the node keeps its id and the members it
+        knows, so that a restarted node rejoins through them when every seed
+        is gone (see ``docs/architecture.md``, "Seeds, merging and snapshots");
+        the node takes the snapshot's id unless ``node_id`` is given.
     :param max_frame_size: largest frame sent or accepted, in bytes.
     :param reap_after: seconds a member that left or failed stays in the
         member view before it is dropped (a ``reaped`` lifecycle event).
@@ -107,6 +123,10 @@ class Node:
         keyring: Keyring | str | os.PathLike[str] | Sequence[bytes | str] | None = None,
         limits: Limits | None = None,
         join_only: bool = False,
+        seeds: Sequence[str | Address] = (),
+        retry_join: bool = False,
+        merge_interval: float = 30.0,
+        snapshot: str | os.PathLike[str] | None = None,
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
         request_timeout: float = 10.0,
         handshake_timeout: float = 5.0,
@@ -119,12 +139,21 @@ class Node:
         if not (math.isfinite(reap_after) and reap_after > 0):
             raise ConfigurationError(f"reap_after must be a positive number of seconds, got {reap_after!r}")
         self.reap_after = reap_after
+        self.seeds = checked_seeds(seeds)
+        self.retry_join = retry_join
+        self.merge_interval = checked_interval("merge_interval", merge_interval, zero=True)
         self.limits = (limits if limits is not None else Limits()).resolve()
         self.keyring = Keyring.coerce(keyring)
         if self.keyring is not None:
             require_cryptography()  # fail now, not at the first connection
-        self.id = os.urandom(6).hex() if node_id is None else checked_node_id(node_id)
         self.cluster = cluster
+        self.snapshot = snapshot
+        remembered = load_snapshot(snapshot, cluster=cluster, max_age=reap_after) if snapshot else None
+        self._remembered = remembered.addresses if remembered is not None else []
+        if node_id is not None:  # an id given wins over the snapshot's
+            self.id = checked_node_id(node_id)
+        else:
+            self.id = remembered.node_id if remembered is not None else os.urandom(6).hex()
         self.cluster_address = Address(cluster_host or default_cluster_host(host), cluster_port)
         self.host = host
         self.port = port
@@ -240,6 +269,7 @@ class Node:
         if ctx.keyring is not None:
             counters["keyring.datagrams_dropped"] = ctx.datagrams_dropped()
         counters.update(ctx.limit_statistics())  # limits.*: refusals and cuts
+        counters.update(ctx.link_statistics())  # links.*: resent, lost (pydevts.session)
         return counters
 
     # ----------------------------------------------------------- messaging
@@ -331,6 +361,10 @@ class Node:
         ctx.stop_reaper()
         await ctx.notify(MemberEvent("stopping", ctx.members.local))
         ctx.dispatcher.fail_pending(None, "this node stopped")
+        if self.snapshot:  # the members as they are now, for the next start
+            last = snapshot_of(self.cluster, ctx.members)
+            if await anyio.to_thread.run_sync(save_snapshot, self.snapshot, last):
+                self._remembered = last.addresses
         with anyio.move_on_after(self.handshake_timeout):
             await ctx.router.stop()
         await ctx.listener.aclose()

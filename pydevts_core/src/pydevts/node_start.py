@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING
 
 import anyio
@@ -17,9 +18,12 @@ from .dispatch import Dispatcher
 from .join import JoinResult, join_or_start
 from .keyring import check_open_mode, warn_open_mode
 from .members import Member, MemberEvent, MemberView
+from .merge import run_merge
 from .node_context import NodeContext
 from .protocols import Address, ConnectionPlugin, Router, Serializer, Transport
 from .settings import advertise_host_for
+from .snapshot import run_snapshots
+from .views import agree_with
 from .wire import Hello
 
 if TYPE_CHECKING:
@@ -63,6 +67,9 @@ async def start_node(node: Node, tg: TaskGroup) -> None:
         handshake_timeout=node.handshake_timeout,
         join_timeout=node.join_timeout,
         keyring=node.keyring,
+        seeds=node.seeds,
+        remembered=node._remembered,
+        retry_join=node.retry_join,
     )
     try:
         await _begin(node, tg, joined, make_hello, transport, router, serializer, plugins)
@@ -118,17 +125,33 @@ async def _begin(
     ctx.dispatcher.fallback = node._unhandled
     tg.start_soon(node._run_lifecycle, ctx, name="pydevts lifecycle")
     tg.start_soon(ctx.run_reaper, node.reap_after, name="pydevts reaper")
+    if node.snapshot:
+        tg.start_soon(run_snapshots, node.snapshot, node.cluster, members, name="pydevts snapshots")
+    if node.merge_interval > 0:
+        probe_targets = [node.cluster_address, *node.seeds]
+        tg.start_soon(
+            partial(
+                run_merge,
+                ctx,
+                probe_targets,
+                node.merge_interval,
+                reap_after=node.reap_after,
+                timeout=node.handshake_timeout,
+            ),
+            name="pydevts merge",
+        )
     where = joined.listener.address
     if joined.entry is None:
         log.info("node %s started a new cluster %r on cluster port %s", node.id, node.cluster, where)
     else:
-        via = node.cluster_address
         log.info(
-            "node %s joined cluster %r through cluster port %s; listening on %s",
-            *(node.id, node.cluster, via, where),
+            "node %s joined cluster %r through %s; listening on %s",
+            *(node.id, node.cluster, joined.via, where),
         )
     warn_open_mode(node.id, node.keyring)
     await router.start(ctx, joined.entry)
     tg.start_soon(joined.listener.serve, ctx.accept, name="pydevts listener")
+    if joined.entry is not None:  # the members that went down before we came: list them too
+        await agree_with(ctx, joined.entry.peer_id, node.reap_after, node.handshake_timeout)
     node._running = True
     await ctx.notify(MemberEvent("started", members.local))

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import math
 import socket
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import anyio
@@ -14,11 +15,15 @@ from .errors import ConfigurationError
 from .protocols import Address
 
 __all__ = [
+    "MAX_SEEDS",
     "MAX_TAGS_BYTES",
     "advertise_host_for",
+    "checked_interval",
     "checked_node_id",
+    "checked_seeds",
     "checked_tags",
     "default_cluster_host",
+    "finite_seconds",
     "parse_advertise",
 ]
 
@@ -74,6 +79,55 @@ def parse_advertise(advertise: str | None) -> tuple[str | None, int | None]:
     except ValueError as exc:
         raise ConfigurationError(f"advertise={advertise!r}: {exc}") from None
     return parsed.host, parsed.port or None
+
+
+MAX_SEEDS = 64  # seeds a node takes: each is tried when joining and probed every merge_interval
+
+
+def checked_seeds(seeds: Iterable[str | Address]) -> list[Address]:
+    """Seeds as addresses (``HOST:PORT``, ``[V6]:PORT`` or :class:`Address`), duplicates dropped.
+
+    ConfigurationError for a malformed one, a port 0, or more than :data:`MAX_SEEDS`.
+    """
+    if isinstance(seeds, (str, Address)):
+        raise ConfigurationError(f"seeds must be a list of addresses, not one address: {seeds!r}")
+    checked: list[Address] = []
+    for seed in seeds:
+        text = str(seed) if isinstance(seed, Address) else seed
+        if not isinstance(text, str):
+            raise ConfigurationError(f"seed {seed!r} is not an address (HOST:PORT)")
+        try:
+            address = Address.parse(text.strip())
+        except ValueError as exc:
+            raise ConfigurationError(f"seed {seed!r}: {exc}") from None
+        if address.port == 0:
+            raise ConfigurationError(f"seed {seed!r}: the port must be 1 to 65535")
+        if address not in checked:
+            checked.append(address)
+    if len(checked) > MAX_SEEDS:
+        raise ConfigurationError(f"{len(checked)} seeds given; at most {MAX_SEEDS} are allowed")
+    return checked
+
+
+def finite_seconds(value: Any) -> float | None:
+    """``value`` (from a file or the network) as a finite float; None if it is not a number, a bool,
+    infinite, NaN or too large for a float."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    try:
+        seconds = float(value)
+    except OverflowError:
+        return None
+    return seconds if math.isfinite(seconds) else None
+
+
+def checked_interval(name: str, value: float, *, zero: bool = False) -> float:
+    """A finite number of seconds, positive (or 0 when ``zero`` allows it); else ConfigurationError."""
+    ok = isinstance(value, (int, float)) and math.isfinite(value) and (value > 0 or (zero and value == 0))
+    if not ok:
+        what = "zero or a positive" if zero else "a positive"
+        raise ConfigurationError(f"{name} must be {what} number of seconds, got {value!r}")
+    return float(value)
 
 
 def default_cluster_host(host: str) -> str:

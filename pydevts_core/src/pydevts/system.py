@@ -1,6 +1,8 @@
 """System requests every node answers (``pydevts members``, ``emit``, ``keys`` use them).
 
-``keyring`` is the member-to-member half of ``keys`` (see :mod:`pydevts.keys`).
+``keyring`` is the member-to-member half of ``keys`` (see :mod:`pydevts.keys`);
+``merged`` is how a member that merged two islands tells the other side the
+members it lists as down (see :mod:`pydevts.views`).
 
 Their names start with ``pydevts.``, which no application handler may take
 and no peer may send as an event. ``members`` is read-only and open to any
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import ConfigurationError, LocalProtocolError
 from .handlers import SYSTEM_PREFIX, check_event_name
 from .keys import apply_everywhere, apply_local
+from .views import import_rows, member_rows, parse_rows
 
 if TYPE_CHECKING:
     from .dispatch import Handler
@@ -33,7 +36,21 @@ def system_handlers(node: Node) -> dict[str, Handler]:
             raise PermissionError(f"{SYSTEM_PREFIX}{what} is for clients of this node, not for {sender!r}")
 
     async def members(sender: str, payload: Any) -> list[dict[str, object]]:
-        return [m.to_dict() for m in node.members]
+        # Down members also say for how long (seconds), so a node that records them reaps them in time.
+        if not node._running:
+            return []
+        return member_rows(node._ctx.members)
+
+    async def merged(sender: str, payload: Any) -> dict[str, int]:
+        # From a member that has just merged its island with ours: the members it lists as down.
+        ctx = node._require_running()
+        if sender == node.id or sender in ctx.clients:
+            raise PermissionError(f"{SYSTEM_PREFIX}merged is for members")
+        try:
+            rows = parse_rows(payload)
+        except ValueError as exc:
+            raise PermissionError(f"bad member list: {exc}") from None
+        return {"recorded": len(import_rows(ctx.members, rows, node.reap_after))}
 
     async def emit(sender: str, payload: Any) -> dict[str, Any]:
         client_only(sender, "emit")
@@ -66,4 +83,5 @@ def system_handlers(node: Node) -> dict[str, Handler]:
         f"{SYSTEM_PREFIX}emit": emit,
         f"{SYSTEM_PREFIX}keys": keys,
         f"{SYSTEM_PREFIX}keyring": keyring,
+        f"{SYSTEM_PREFIX}merged": merged,
     }

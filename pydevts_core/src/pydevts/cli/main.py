@@ -67,7 +67,12 @@ def _parser() -> argparse.ArgumentParser:
         "event it receives and every membership change, one line each on stdout, until Ctrl-C",
     )
     watch.add_argument(
-        "--join", type=join_address, required=True, metavar="HOST:PORT", help="a node of the cluster"
+        "--join",
+        type=join_address,
+        action="append",
+        required=True,
+        metavar="HOST:PORT",
+        help="a node of the cluster; more of them are seeds, tried in order (repeatable)",
     )
     add_node_options(watch, cluster_port=False)
     watch.set_defaults(log_level="WARNING", print_events=True, join_only=True)
@@ -168,7 +173,8 @@ def _run(args: argparse.Namespace) -> int:
         check_backend(args.backend)
         setup_logging(args.log_level)
         if args.command == "watch":
-            args.cluster_port, args.cluster_host = args.join.port, args.join.host
+            args.cluster_port, args.cluster_host = args.join[0].port, args.join[0].host
+            args.seeds = args.join[1:]
             args.node_id = args.node_id or f"watch-{os.urandom(3).hex()}"
         return anyio.run(run_node, args, backend=args.backend)
     if args.command == "demo":

@@ -22,6 +22,7 @@ from ..limits import Limits
 from ..members import MemberState
 from ..node import Node
 from ..protocols import Address
+from .join_options import add_join_options
 
 __all__ = [
     "LOG_LEVELS",
@@ -246,8 +247,7 @@ def add_node_options(parser: argparse.ArgumentParser, *, cluster_port: bool = Tr
         metavar="K=V",
         help="a tag of this node (repeatable)",
     )
-    if cluster_port:
-        parser.add_argument("--join-only", action="store_true", help="fail instead of starting a new cluster")
+    add_join_options(parser, cluster_port=cluster_port)
     add_keyring_option(parser)
     parser.add_argument(
         "--trusted-cluster",
@@ -355,6 +355,10 @@ def node_from_args(args: argparse.Namespace, cls: type[Node] = Node, **extra: An
         serializer_options={"trusted": True} if args.trusted_cluster else None,
         keyring=args.keyring,
         join_only=args.join_only,
+        seeds=getattr(args, "seeds", []),
+        retry_join=args.retry_join,
+        merge_interval=args.merge_interval,
+        snapshot=args.snapshot,
         max_frame_size=args.max_frame_size,
         reap_after=args.reap_after,
         limits=limits_from_args(args),
