@@ -15,14 +15,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydevts.errors import ConnectionClosedError, RemoteProtocolError
-from pydevts.session import ACK, NEXT, Session, SessionTable, encode_ack, encode_next
+from pydevts.session import ACK, NEXT, Session, encode_ack, encode_next
+from pydevts.sessions import SessionTable
 
 
 class FakeLink:
     """The parts of a Link a session uses; ``wire`` is what has been written, not yet read."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, peer: str = "peer", initiated: bool = True) -> None:
         self.name = name
+        self.initiated = initiated  # who opened it matters to the duplicate-link rule (keeps)
+        self.local = type("Hello", (), {"node_id": name})()
         self.pending: list[bytes] = []
         self.wire: list[bytes] = []
         self.in_epoch = 0
@@ -31,7 +34,7 @@ class FakeLink:
         self.closed = False
         self.session: Session | None = None
         self.peer = type("Hello", (), {"extensions": {"incarnation": 1}})()
-        self.peer_id = "peer"
+        self.peer_id = peer
 
     def _queue_first(self, frames: list[bytes], size: int) -> None:
         self.pending = frames + self.pending
@@ -72,8 +75,8 @@ class Pair:
         self.sent = 0
         self.got: list[bytes] = []
 
-    def connect(self) -> None:
-        la, lb = FakeLink("a"), FakeLink("b")
+    def connect(self, by_a: bool = True) -> None:
+        la, lb = FakeLink("a", peer="b", initiated=by_a), FakeLink("b", peer="a", initiated=not by_a)
         la.session, lb.session = self.a, self.b
         self.a.attach(la)  # type: ignore[arg-type]
         self.b.attach(lb)  # type: ignore[arg-type]
@@ -116,7 +119,7 @@ OPS = st.lists(
         st.tuples(st.just("send"), st.integers(1, 20)),
         st.tuples(st.just("carry"), st.integers(0, 3), st.integers(0, 30)),
         st.tuples(st.just("cut"), st.integers(0, 3)),
-        st.tuples(st.just("connect")),
+        st.tuples(st.just("connect"), st.booleans()),
     ),
     max_size=60,
 )
@@ -135,7 +138,7 @@ def test_whatever_happens_to_links_the_receiver_gets_each_frame_once_in_order(op
         elif op[0] == "cut" and pair.links:
             pair.cut(op[1] % len(pair.links))
         elif op[0] == "connect" and len(pair.links) < 3:
-            pair.connect()
+            pair.connect(op[1])
         got = numbers(pair.got)
         assert got == list(range(len(got))), "a gap, a duplicate or a reordering"
     if not pair.links:

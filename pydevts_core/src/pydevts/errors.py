@@ -119,7 +119,15 @@ class AddressInUseError(TransportError):
 
 
 class ConnectionClosedError(TransportError):
-    """The connection was closed, by this side or the peer."""
+    """The connection was closed, by this side or the peer.
+
+    ``eof`` is True when the peer closed it cleanly (its node chose to: a
+    leave, a link it retired), as opposed to a reset or a failure.
+    """
+
+    def __init__(self, *args: object, eof: bool = False) -> None:
+        super().__init__(*args)
+        self.eof = eof
 
 
 class FrameTooLargeError(TransportError):

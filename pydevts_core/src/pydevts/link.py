@@ -94,6 +94,8 @@ class Link(LinkWriter):
         self.session: Session | None = None
         self.in_epoch = 0  # the peer's stream this link carries (see pydevts.session)
         self.in_next = 0  # the number of the next data frame it will bring
+        #: The peer closed the link cleanly (its node chose to), not a reset or a failure.
+        self.peer_closed = False
 
     def attach(self, session: Session) -> None:
         """Carry ``session`` (the node does it for member links): see :mod:`pydevts.session`."""
@@ -169,6 +171,7 @@ class Link(LinkWriter):
                 if tail is not None and not await self._run_tail(tail):
                     return  # a successor reads now
         except ConnectionClosedError as exc:
+            self.peer_closed = exc.eof
             if isinstance(exc, StalledFrameError) and self.on_limit is not None:
                 self.on_limit(self, "stalled_frame", str(exc))
             self._stop_reading(str(exc) or "connection closed by peer")

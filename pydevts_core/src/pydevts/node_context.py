@@ -34,7 +34,7 @@ from .protocols import (
 )
 from .ratelog import RateLimitedLog
 from .secure import SealedDatagrams
-from .session import SessionTable
+from .sessions import SessionTable
 from .wire import Hello, encode_event
 
 if TYPE_CHECKING:

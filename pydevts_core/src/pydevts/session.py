@@ -64,7 +64,6 @@ __all__ = [
     "ACK_DELAY",
     "NEXT",
     "Session",
-    "SessionTable",
     "encode_ack",
     "encode_next",
     "keeps",
@@ -80,8 +79,6 @@ _NEXT = struct.Struct(">QQI")
 _ACK = struct.Struct(">QQ")
 #: Seconds an acknowledgement may wait for more frames (or a batch to ride on).
 ACK_DELAY = 0.02
-#: Sessions kept for members with no open link, at most (the oldest go first).
-MAX_IDLE_SESSIONS = 1024
 #: Whether this process offers sessions in its HELLOs (a switch for benchmarks only).
 ENABLED = True
 
@@ -369,57 +366,3 @@ def _unpack(layout: struct.Struct, frame: bytes, what: str) -> tuple[int, ...]:
     if len(frame) != 1 + layout.size:
         raise RemoteProtocolError(f"malformed {what} frame ({len(frame)} bytes)")
     return layout.unpack_from(frame, 1)
-
-
-class SessionTable:
-    """The sessions of one node, by member id (bounded: see :data:`MAX_IDLE_SESSIONS`)."""
-
-    def __init__(self, high_water: int) -> None:
-        self.high_water = high_water
-        self.sessions: dict[str, Session] = {}
-        self.undelivered = 0
-        self.dropped = 0
-        self._gone = {"resent": 0, "duplicates_dropped": 0}  # counts of dropped sessions
-
-    def get(self, peer_id: str) -> Session | None:
-        return self.sessions.get(peer_id)
-
-    def for_link(self, link: Link) -> Session:
-        """The session ``link`` belongs to (a new one for a new member or a new incarnation)."""
-        incarnation = link.peer.extensions.get("incarnation", 0)
-        if not isinstance(incarnation, int):
-            incarnation = 0
-        session = self.sessions.get(link.peer_id)
-        if session is not None and session.incarnation != incarnation:
-            self.drop(link.peer_id, "it restarted")
-            session = None
-        if session is None:
-            session = self.sessions[link.peer_id] = Session(link.peer_id, incarnation, self.high_water)
-            self._bound()
-        return session
-
-    def drop(self, peer_id: str, reason: str) -> None:
-        session = self.sessions.pop(peer_id, None)
-        if session is None:
-            return
-        lost = session.drop(reason)
-        self.dropped += 1
-        self._gone["resent"] += session.resent
-        self._gone["duplicates_dropped"] += session.duplicates
-        if lost:
-            self.undelivered += lost
-            log.info("%d frame(s) to %s were never acknowledged (%s)", lost, peer_id, reason)
-
-    def _bound(self) -> None:
-        idle = [peer for peer, s in self.sessions.items() if not s.links]
-        for peer in idle[: max(0, len(idle) - MAX_IDLE_SESSIONS)]:
-            self.drop(peer, "too many members without a link")
-
-    def statistics(self) -> dict[str, int]:
-        sessions = self.sessions.values()
-        return {
-            "undelivered": self.undelivered,
-            "resent": self._gone["resent"] + sum(s.resent for s in sessions),
-            "duplicates_dropped": self._gone["duplicates_dropped"] + sum(s.duplicates for s in sessions),
-            "unacknowledged": sum(len(s.buffer) for s in sessions),
-        }

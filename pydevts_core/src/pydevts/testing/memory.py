@@ -218,7 +218,8 @@ class MemoryConnection:
         except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError) as exc:
             if self._was_reset:
                 raise ConnectionClosedError(f"connection to {self._remote} reset") from exc
-            raise ConnectionClosedError(f"connection closed by {self._remote}") from exc
+            eof = isinstance(exc, anyio.EndOfStream)
+            raise ConnectionClosedError(f"connection closed by {self._remote}", eof=eof) from exc
         if self._was_reset:
             raise ConnectionClosedError(f"connection to {self._remote} reset")
         for frame in batch:

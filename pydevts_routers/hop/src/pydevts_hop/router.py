@@ -170,6 +170,7 @@ class HopRouter:
             not self._stopping
             and session is not None
             and session.closed is None
+            and not link.peer_closed  # its node closed it on purpose (e.g. found it silent)
             and link.peer_id in self.state.links
             and link.close_reason not in _FINAL
         )

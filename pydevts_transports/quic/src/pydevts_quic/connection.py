@@ -222,7 +222,7 @@ class QUICConnection:
             if self._error is not None:
                 raise ConnectionClosedError(str(self._error))
             if self._eof:
-                raise ConnectionClosedError(f"connection closed by {self._remote}")
+                raise ConnectionClosedError(f"connection closed by {self._remote}", eof=True)
             self._reader = anyio.Event()
             if self._decoder.buffered and self.frame_timeout is not None:
                 await self._wait_inside_frame(self._reader, self.frame_timeout)

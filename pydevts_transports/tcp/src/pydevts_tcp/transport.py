@@ -255,7 +255,8 @@ class TCPConnection:
             except EOFError:
                 partial = decoder.buffered
                 detail = f" in the middle of a frame ({partial} bytes buffered)" if partial else ""
-                raise ConnectionClosedError(f"connection closed by {self._remote}{detail}") from None
+                message = f"connection closed by {self._remote}{detail}"
+                raise ConnectionClosedError(message, eof=not partial) from None
             except OSError as exc:
                 raise ConnectionClosedError(f"connection to {self._remote} closed: {exc!r}") from exc
             if frames:
