@@ -230,7 +230,10 @@ class Link(LinkWriter):
                 return None
             # Two links of one member (a reconnect, a duplicate link) may read at once:
             # the frames go to the node in the order they were numbered.
-            await session.take_turn()
+            if session._busy:
+                await session.take_turn()
+            else:
+                session._busy = True
             try:
                 if self.plugins:
                     frames = self._filter_in(frames)
