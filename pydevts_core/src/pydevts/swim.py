@@ -130,7 +130,9 @@ class SwimState:
             self.stats.hints_refused += 1
             return []
         self._unconfirmed.since.pop(member.id, None)
-        return self._apply_update(update, now)
+        # The router that linked it tells its other members itself: no broadcast (in a full
+        # mesh every node gets this hint about every other, N² broadcasts of N datagrams).
+        return self._apply_update(update, now, spread=False)
 
     def link_down(self, node_id: str, now: float) -> list[Action]:
         """The router's link to ``node_id`` dropped without a leave: suspect it now."""
@@ -162,7 +164,9 @@ class SwimState:
         member = self.members.get(node_id)
         if member is None:
             return []
-        return self._apply_update(["left", node_id, member.address, member.incarnation, None], now, node_id)
+        # The leaver told every member itself (leave()): pass it on by piggyback only.
+        update = ["left", node_id, member.address, member.incarnation, None]
+        return self._apply_update(update, now, node_id, spread=False)
 
     def leave(self, now: float) -> list[Action]:
         """This node leaves: tell every live member."""
@@ -282,7 +286,9 @@ class SwimState:
         msg = _parse(message)
         actions: list[Action] = []
         for update in msg.updates:
-            actions += self._apply_update(update, now, sender, wire=True)
+            # Second-hand news rides on pings and acks (and the periodic gossip): whoever had it
+            # first-hand sent it to every member already.
+            actions += self._apply_update(update, now, sender, wire=True, spread=False)
         member = self.members.get(sender)
         if member is not None and member.state != MemberState.ALIVE and msg.kind != "gossip":
             # It talks, so it runs: tell it what we think of it, so that it refutes.
@@ -331,9 +337,19 @@ class SwimState:
     # ------------------------------------------------------------------ updates
 
     def _apply_update(
-        self, update: list[Any], now: float, sender: str | None = None, *, wire: bool = False
+        self,
+        update: list[Any],
+        now: float,
+        sender: str | None = None,
+        *,
+        wire: bool = False,
+        spread: bool = True,
     ) -> list[Action]:
-        """Apply one update (``wire``: from a datagram of ``sender``, not a router hint)."""
+        """Apply one update (``wire``: from a datagram of ``sender``, not a router hint).
+
+        ``spread``: first-hand news (our probe failed, our timer ran out, our
+        router's link dropped) goes to every member at once; other news only
+        rides on the next datagrams (:meth:`_queue`)."""
         kind, node_id, address, inc, tags = update
         if node_id == self.local.id:
             return self._about_self(kind, inc)
@@ -368,6 +384,13 @@ class SwimState:
         broadcast = [kind, node_id, new.address, inc, _tags(new, kind)]
         if kind != "alive" and sender != node_id and (not new.alive or node_id in self._unconfirmed):
             self._notices[node_id] = (new.address, broadcast)  # not among the broadcast's recipients
+        if not spread:
+            self._queue(broadcast)
+            if kind == "suspect" and sender != node_id and node_id not in self._unconfirmed:
+                # The accused hears it at once from everyone who does, so that it refutes
+                # even if the accuser's datagram to it was lost.
+                return [StateChange(new), Send(node_id, new.address, {"t": "gossip", "u": [broadcast]})]
+            return [StateChange(new)]
         return [StateChange(new), *self._broadcast(broadcast)]
 
     def _about_self(self, kind: str, inc: int) -> list[Action]:
@@ -383,15 +406,19 @@ class SwimState:
         me = self.local
         return self._broadcast(["alive", me.id, me.address, me.incarnation, dict(me.tags)])
 
-    def _broadcast(self, update: list[Any]) -> list[Action]:
-        """Send ``update`` to every confirmed live member now (a suspect too: it may need to
-        refute), and queue it to ride on the next pings and acks."""
+    def _queue(self, update: list[Any]) -> None:
+        """Queue ``update`` to ride on the next pings and acks (each a bounded number of times)."""
         n = self.size()
         # A newer update about a member replaces any queued one about it (memberlist's
         # invalidation); the queue never holds more than one item per member.
         self._gossip = [item for item in self._gossip if item[0][1] != update[1]]
         self._gossip.insert(0, [update, self.config.retransmit_mult * math.ceil(math.log10(n + 1))])
         del self._gossip[MAX_QUEUED:]
+
+    def _broadcast(self, update: list[Any]) -> list[Action]:
+        """Send ``update`` to every confirmed live member now (a suspect too: it may need to
+        refute), and queue it to ride on the next pings and acks."""
+        self._queue(update)
         return [
             Send(m.id, m.address, {"t": "gossip", "u": [update]})
             for m in self.members.values()

@@ -67,7 +67,8 @@ def test_link_up_of_peer_learned_via_sync_sends_no_intro() -> None:
     state.control("b", sync_of(m("b"), m("c")), 0.0)
     assert "c" in state.known
     actions = state.link_up(m("c"), 1.0)
-    assert actions == [MemberUp(m("c")), SendControl("c", sync_of(m("a"), m("b"), m("c")))]
+    # c learned of us from b's introduction, like we did of it: a sync of us only (no N³ wave)
+    assert actions == [MemberUp(m("c")), SendControl("c", sync_of(m("a")))]
     assert "c" not in state.known
     assert set(state.linked) == {"b", "c"}
 

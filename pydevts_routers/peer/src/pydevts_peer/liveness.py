@@ -25,6 +25,7 @@ import logging
 from collections.abc import Callable, Mapping
 
 import anyio
+import anyio.lowlevel
 from pydevts.datagrams import MAX_DATAGRAM
 from pydevts.errors import ConnectionClosedError
 from pydevts.members import Member
@@ -38,6 +39,7 @@ __all__ = ["Liveness"]
 log = logging.getLogger("pydevts.peer.liveness")
 
 TICK = 0.05  # seconds between SWIM ticks
+YIELD_EVERY = 8  # datagrams handled in a row before the receive loop lets other tasks run
 
 
 class Liveness:
@@ -59,6 +61,7 @@ class Liveness:
         self._cluster = ctx.hello.cluster
         self._endpoint: DatagramEndpoint | None = None
         self._stopped = False
+        self._addresses: dict[str, Address] = {}  # parsed once per member address (bounded)
 
     async def start(self) -> None:
         # Without probes the others would declare this node failed: if no
@@ -105,6 +108,7 @@ class Liveness:
             await anyio.sleep(TICK)
 
     async def _receive_loop(self) -> None:
+        handled = 0
         while not self._stopped and (endpoint := self._endpoint) is not None:
             try:
                 data = await endpoint.receive()
@@ -115,6 +119,11 @@ class Liveness:
             except Exception:  # one bad datagram costs only itself, never the node
                 self.datagram_errors += 1
                 self._ratelog.log(logging.ERROR, "internal", "error handling a SWIM datagram", exc_info=True)
+            handled += 1
+            if handled % YIELD_EVERY == 0:
+                # A receive that finds a datagram waiting does not yield: without this, a backlog
+                # starves the node's other tasks (its SWIM ticks run late and suspect others).
+                await anyio.lowlevel.checkpoint()
 
     def handle_datagram(self, data: bytes, now: float) -> None:
         """One datagram in: validate, feed SWIM, act; a bad one is counted and logged (rate-limited)."""
@@ -174,7 +183,12 @@ class Liveness:
                     "too_large", "SWIM message to %s too large (%d bytes): not sent", action.to, len(data)
                 )
                 return
-            endpoint.send(data, Address.parse(action.address))
+            address = self._addresses.get(action.address)
+            if address is None:
+                if len(self._addresses) >= 4096:
+                    self._addresses.clear()
+                address = self._addresses[action.address] = Address.parse(action.address)
+            endpoint.send(data, address)
         except ValueError as exc:
             log.debug("SWIM datagram to %s not sent: %s", action.to, exc)
         except Exception:  # e.g. a transport's bug: lose this datagram, not the node

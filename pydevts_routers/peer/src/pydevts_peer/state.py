@@ -108,7 +108,11 @@ class PeerState:
         actions: list[Action] = [MemberUp(member)]
         others = [pid for pid in self.linked if pid != member.id]
         self.linked[member.id] = member
-        actions.append(SendControl(member.id, self._sync_message()))
+        # A member we knew of learned of us from the same introduction: it knows the others
+        # too (whoever introduced us told it), so it gets only us; a stranger (a node joining
+        # through us, an island merging) gets every member we are linked to. Full syncs on
+        # every link cost N entries x N links x N joins = N³ in a wave.
+        actions.append(SendControl(member.id, self._sync_message(full=not was_known)))
         if not was_known:
             intro = {"t": "intro", "member": member_to_wire(member)}
             actions.extend(SendControl(pid, intro) for pid in others)
@@ -174,8 +178,10 @@ class PeerState:
 
     # ---------------------------------------------------------------- helpers
 
-    def _sync_message(self) -> dict[str, Any]:
-        members = [member_to_wire(self.local)] + [member_to_wire(m) for m in self.linked.values()]
+    def _sync_message(self, *, full: bool = True) -> dict[str, Any]:
+        members = [member_to_wire(self.local)]
+        if full:
+            members += [member_to_wire(m) for m in self.linked.values()]
         return {"t": "sync", "members": members}
 
     def _learn(self, members: list[Member], now: float) -> list[Action]:
