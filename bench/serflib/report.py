@@ -90,6 +90,12 @@ def notes(result: SystemResult) -> list[str]:
             f"{name} (a): first node up after {fmt_seconds(a.detail['first_node_up_s'])}, "
             f"all {result.n} launched after {fmt_seconds(a.detail['launch_span_s'])}; "
             f"complete views {fmt_seconds(a.detail['after_last_launch_s'])} after the last launch"
+            + (
+                f", {fmt_seconds(a.detail['after_last_up_s'])} after the last node was up "
+                f"(at {fmt_seconds(a.detail['last_up_s'])})"
+                if "after_last_up_s" in a.detail
+                else ""
+            )
         )
     if b and b.value is not None:
         line = (
