@@ -740,11 +740,11 @@ def test_update_ordering_rules(held: MemberState, kind: str, inc: int, wins: boo
     assert changes(actions) == [after]
     assert (after.state.value, after.incarnation, after.address) == (kind, inc, addr("x"))
     assert dict(after.tags) == ({"new": "tags"} if kind == "alive" else {"old": "tags"})
-    # Second-hand news is not sent on to every member at once (whoever had it first-hand did
-    # that): it rides on the next datagrams. Only the accused hears a suspicion at once, so
-    # that it can refute even if the accuser's datagram to it was lost.
+    # Second-hand news that a member is alive is not sent on to every member at once (whoever
+    # had it first-hand did that): it rides on the next datagrams. An accusation is passed on
+    # at once to every live member (the accused too, so that it can refute).
     out = sends(actions)
-    assert {s.to for s in out} == ({"x"} if kind == "suspect" else set())
+    assert {s.to for s in out} == (set() if kind == "alive" else {"b"} | ({"x"} if after.alive else set()))
     assert all(s.message == gossip([kind, "x", addr("x"), inc, tags]) for s in out)
     ping = a._send(a.members["b"], {"t": "ping", "seq": 1})
     assert [kind, "x", addr("x"), inc, tags] in ping.message["u"]

@@ -31,10 +31,16 @@ what keeps a node that is merely slow (a blocked event loop, CPU contention)
 from being declared failed, as long as it answers within the suspicion
 window.
 
-Updates are sent at once to every (confirmed) live member, and also
-piggybacked on the next pings and acks (each about
-``retransmit_mult * ceil(log10(N + 1))`` times), so a lost datagram does not
-lose an update.
+First-hand updates (this node's probe failed or its timer ran out, its
+router's link dropped, its own refutation, leave or tags) and accusations
+heard second-hand (``suspect``, ``failed``, ``left`` from a datagram) are
+sent at once to every (confirmed) live member, so that every member starts
+its suspicion timer together; every update is also piggybacked on the next
+pings and acks (each about ``retransmit_mult * ceil(log10(N + 1))`` times),
+so a lost datagram does not lose an update. Second-hand news that a member
+is alive (from datagrams, or the router's link-up and leave hints) is only
+piggybacked — whoever had it first-hand told everyone: a join wave of N
+nodes costs O(N) datagrams, not N³/3.
 
 Hostile input (see docs/membership.md): messages are validated into bounded
 types first (:mod:`pydevts.swim_wire`); an accusation always reaches the
@@ -286,9 +292,12 @@ class SwimState:
         msg = _parse(message)
         actions: list[Action] = []
         for update in msg.updates:
-            # Second-hand news rides on pings and acks (and the periodic gossip): whoever had it
-            # first-hand sent it to every member already.
-            actions += self._apply_update(update, now, sender, wire=True, spread=False)
+            # Second-hand news that a member is alive (joins, refutations, tags: most of it)
+            # rides on pings and acks: whoever had it first-hand sent it to every member already.
+            # An accusation is passed on at once, so that every member starts its suspicion
+            # timer together (the first to time out declares the member failed).
+            spread = update[0] != "alive"
+            actions += self._apply_update(update, now, sender, wire=True, spread=spread)
         member = self.members.get(sender)
         if member is not None and member.state != MemberState.ALIVE and msg.kind != "gossip":
             # It talks, so it runs: tell it what we think of it, so that it refutes.
