@@ -95,6 +95,18 @@ class LinkWriter:
         return self._pending_bytes + self._inflight
 
     @property
+    def _can_write_now(self) -> bool:
+        """Whether a frame may go to the transport from the caller's task (nothing queued or
+        being written before it; the transport can write without waiting)."""
+        return (
+            self._write_now is not None
+            and not self._pending
+            and not self._writing
+            and not self._flush_needed
+            and self._scope is not None
+        )
+
+    @property
     def has_room(self) -> bool:
         """Whether ``send`` would queue at once (no backpressure now)."""
         session = self.session
@@ -161,17 +173,10 @@ class LinkWriter:
                 link._wake = None
                 wake.set()
             return
-        if (
-            frame[0] in _DIRECT_KINDS
-            and self._write_now is not None
-            and not self._pending
-            and not self._writing
-            and not self._flush_needed
-            and self._scope is not None
-        ):
+        if frame[0] in _DIRECT_KINDS and self._can_write_now:
             prepared = self._prepare(frame)
             if prepared is not None:
-                self._write_direct(self._write_now, prepared)
+                self._write_direct(prepared)
             return
         if self._pending_bytes + self._inflight >= self.high_water and not self.closed:
             await self._wait_for_space(SEND_DEADLINE.get())
@@ -207,7 +212,9 @@ class LinkWriter:
         with anyio.CancelScope(shield=True):
             await self.aclose(reason)
 
-    def _write_direct(self, write_now: Callable[[Sequence[bytes]], bool], frame: bytes) -> None:
+    def _write_direct(self, frame: bytes) -> None:
+        write_now = self._write_now
+        assert write_now is not None  # callers checked _can_write_now
         try:
             complete = write_now([frame])
         except PydevtsError as exc:
@@ -225,16 +232,9 @@ class LinkWriter:
 
     def _enqueue(self, frame: bytes) -> None:
         """Send a frame its session numbered: directly if it is a request or reply and nothing waits."""
-        if (
-            frame[0] in _DIRECT_KINDS
-            and self._write_now is not None
-            and not self._pending
-            and not self._writing
-            and not self._flush_needed
-            and self._scope is not None
-        ):
+        if frame[0] in _DIRECT_KINDS and self._can_write_now:
             try:
-                self._write_direct(self._write_now, frame)
+                self._write_direct(frame)
             except ConnectionClosedError:
                 pass  # the link is failing; the session sends the frame again on the next one
             return
@@ -254,16 +254,9 @@ class LinkWriter:
     def _queue_control(self, frame: bytes) -> None:
         """Send a frame that is no part of the stream (an acknowledgement): at once if nothing is
         queued (no task switch: the sender may be waiting for it), else after what is queued."""
-        if (
-            self._write_now is not None
-            and not self._pending
-            and not self._writing
-            and not self._flush_needed
-            and self._scope is not None
-            and not self.closed
-        ):
+        if self._can_write_now and not self.closed:
             try:
-                self._write_direct(self._write_now, frame)
+                self._write_direct(frame)
             except ConnectionClosedError:
                 pass  # the link is failing; the next one starts with an ACK
             return
@@ -283,9 +276,15 @@ class LinkWriter:
             wake.set()
 
     def _write_failed(self, reason: str) -> None:
-        """Writing failed: stop writing; the writer closes the link once the reader is done."""
+        """Writing failed: stop writing; the writer closes the link once the reader is done.
+
+        The member's session stops sending on it at once: what it queued here goes out again on
+        the member's next link without waiting for this one to close (a delay past the hop
+        router's reorder window would deliver a broadcast out of order)."""
         if self._write_error is None:
             self._write_error = reason
+        if self.session is not None:
+            self.session.detach(cast("Link", self))
         self._poke()
 
     def _fail(self, reason: str) -> None:
