@@ -29,19 +29,10 @@ import logging
 import mmap
 import os
 import socket
-import sys
 from collections.abc import Awaitable, Callable, Sequence
 
 import anyio
 import anyio.lowlevel
-
-try:
-    import fcntl
-    import termios
-
-    _IOCTL = True
-except ImportError:  # not on Windows: no lingering there
-    _IOCTL = False
 from pydevts.errors import (
     AddressInUseError,
     ConnectError,
@@ -52,6 +43,8 @@ from pydevts.framing import DEFAULT_MAX_FRAME_SIZE, HEADER, FrameDecoder, encode
 from pydevts.limits import DEFAULT_FRAME_TIMEOUT, StalledFrameError
 from pydevts.protocols import Address, Connection
 from pydevts.ratelog import RateLimitedLog
+
+from .linger import linger
 
 __all__ = ["TCPConnection", "TCPListener", "TCPTransport"]
 
@@ -75,46 +68,6 @@ async def _close_socket(sock: socket.socket) -> None:
     if sock.fileno() >= 0:
         anyio.notify_closing(sock)  # wakes a task waiting on it, on every backend
         sock.close()
-
-
-#: At most this long, a closing connection waits for the peer to take what it still has to send.
-CLOSE_LINGER = 2.0
-#: ... and it stops waiting once the peer has taken nothing for this long (it does not read).
-CLOSE_STALL = 0.2
-
-
-def _unsent(sock: socket.socket) -> int:
-    """Bytes written to ``sock`` that the peer has not acknowledged yet (Linux; 0 elsewhere)."""
-    if not _IOCTL:
-        return 0
-    try:
-        return int.from_bytes(fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, bytes(4)), sys.byteorder)
-    except OSError:
-        return 0
-
-
-async def _linger(sock: socket.socket) -> None:
-    """Wait (bounded) until the peer has acknowledged everything written.
-
-    Closing a socket with bytes unread in its receive buffer (the peer's
-    acknowledgements, say) makes the kernel reset the connection and throw
-    away what it has not sent yet: the last frames of a node that leaves.
-    So a closing connection first lets its send queue drain — for at most
-    CLOSE_LINGER seconds, and only while the peer keeps taking bytes.
-    """
-    left = _unsent(sock)
-    if not left:
-        return
-    start = last_progress = anyio.current_time()
-    while left:
-        now = anyio.current_time()
-        if now - start >= CLOSE_LINGER or now - last_progress >= CLOSE_STALL:
-            return
-        await anyio.sleep(0.005)
-        now_left = _unsent(sock)
-        if now_left < left:
-            last_progress = anyio.current_time()
-        left = now_left
 
 
 class _Decoder(FrameDecoder):
@@ -284,7 +237,7 @@ class TCPConnection:
 
     async def aclose(self) -> None:
         if self._sock.fileno() >= 0:
-            await _linger(self._sock)
+            await linger(self._sock)
         await _close_socket(self._sock)
         self._decoder.release()
 
