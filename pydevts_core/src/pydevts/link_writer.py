@@ -124,14 +124,8 @@ class LinkWriter:
                 session.push(prepared)
             return
         prepared = self._prepare(frame)
-        if prepared is None:
-            return
-        self._pending.append(prepared)
-        self._pending_bytes += len(prepared)
-        wake = self._wake
-        if wake is not None and not self._writing:
-            self._wake = None
-            wake.set()
+        if prepared is not None:
+            self._append(prepared)
 
     async def send(self, frame: bytes) -> None:
         """Queue ``frame``; wait only if more than ``high_water`` bytes are queued.
@@ -238,12 +232,12 @@ class LinkWriter:
             except ConnectionClosedError:
                 pass  # the link is failing; the session sends the frame again on the next one
             return
+        self._append(frame)
+
+    def _append(self, frame: bytes) -> None:
         self._pending.append(frame)
         self._pending_bytes += len(frame)
-        wake = self._wake
-        if wake is not None and not self._writing:
-            self._wake = None
-            wake.set()
+        self._poke()
 
     def _queue_first(self, frames: list[bytes], size: int) -> None:
         """Queue ``frames`` before anything queued (a session resuming its stream on this link)."""
@@ -260,9 +254,7 @@ class LinkWriter:
             except ConnectionClosedError:
                 pass  # the link is failing; the next one starts with an ACK
             return
-        self._pending.append(frame)
-        self._pending_bytes += len(frame)
-        self._poke()
+        self._append(frame)
 
     def _drop_queued(self) -> None:
         """Forget what is queued: the session sends it on a newer link."""
