@@ -217,10 +217,7 @@ class LinkWriter:
         if not complete:
             # The transport kept the rest of the frame: the writer sends it next.
             self._flush_needed = True
-            wake = self._wake
-            if wake is not None:
-                self._wake = None
-                wake.set()
+            self._poke()
 
     # ------------------------------------------------------------- for sessions
 

@@ -159,10 +159,7 @@ class HopRouter:
                     log.info("link to %s dropped (%s); reconnecting", link.peer_id, link.close_reason)
                     self._ctx.spawn(self._redial, link, name=f"pydevts hop redial {link.peer_id}")
                 else:
-                    del self._links[link.peer_id]
-                    if not self._stopping:
-                        log.info("link to %s closed: %s", link.peer_id, link.close_reason)
-                        self._apply_now(self.state.link_down(link.peer_id, anyio.current_time()))
+                    self._give_up(link, str(link.close_reason))
 
     def _resumable(self, link: Link) -> bool:
         session = link.session
@@ -200,10 +197,12 @@ class HopRouter:
             self._give_up(link, "no new link")
 
     def _give_up(self, link: Link, why: str) -> None:
+        """``link`` is gone for good: forget it; the state routes around it (unless we are leaving)."""
         if self._links.get(link.peer_id) is link:
             del self._links[link.peer_id]
-            log.info("link to %s closed: %s", link.peer_id, why)
-            self._apply_now(self.state.link_down(link.peer_id, anyio.current_time()))
+            if not self._stopping:  # while leaving, the others' state is no news
+                log.info("link to %s closed: %s", link.peer_id, why)
+                self._apply_now(self.state.link_down(link.peer_id, anyio.current_time()))
 
     async def _on_frames(self, link: Link, frames: list[bytes]) -> Tail | None:
         """Frames from a neighbour: raw core frames are its own; router frames go to the state."""
