@@ -23,7 +23,7 @@ from .keyring import Keyring, check_open_mode
 from .members import Member, MemberState
 from .plugins import Registry
 from .protocols import Address, Connection, Serializer
-from .wire import ERROR, REPLY, Hello, decode_message, encode_request
+from .wire import ERROR, REPLY, REPLY_H, Hello, decode_message, encode_request
 
 __all__ = ["NodeClient"]
 
@@ -92,7 +92,7 @@ class NodeClient:
                 if not self._buffered:
                     self._buffered = await conn.receive_frames()
                 frame = self._buffered.pop(0)
-                if not frame or frame[0] not in (REPLY, ERROR):
+                if not frame or frame[0] not in (REPLY, ERROR, REPLY_H):
                     continue  # not for us (clients get no events)
                 msg = decode_message(frame)
                 if msg.request_id != request_id:

@@ -37,24 +37,18 @@ import anyio
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectSendStream
 
-from .errors import PydevtsError, RemoteProtocolError, SerializationError
+from .errors import RemoteProtocolError
 from .handlers import SYSTEM_PREFIX
+from .handling import Handling, Reply
+from .headers import EMPTY, Headers
 from .limits import RequestSlots
 from .link import SEND_DEADLINE
+from .observe import NONE, Observers
 from .protocols import Serializer
 from .ratelog import RateLimitedLog
 from .requests import PendingRequests, remote_error
-from .wire import (
-    ERROR,
-    EVENT,
-    REPLY,
-    REQUEST,
-    ErrorCode,
-    Message,
-    decode_message,
-    encode_error,
-    encode_reply,
-)
+from .tracing import TraceLog
+from .wire import ERROR, EVENT, REPLY, REPLY_H, REQUEST, REQUEST_H, Message, decode_message
 
 __all__ = ["Dispatcher", "Handler", "remote_error"]
 
@@ -86,7 +80,7 @@ class Statistics:
     reserved_refused: int = 0
 
 
-class Dispatcher:
+class Dispatcher(Handling):
     """Handlers, inboxes and pending requests of one node."""
 
     def __init__(
@@ -99,18 +93,24 @@ class Dispatcher:
         inbox_batches: int = 16,
         max_concurrent_requests: int = 256,
         max_requests_per_origin: int = 64,
+        observers: Observers = NONE,
+        traces: TraceLog | None = None,
     ) -> None:
         self.node_id = node_id
         self.serializer = serializer
         self.handlers: dict[str, Handler] = {}
+        #: Handlers that take ``headers=`` (also in ``handlers``, with no headers bound).
+        self.header_handlers: dict[str, Callable[..., Awaitable[Any]]] = {}
         self.fallback: Fallback | None = None  # Node.on_unhandled
         self.stats = Statistics()
+        self.observers = observers
+        self.traces = traces
         self._ratelog = RateLimitedLog(log)
         self._send_frame = send_frame
         self._tg = task_group
         self._inbox_batches = inbox_batches
         self._inboxes: dict[str, _Inbox] = {}
-        self._requests = PendingRequests(serializer, send_frame, task_group)
+        self._requests = PendingRequests(serializer, send_frame, task_group, observers, traces)
         self._pending = self._requests.pending  # requests in flight, by id
         self._slots = RequestSlots(max_concurrent_requests, max_requests_per_origin)
         self._names: dict[bytes, str] = {}  # raw event name -> name
@@ -130,16 +130,16 @@ class Dispatcher:
         last = len(frames) - 1
         for i, frame in enumerate(frames):
             kind = frame[0]
-            if kind == REPLY or kind == ERROR:
+            if kind == REPLY or kind == ERROR or kind == REPLY_H:
                 self._resolve(origin, frame)
-            elif kind == REQUEST and not batch and self._idle(origin):
+            elif (kind == REQUEST or kind == REQUEST_H) and not batch and self._idle(origin):
                 msg = self._claim_request(origin, frame)
                 if msg is None:
                     batch.append(frame)  # no request slot free: the inbox waits for one
                 elif msg is not _DROPPED:
                     if i == last:
-                        return partial(self._serve_request, origin, msg)
-                    self._tg.start_soon(self._serve_request, origin, msg)
+                        return partial(self._serve_request, origin, msg, len(frame))
+                    self._tg.start_soon(self._serve_request, origin, msg, len(frame))
             else:
                 batch.append(frame)
         if batch:
@@ -214,6 +214,7 @@ class Dispatcher:
         loads = self.serializer.loads
         stats = self.stats
         names = self._names
+        watched = self.observers.messages
         async with receive:
             async for batch in receive:
                 for frame in batch:
@@ -226,6 +227,9 @@ class Dispatcher:
                             if name is None:
                                 continue
                         stats.events_received += 1
+                        if watched:
+                            await self.run_event(origin, name, frame[end:], EMPTY, len(frame))
+                            continue
                         handler = handlers.get(name)
                         if handler is None:
                             stats.events_unhandled += 1
@@ -247,7 +251,10 @@ class Dispatcher:
                         continue
                     if msg.kind == REQUEST:
                         await self._slots.acquire(origin)
-                        self._tg.start_soon(self._serve_request, origin, msg)
+                        self._tg.start_soon(self._serve_request, origin, msg, len(frame))
+                    elif msg.kind == EVENT and self._name_allowed(msg.name, origin):  # with headers
+                        stats.events_received += 1
+                        await self.run_event(origin, msg.name, msg.payload, msg.headers, len(frame))
                     else:
                         stats.bad_frames += 1
                         self._ratelog.warning(
@@ -267,67 +274,29 @@ class Dispatcher:
                 "bad_event_name", "dropping an event from %s: its name is not UTF-8", origin
             )
             return None
-        if name.startswith(SYSTEM_PREFIX):  # never cached: every such event comes here
-            self.stats.reserved_refused += 1
-            self._ratelog.warning("reserved", "refused event %r from %s: the name is reserved", name, origin)
+        if not self._name_allowed(name, origin):  # never cached: every such event comes here
             return None
         if len(self._names) < NAME_CACHE:
             self._names[raw] = name
         return name
 
+    def _name_allowed(self, name: str, origin: str) -> bool:
+        if name.startswith(SYSTEM_PREFIX):
+            self.stats.reserved_refused += 1
+            self._ratelog.warning("reserved", "refused event %r from %s: the name is reserved", name, origin)
+            return False
+        return True
+
     def requests_in_flight(self, origin: str) -> int:
         return self._slots.in_flight(origin)
 
-    async def _serve_request(self, origin: str, msg: Message) -> None:
-        SEND_DEADLINE.set(None)  # this task's own context: not the requester's deadline
-        try:
-            try:
-                reply = await self._answer(origin, msg)
-            finally:
-                self._slots.handler_done()
-            try:
-                await self._send_frame(origin, reply)
-            except PydevtsError as exc:
-                self._ratelog.info("no_reply", "could not reply to %r from %s: %s", msg.name, origin, exc)
-            except Exception:
-                log.exception("could not reply to %r from %s", msg.name, origin)
-        finally:  # once the reply is queued: a requester that does not read blocks itself only
-            self._slots.release(origin)
-
-    async def _answer(self, origin: str, msg: Message) -> bytes:
-        handler = self.handlers.get(msg.name)
-        system = msg.name.startswith(SYSTEM_PREFIX)
-        if handler is None:
-            self.stats.events_unhandled += 1
-            text = f"node {self.node_id} has no handler for {msg.name!r}"
-            if system:
-                self.stats.reserved_refused += 1
-                text = f"{msg.name!r} is not a system request of node {self.node_id} (the name is reserved)"
-            return encode_error(msg.request_id, ErrorCode.NO_HANDLER, text)
-        try:
-            result = await handler(origin, self.serializer.loads(msg.payload))
-            reply = encode_reply(msg.request_id, self.serializer.dumps(result))
-            if system:
-                self.stats.system_requests_served += 1
-            else:
-                self.stats.requests_served += 1
-            return reply
-        except SerializationError as exc:
-            return encode_error(msg.request_id, ErrorCode.BAD_PAYLOAD, str(exc))
-        except Exception as exc:
-            if system and isinstance(exc, PermissionError):  # a system request refused
-                self.stats.reserved_refused += 1
-                self._ratelog.warning("reserved", "refused request %r from %s: %s", msg.name, origin, exc)
-            else:
-                self.stats.handler_errors += 1
-                log.exception("handler for request %r from %s raised", msg.name, origin)
-            return encode_error(msg.request_id, ErrorCode.HANDLER_FAILED, f"{type(exc).__name__}: {exc}")
-
     # ------------------------------------------------------------- requests (requests.py)
 
-    async def request(self, dest: str, name: str, payload: Any, timeout: float) -> Any:
-        """Send a request and wait for the reply; see :meth:`pydevts.Node.request`."""
-        return await self._requests.request(dest, name, payload, timeout)
+    async def request(
+        self, dest: str, name: str, payload: Any, timeout: float, headers: Headers | None = None
+    ) -> Reply:
+        """Send a request and wait for the reply (and its headers); see :meth:`pydevts.Node.request`."""
+        return await self._requests.request(dest, name, payload, timeout, headers)
 
     def _resolve(self, origin: str, frame: bytes) -> None:
         try:

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 from .errors import LocalProtocolError
 
-__all__ = ["SYSTEM_PREFIX", "check_event_name", "check_handler", "class_handlers", "handler"]
+__all__ = ["SYSTEM_PREFIX", "check_event_name", "check_handler", "class_handlers", "handler", "takes_headers"]
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 #: Event names every node answers itself (``pydevts members``/``emit`` use them).
@@ -50,11 +50,23 @@ def check_handler(name: str, func: Callable[..., Any]) -> None:
             f"not {func!r}"
         )
     try:
-        inspect.signature(func).bind("sender", "payload")
+        inspect.signature(func).bind("sender", "payload", **({"headers": {}} if takes_headers(func) else {}))
     except TypeError as exc:
         raise TypeError(f"the handler for {name!r} must take (sender, payload): {exc}") from None
     except ValueError:  # no signature to read (some builtins): let it be
         pass
+
+
+def takes_headers(func: Callable[..., Any]) -> bool:
+    """Does ``func`` declare a ``headers`` parameter (it then gets each message's headers)?"""
+    try:
+        parameter = inspect.signature(func).parameters.get("headers")
+    except (TypeError, ValueError):
+        return False
+    return parameter is not None and parameter.kind in (
+        inspect.Parameter.KEYWORD_ONLY,
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+    )
 
 
 def check_event_name(name: str) -> str:

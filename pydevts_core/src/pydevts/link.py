@@ -10,6 +10,7 @@ frames through the plugins into the node (leader/follower readers, see
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
@@ -19,6 +20,7 @@ from ._resume import Resume
 from .errors import ConnectionClosedError, PydevtsError, RemoteProtocolError, TransportError
 from .limits import StalledFrameError
 from .link_writer import SEND_DEADLINE, LinkWriter
+from .observe import overrides
 from .protocols import Connection, ConnectionInfo, ConnectionPlugin
 from .ratelog import RateLimitedLog
 from .session import Session
@@ -58,6 +60,8 @@ class Link(LinkWriter):
         self.peer_id = remote.node_id
         self.initiated = initiated
         self.plugins = tuple(plugins)
+        self.plugins_in = tuple(p for p in plugins if overrides(p, "on_frame_in"))
+        self.plugins_out = tuple(p for p in plugins if overrides(p, "on_frame_out"))
         self.info = ConnectionInfo(local.node_id, remote.node_id, remote.address, initiated, remote.tags)
         self.high_water = high_water
         # The smaller of what this side's transport and the peer's take (its HELLO says): a frame
@@ -96,6 +100,9 @@ class Link(LinkWriter):
         self.in_next = 0  # the number of the next data frame it will bring
         #: The peer closed the link cleanly (its node chose to), not a reset or a failure.
         self.peer_closed = False
+        self.opened_at = time.monotonic()  # for how long it has been up (Node.links)
+        self.batches_in = self.frames_in = self.bytes_in = 0
+        self.batches_out = self.frames_out = self.bytes_out = 0
 
     def attach(self, session: Session) -> None:
         """Carry ``session`` (the node does it for member links): see :mod:`pydevts.session`."""
@@ -112,7 +119,7 @@ class Link(LinkWriter):
         kept = []
         for frame in frames:
             out: bytes | None = frame
-            for plugin in self.plugins:
+            for plugin in self.plugins_in:
                 try:
                     out = plugin.on_frame_in(self.info, frame)
                 except Exception as exc:
@@ -216,6 +223,9 @@ class Link(LinkWriter):
             self._scope.cancel()
 
     async def _deliver(self, on_frames: FramesHandler, frames: list[bytes]) -> Tail | None:
+        self.batches_in += 1
+        self.frames_in += len(frames)
+        self.bytes_in += sum(map(len, frames))
         if self._check_refuse:
             # The initiator checks our HELLO after we sent it and may still
             # refuse: a REFUSE can only be among the first frames of a link.
@@ -235,12 +245,12 @@ class Link(LinkWriter):
             else:
                 session._busy = True
             try:
-                if self.plugins:
+                if self.plugins_in:
                     frames = self._filter_in(frames)
                 return await on_frames(self, frames) if frames else None
             finally:
                 session.end_turn()
-        if self.plugins:
+        if self.plugins_in:
             frames = self._filter_in(frames)
         if frames:
             return await on_frames(self, frames)

@@ -25,7 +25,7 @@ import anyio
 from .errors import ConnectionClosedError, FrameTooLargeError, PydevtsError
 from .protocols import Connection, ConnectionInfo, ConnectionPlugin
 from .session import ACK_DELAY, Session
-from .wire import ERROR, REPLY, REQUEST
+from .wire import ERROR, REPLY, REPLY_H, REQUEST, REQUEST_H
 
 if TYPE_CHECKING:
     from .link import Link, OnLimit
@@ -39,7 +39,7 @@ log = logging.getLogger("pydevts.link")
 #: queued). Set by ``request`` so that its timeout covers a blocked send too,
 #: without a cancel scope on the fast path.
 SEND_DEADLINE: ContextVar[float | None] = ContextVar("pydevts_send_deadline", default=None)
-_DIRECT_KINDS = frozenset((REQUEST, REPLY, ERROR))
+_DIRECT_KINDS = frozenset((REQUEST, REPLY, ERROR, REQUEST_H, REPLY_H))
 #: Seconds a link whose writes fail keeps reading what already arrived, before it closes.
 WRITE_FAILED_DRAIN = 1.0
 
@@ -50,6 +50,11 @@ class LinkWriter:
     conn: Connection
     peer_id: str
     plugins: tuple[ConnectionPlugin, ...]
+    plugins_out: tuple[ConnectionPlugin, ...]  # those that transform outgoing frames
+    # What this link carried (``Node.links()``): writes, frames and bytes out (batches: writes).
+    batches_out: int
+    frames_out: int
+    bytes_out: int
     info: ConnectionInfo
     high_water: int
     max_frame_size: int
@@ -80,7 +85,7 @@ class LinkWriter:
     def _prepare(self, frame: bytes) -> bytes | None:
         if self.closed and self.session is None:
             raise ConnectionClosedError(f"link to {self.peer_id} is closed ({self.close_reason})")
-        if self.plugins:
+        if self.plugins_out:
             out = self._filter_out(frame)
             if out is None:
                 return None
@@ -147,7 +152,7 @@ class LinkWriter:
                     await session.wait_for_space(cast("Link", self), SEND_DEADLINE.get())
                 session.check_open()
             size = len(frame)
-            if self.plugins or size > self.max_frame_size:
+            if self.plugins_out or size > self.max_frame_size:
                 prepared = self._prepare(frame)
                 if prepared is None:
                     return
@@ -209,6 +214,9 @@ class LinkWriter:
     def _write_direct(self, frame: bytes) -> None:
         write_now = self._write_now
         assert write_now is not None  # callers checked _can_write_now
+        self.batches_out += 1
+        self.frames_out += 1
+        self.bytes_out += len(frame)
         try:
             complete = write_now([frame])
         except PydevtsError as exc:
@@ -284,7 +292,7 @@ class LinkWriter:
 
     def _filter_out(self, frame: bytes) -> bytes | None:
         out: bytes | None = frame
-        for plugin in self.plugins:
+        for plugin in self.plugins_out:
             try:
                 out = plugin.on_frame_out(self.info, frame)
             except Exception as exc:
@@ -336,6 +344,9 @@ class LinkWriter:
             self._inflight = self._pending_bytes
             self._pending_bytes = 0
             self._writing = True
+            self.batches_out += 1
+            self.frames_out += len(frames)
+            self.bytes_out += self._inflight
             try:
                 await self.conn.send_frames(frames)
             except PydevtsError as exc:

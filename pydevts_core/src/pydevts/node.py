@@ -27,21 +27,26 @@ import math
 import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup
 
+from .choices import Choices
 from .dispatch import Fallback, Handler
 from .errors import ConfigurationError, LocalProtocolError
 from .framing import DEFAULT_MAX_FRAME_SIZE
-from .handlers import F, check_event_name, check_handler, class_handlers, handler
+from .handlers import F, check_event_name, check_handler, class_handlers, handler, takes_headers
+from .handling import Reply
+from .headers import EMPTY, Headers
 from .keyring import Keyring
 from .limits import Limits
+from .linkinfo import LinkInfo
 from .members import Member, MemberEvent
 from .node_context import NodeContext
 from .node_start import start_node
-from .plugins import Choices, Registry
+from .plugins import Registry
 from .protocols import Address, ConnectionPlugin, Router, Serializer, Transport
 from .secure import require_cryptography
 from .settings import (
@@ -55,7 +60,6 @@ from .settings import (
 from .snapshot import load_snapshot, snapshot_of
 from .snapshot import save as save_snapshot
 from .system import system_handlers
-from .wire import encode_event
 
 __all__ = ["Node", "handler"]
 
@@ -120,6 +124,7 @@ class Node:
         serializer: str | Serializer = "msgpack",
         serializer_options: Mapping[str, Any] | None = None,
         connection_plugins: Sequence[str | ConnectionPlugin] = (),
+        plugin_options: Mapping[str, Mapping[str, Any]] | None = None,
         keyring: Keyring | str | os.PathLike[str] | Sequence[bytes | str] | None = None,
         limits: Limits | None = None,
         join_only: bool = False,
@@ -176,8 +181,11 @@ class Node:
                 "serializer": dict(serializer_options or {}),
             },
             registry,
+            dict(plugin_options or {}),
         )
+        self._plugins: dict[str, object] = {}  # set at start: every plugin made, by name
         self._handlers: dict[str, Handler] = {}
+        self._header_handlers: dict[str, Callable[..., Awaitable[Any]]] = {}
         self._unhandled: Fallback | None = None
         self._lifecycle: list[LifecycleCallback] = []
         self._tg: TaskGroup | None = None
@@ -186,7 +194,8 @@ class Node:
         #: True when this node found nothing at the cluster port and started a new cluster.
         self.started_cluster = False
         self._stopped = anyio.Event()
-        self._handlers.update(class_handlers(self))
+        for name, func in class_handlers(self).items():
+            self._register(name, func)
         self._handlers.update(system_handlers(self))
 
     # ----------------------------------------------------------- handlers
@@ -194,8 +203,12 @@ class Node:
     def on(self, name: str) -> Callable[[F], F]:
         """Decorator: register ``async def handler(sender, payload)`` for event ``name``.
 
-        For a request, the handler's return value is the reply. One handler
-        per name; registering again replaces it.
+        For a request, the handler's return value is the reply (a
+        :class:`~pydevts.Reply` to send headers with it). A handler that
+        declares a ``headers`` parameter (``async def handler(sender,
+        payload, *, headers)``) gets the message's headers (a read-only
+        mapping, empty when it has none). One handler per name; registering
+        again replaces it.
         """
 
         def register(func: F) -> F:
@@ -208,7 +221,14 @@ class Node:
         """Register ``func`` for event ``name`` (see :meth:`on`); TypeError if it is not
         ``async def handler(sender, payload)``."""
         check_handler(name, func)
-        self._handlers[check_event_name(name)] = func
+        self._register(check_event_name(name), func)
+
+    def _register(self, name: str, func: Callable[..., Awaitable[Any]]) -> None:
+        self._handlers[name] = func
+        self._header_handlers.pop(name, None)
+        if takes_headers(func):  # async def handler(sender, payload, *, headers)
+            self._header_handlers[name] = func
+            self._handlers[name] = partial(func, headers=EMPTY)
 
     def on_unhandled(self, func: Fallback) -> Fallback:
         """Decorator: ``async def callback(name, sender, payload)`` for each event no handler takes
@@ -274,22 +294,31 @@ class Node:
 
     # ----------------------------------------------------------- messaging
 
-    async def emit(self, name: str, payload: Any = None) -> None:
+    async def emit(self, name: str, payload: Any = None, *, headers: Headers | None = None) -> None:
         """Send event ``name`` to every other live member (not to this node).
 
         Members that join after the call do not get it; a member that fails
         while it is being sent may or may not. Waits only for queue space.
+        ``headers`` travel with it (see :mod:`pydevts.headers` for their bounds).
         """
         ctx = self._require_running()
-        await ctx.router.broadcast(encode_event(name, ctx.serializer.dumps(payload)))
+        await ctx.router.broadcast(ctx.event_frame(name, payload, headers, None))
 
-    async def send(self, node_id: str, name: str, payload: Any = None) -> None:
+    async def send(
+        self, node_id: str, name: str, payload: Any = None, *, headers: Headers | None = None
+    ) -> None:
         """Send event ``name`` to one member; raise UnknownNodeError if it is not one."""
         ctx = self._require_running()
-        await ctx.send_frame(node_id, encode_event(name, ctx.serializer.dumps(payload)))
+        await ctx.send_frame(node_id, ctx.event_frame(name, payload, headers, node_id))
 
     async def request(
-        self, node_id: str, name: str, payload: Any = None, *, timeout: float | None = None
+        self,
+        node_id: str,
+        name: str,
+        payload: Any = None,
+        *,
+        timeout: float | None = None,
+        headers: Headers | None = None,
     ) -> Any:
         """Send a request and return the reply of the remote handler.
 
@@ -297,9 +326,38 @@ class Node:
         ``request_timeout``), UnknownNodeError (no such member, or it left
         before replying), NoHandlerError, or RemoteHandlerError.
         """
+        return (await self.request_reply(node_id, name, payload, timeout=timeout, headers=headers)).value
+
+    async def request_reply(
+        self,
+        node_id: str,
+        name: str,
+        payload: Any = None,
+        *,
+        timeout: float | None = None,
+        headers: Headers | None = None,
+    ) -> Reply:
+        """:meth:`request`, returning the reply's value *and headers* (a :class:`~pydevts.Reply`)."""
         ctx = self._require_running()
         deadline = self.request_timeout if timeout is None else timeout
-        return await ctx.dispatcher.request(node_id, name, payload, deadline)
+        return await ctx.dispatcher.request(node_id, name, payload, deadline, headers)
+
+    # ----------------------------------------------------------- plugins and links
+
+    def plugin(self, name: str) -> Any:
+        """The plugin object this node made for ``name`` (its transport, router, serializer
+        or a connection plugin), e.g. ``node.plugin("prometheus")``; KeyError if none."""
+        self._require_running()
+        try:
+            return self._plugins[name]
+        except KeyError:
+            raise KeyError(
+                f"this node has no plugin named {name!r}; it has {sorted(self._plugins)}"
+            ) from None
+
+    def links(self) -> list[LinkInfo]:
+        """The node's open links now: peer, direction, age, frames/bytes/batches each way, queue."""
+        return self._require_running().link_infos()
 
     def _require_running(self) -> NodeContext:
         if not self._running:
@@ -360,6 +418,7 @@ class Node:
         ctx = self._ctx
         ctx.stop_reaper()
         await ctx.notify(MemberEvent("stopping", ctx.members.local))
+        ctx.observers.call(ctx.observers.stop, "on_stop", self)
         ctx.dispatcher.fail_pending(None, "this node stopped")
         if self.snapshot:  # the members as they are now, for the next start
             last = snapshot_of(self.cluster, ctx.members)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -22,6 +23,8 @@ from .lifecycle import LifecycleQueue
 from .limits import ConnectionGuard, Limits, Ticket, address_key
 from .link import DEFAULT_HIGH_WATER, Link, Tail
 from .members import Member, MemberEvent, MemberState, MemberView
+from .node_watch import Watching
+from .observe import Observers
 from .protocols import (
     Address,
     Connection,
@@ -35,7 +38,8 @@ from .protocols import (
 from .ratelog import RateLimitedLog
 from .secure import SealedDatagrams
 from .sessions import SessionTable
-from .wire import Hello, encode_event
+from .tracing import TraceLog
+from .wire import Hello
 
 if TYPE_CHECKING:
     from .dispatch import Dispatcher
@@ -45,7 +49,7 @@ __all__ = ["NodeContext"]
 log = logging.getLogger("pydevts.node")
 
 
-class NodeContext:
+class NodeContext(Watching):
     """Implements :class:`~pydevts.protocols.RouterContext` for one running node."""
 
     dispatcher: Dispatcher
@@ -74,7 +78,8 @@ class NodeContext:
         self.transport = transport
         self.router = router
         self.serializer = serializer
-        self.plugins = plugins
+        self.observers = Observers(plugins)
+        self.plugins = self.observers.links  # the plugins that see links
         self.listener = listener
         self.task_group = task_group
         self.handshake_timeout = handshake_timeout
@@ -86,6 +91,8 @@ class NodeContext:
         self.limits = self.guard.limits
         self.ratelog = RateLimitedLog(log)  # what peers can make this node say (limits, refusals)
         self.sessions = SessionTable(DEFAULT_HIGH_WATER)
+        self.open_links: set[Link] = set()  # every handshaked link (bounded by the connection limits)
+        self.traces = TraceLog(hello.node_id)
 
     @property
     def node_id(self) -> str:
@@ -97,7 +104,7 @@ class NodeContext:
 
     async def emit_here_and_to_all(self, payload: dict[str, Any]) -> list[str]:
         """``pydevts emit``: the event goes to this node's handlers too; returns who it went to."""
-        frame = encode_event(payload["name"], self.serializer.dumps(payload.get("payload")))
+        frame = self.event_frame(payload["name"], payload.get("payload"), payload.get("headers"), None)
         await self.send_frame(self.node_id, frame)
         others = [m.id for m in self.members if m.alive and m.id != self.node_id]
         await self.router.broadcast(frame)
@@ -162,6 +169,9 @@ class NodeContext:
         link.stall_timeout = self.limits.slow_consumer_timeout if client else self.limits.slow_member_timeout
         link.on_limit = self._limit_hit
         link.ratelog = self.ratelog
+        if link not in self.open_links and not link.closed:
+            self.open_links.add(link)
+            link.when_closed(partial(self.open_links.discard, link))
         set_frame_timeout(link.conn, self.limits.frame_timeout)
         if (
             link.peer.role == "member"
@@ -309,6 +319,8 @@ class NodeContext:
 
     def _queue(self, event: MemberEvent) -> None:
         self.lifecycle.put(event)
+        if self.observers.member:
+            self.observers.call(self.observers.member, "on_member", event)
 
     @property
     def lifecycle_dropped(self) -> int:

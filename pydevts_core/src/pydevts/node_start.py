@@ -118,10 +118,16 @@ async def _begin(
         tg,
         max_concurrent_requests=node.limits.max_requests,
         max_requests_per_origin=node.limits.max_requests_per_origin,
+        observers=ctx.observers,
+        traces=ctx.traces,
     )
     if joined.entry is not None:
         ctx.configure_link(joined.entry)
     ctx.dispatcher.handlers = node._handlers
+    ctx.dispatcher.header_handlers = node._header_handlers
+    node._plugins = {
+        str(getattr(p, "name", type(p).__name__)): p for p in (transport, router, serializer, *plugins)
+    }
     ctx.dispatcher.fallback = node._unhandled
     tg.start_soon(node._run_lifecycle, ctx, name="pydevts lifecycle")
     tg.start_soon(ctx.run_reaper, node.reap_after, name="pydevts reaper")
@@ -155,3 +161,4 @@ async def _begin(
         await agree_with(ctx, joined.entry.peer_id, node.reap_after, node.handshake_timeout)
     node._running = True
     await ctx.notify(MemberEvent("started", members.local))
+    ctx.observers.call(ctx.observers.start, "on_start", node)

@@ -10,7 +10,6 @@ factory is called NAME" and "what is installed".
 from __future__ import annotations
 
 import difflib
-import functools
 import importlib
 import importlib.metadata
 import inspect
@@ -28,7 +27,7 @@ from . import hookspecs
 from .errors import ConfigurationError, PluginNotFoundError
 
 if TYPE_CHECKING:
-    from .protocols import ConnectionPlugin, Router, Serializer, Transport
+    pass
 
 __all__ = [
     "AUTOLOAD_ENV",
@@ -40,7 +39,6 @@ __all__ = [
     "create_plugin_manager",
     "lazy",
     "lazy_exports",
-    "resolve",
 ]
 
 log = logging.getLogger("pydevts.plugins")
@@ -304,25 +302,6 @@ class Registry:
         return [self._infos[kind][name] for kind in KINDS for name in self.names(kind)]
 
 
-def resolve(
-    registry: Registry | None,
-    kind: str,
-    choice: Any,
-    options: Mapping[str, Any] | None = None,
-    **settings: Any,
-) -> Any:
-    """``choice`` itself, or — when it is a name — the implementation the registry makes.
-
-    ``options`` (a user's ``*_options``) configure a plugin chosen by name
-    only; given beside an object they are refused.
-    """
-    _check_options(kind, choice, options)
-    if isinstance(choice, str):
-        assert registry is not None, "a registry is needed to resolve names"
-        return registry._make(kind, choice, options or {}, settings)
-    return choice
-
-
 def _checked_options(
     what: str, factory: Any, options: Mapping[str, Any], settings: Mapping[str, Any]
 ) -> dict[str, Any]:
@@ -365,39 +344,3 @@ def _converted(what: str, key: str, value: Any, default: Any) -> Any:
                 return number
     article = "an" if kind is int else "a"
     raise ConfigurationError(f"{what}: option {key}={value!r} is not {article} {kind.__name__}")
-
-
-def _check_options(kind: str, choice: Any, options: Mapping[str, Any] | None) -> None:
-    if options and not isinstance(choice, str):
-        raise ConfigurationError(
-            f"{kind}_options apply to a {kind} chosen by name; configure the {kind} object itself"
-        )
-
-
-@dataclass
-class Choices:
-    """A node's plugin choices (names or objects) and the options for those chosen by name."""
-
-    transport: Any
-    router: Any
-    serializer: Any
-    connection_plugins: list[Any]
-    options: dict[str, Mapping[str, Any]]  # kind -> the user's ``*_options``
-    registry: Registry | None = None
-
-    def resolve(
-        self, **transport_settings: Any
-    ) -> tuple[Transport, Router, Serializer, list[ConnectionPlugin]]:
-        """Make the transport, router, serializer and plugins (a registry only if a name needs one)."""
-        chosen = (self.transport, self.router, self.serializer, *self.connection_plugins)
-        for kind, options in self.options.items():  # every check before anything is made
-            _check_options(kind, getattr(self, kind), options)
-        if self.registry is None and any(isinstance(c, str) for c in chosen):
-            self.registry = Registry()
-        pick = functools.partial(resolve, self.registry)
-        return (
-            pick("transport", self.transport, self.options.get("transport"), **transport_settings),
-            pick("router", self.router, self.options.get("router")),
-            pick("serializer", self.serializer, self.options.get("serializer")),
-            [pick("connection_plugin", p) for p in self.connection_plugins],
-        )

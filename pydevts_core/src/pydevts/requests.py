@@ -28,8 +28,12 @@ from .errors import (
     RequestTimeoutError,
     UnknownNodeError,
 )
+from .handling import Reply
+from .headers import EMPTY, Headers
 from .link import SEND_DEADLINE
+from .observe import NONE, MessageInfo, Observers
 from .protocols import Serializer
+from .tracing import TRACE_HEADER, TraceLog
 from .wire import REPLY, ErrorCode, Message, encode_request
 
 __all__ = ["PendingRequests", "remote_error"]
@@ -44,6 +48,7 @@ class _Pending:
     dest: str
     name: str
     deadline: float
+    started: float = 0.0
     done: anyio.Event = field(default_factory=anyio.Event)
     message: Message | None = None
     error: PydevtsError | None = None
@@ -52,8 +57,17 @@ class _Pending:
 class PendingRequests:
     """The requests in flight of one node, by request id."""
 
-    def __init__(self, serializer: Serializer, send_frame: SendFrame, task_group: TaskGroup) -> None:
+    def __init__(
+        self,
+        serializer: Serializer,
+        send_frame: SendFrame,
+        task_group: TaskGroup,
+        observers: Observers = NONE,
+        traces: TraceLog | None = None,
+    ) -> None:
         self.serializer = serializer
+        self.observers = observers
+        self.traces = traces
         self._send_frame = send_frame
         self._tg = task_group
         self.pending: dict[int, _Pending] = {}
@@ -61,33 +75,77 @@ class PendingRequests:
         self._sweep_at = math.inf  # when the deadline sweeper will next look
         self._sweep_wake: anyio.Event | None = None
 
-    async def request(self, dest: str, name: str, payload: Any, timeout: float) -> Any:
+    async def request(
+        self, dest: str, name: str, payload: Any, timeout: float, headers: Headers | None = None
+    ) -> Reply:
         """Send a request and wait for the reply; see :meth:`pydevts.Node.request`."""
         request_id = self._next_id
         self._next_id += 1
-        pending = _Pending(dest, name, anyio.current_time() + timeout)
+        now = anyio.current_time()
+        pending = _Pending(dest, name, now + timeout, now)
         self.pending[request_id] = pending
         if pending.deadline < self._sweep_at:
             self._wake_sweeper()
+        obs = self.observers
+        info: MessageInfo | None = None
         token = SEND_DEADLINE.set(pending.deadline)
         try:
-            frame = encode_request(request_id, name, self.serializer.dumps(payload))
+            body = self.serializer.dumps(payload)
+            if obs.messages:
+                info = MessageInfo("request", name, dest, len(body) + len(name) + 10, headers or EMPTY)
+                if obs.out:
+                    headers = obs.message_out(info) or headers
+            frame = encode_request(request_id, name, body, headers)
+            if headers and self.traces is not None and TRACE_HEADER in headers:
+                self.traces.record(headers[TRACE_HEADER], "sent", name, dest, "request")
             try:
                 await self._send_frame(dest, frame)
             except TimeoutError:
                 pending.done.set()  # queue space did not come in time: a timeout
             else:
                 await pending.done.wait()  # set by the reply, by fail, or by the sweeper
+        except BaseException as exc:
+            if info is not None and obs.request_done:
+                outcome = "unreachable" if isinstance(exc, UnknownNodeError) else "error"
+                self._done(info, pending, outcome)
+            raise
         finally:
             SEND_DEADLINE.reset(token)
             del self.pending[request_id]
+        msg = pending.message
+        if info is not None:
+            self._observe_end(info, pending)
         if pending.error is not None:
             raise pending.error
-        if pending.message is None:
+        if msg is None:
             raise RequestTimeoutError(f"no reply from {dest} to request {name!r} within {timeout:g} s")
-        if pending.message.kind == REPLY:
-            return self.serializer.loads(pending.message.payload)
-        raise remote_error(dest, name, pending.message)
+        if msg.kind == REPLY:
+            return Reply(self.serializer.loads(msg.payload), msg.headers)
+        raise remote_error(dest, name, msg)
+
+    def _observe_end(self, info: MessageInfo, pending: _Pending) -> None:
+        obs, msg = self.observers, pending.message
+        if msg is not None and obs.inbound:
+            kind = "reply" if msg.kind == REPLY else "error"
+            obs.call(obs.inbound, "on_message_in", MessageInfo(kind, info.name, info.peer, 0, msg.headers))
+        if obs.request_done:
+            if pending.error is not None:
+                outcome = "unreachable"
+            elif msg is None:
+                outcome = "timeout"
+            elif msg.kind == REPLY:
+                outcome = "ok"
+            elif msg.code == ErrorCode.NO_HANDLER:
+                outcome = "no_handler"
+            elif msg.code == ErrorCode.UNREACHABLE:
+                outcome = "unreachable"
+            else:
+                outcome = "error"
+            self._done(info, pending, outcome)
+
+    def _done(self, info: MessageInfo, pending: _Pending, outcome: str) -> None:
+        seconds = anyio.current_time() - pending.started
+        self.observers.call(self.observers.request_done, "on_request_done", info, seconds, outcome)
 
     # Deadlines: one sweeper task instead of a cancel scope per request (a
     # scope costs several microseconds on the round-trip path). It sleeps

@@ -12,6 +12,9 @@ EVENT       0x01   name length (u8), name (UTF-8), payload
 REQUEST     0x02   request id (u64 BE), name length (u8), name, payload
 REPLY       0x03   request id (u64 BE), payload
 ERROR       0x04   request id (u64 BE), error code (u8), message (UTF-8)
+EVENT_H     0x11   header block (see :mod:`pydevts.headers`), then as EVENT
+REQUEST_H   0x12   header block, then as REQUEST
+REPLY_H     0x13   header block, then as REPLY
 HELLO       0x30   JSON object (see :class:`Hello`)
 REFUSE      0x31   reason (UTF-8); the sender closes the connection after it
 AUTH        0x32   keyring mode only, before HELLO (see :mod:`pydevts.secure`)
@@ -33,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ConfigurationError, LocalProtocolError, RemoteProtocolError
+from .headers import EMPTY, Headers, checked_headers, decode_headers, encode_headers
 from .protocols import Address
 from .settings import checked_tags
 from .swim_wire import id_field
@@ -42,6 +46,10 @@ __all__ = [
     "REQUEST",
     "REPLY",
     "ERROR",
+    "EVENT_H",
+    "REQUEST_H",
+    "REPLY_H",
+    "HEADED",
     "HELLO",
     "REFUSE",
     "ROUTER_KIND_MIN",
@@ -54,6 +62,10 @@ __all__ = [
     "encode_reply",
     "encode_error",
     "decode_message",
+    "message_name",
+    "KIND_NAMES",
+    "decode_message_or_none",
+    "request_id_of",
     "encode_refuse",
     "decode_refuse",
     "handshake_mismatch",
@@ -67,6 +79,10 @@ EVENT = 0x01
 REQUEST = 0x02
 REPLY = 0x03
 ERROR = 0x04
+HEADED = 0x10  # kind | HEADED: the message carries headers (EVENT_H, REQUEST_H, REPLY_H)
+EVENT_H = EVENT | HEADED
+REQUEST_H = REQUEST | HEADED
+REPLY_H = REPLY | HEADED
 HELLO = 0x30
 REFUSE = 0x31
 ROUTER_KIND_MIN = 0x40
@@ -97,16 +113,25 @@ def _event_header(name: str) -> bytes:
     return bytes((EVENT, len(raw))) + raw
 
 
-def encode_event(name: str, payload: bytes) -> bytes:
+def encode_event(name: str, payload: bytes, headers: Headers | None = None) -> bytes:
+    if headers:
+        return (
+            bytes((EVENT_H,)) + encode_headers(checked_headers(headers)) + _event_header(name)[1:] + payload
+        )
     return _event_header(name) + payload
 
 
-def encode_request(request_id: int, name: str, payload: bytes) -> bytes:
+def encode_request(request_id: int, name: str, payload: bytes, headers: Headers | None = None) -> bytes:
     raw = _name_bytes(name)
+    if headers:
+        block = encode_headers(checked_headers(headers))
+        return b"".join((b"\x12", block, _U64_U8.pack(request_id, len(raw)), raw, payload))
     return b"".join((b"\x02", _U64_U8.pack(request_id, len(raw)), raw, payload))
 
 
-def encode_reply(request_id: int, payload: bytes) -> bytes:
+def encode_reply(request_id: int, payload: bytes, headers: Headers | None = None) -> bytes:
+    if headers:
+        return b"\x13" + encode_headers(checked_headers(headers)) + _U64.pack(request_id) + payload
     return b"\x03" + _U64.pack(request_id) + payload
 
 
@@ -118,36 +143,65 @@ def encode_error(request_id: int, code: int, message: str) -> bytes:
 class Message:
     """A decoded core message. ``payload`` is serializer bytes (or an error message)."""
 
-    kind: int
+    kind: int  # EVENT, REQUEST, REPLY or ERROR (a headed kind is reported as its plain kind)
     name: str
     request_id: int
     payload: bytes
     code: int = 0
+    headers: Headers = EMPTY
 
 
 def decode_message(frame: bytes) -> Message:
     """Decode a core message; raise :class:`RemoteProtocolError` if malformed."""
     try:
         kind = frame[0]
+        pos, headers = 1, EMPTY
+        if kind & HEADED and kind in (EVENT_H, REQUEST_H, REPLY_H):
+            headers, pos = decode_headers(frame, 1)
+            kind &= ~HEADED
         if kind == EVENT:
-            end = 2 + frame[1]
+            end = pos + 1 + frame[pos]
             if end > len(frame):
                 raise IndexError("the event name runs past the end of the frame")
-            return Message(EVENT, frame[2:end].decode(), 0, frame[end:])
+            return Message(EVENT, frame[pos + 1 : end].decode(), 0, frame[end:], 0, headers)
         if kind == REQUEST:
-            request_id, n = _U64_U8.unpack_from(frame, 1)
-            end = 10 + n
+            request_id, n = _U64_U8.unpack_from(frame, pos)
+            end = pos + 9 + n
             if end > len(frame):
                 raise IndexError("the request name runs past the end of the frame")
-            return Message(REQUEST, frame[10:end].decode(), request_id, frame[end:])
+            return Message(REQUEST, frame[pos + 9 : end].decode(), request_id, frame[end:], 0, headers)
         if kind == REPLY:
-            return Message(REPLY, "", _U64.unpack_from(frame, 1)[0], frame[9:])
+            return Message(REPLY, "", _U64.unpack_from(frame, pos)[0], frame[pos + 8 :], 0, headers)
         if kind == ERROR:
             request_id, code = _U64_U8.unpack_from(frame, 1)
             return Message(ERROR, "", request_id, frame[10:], code)
     except (IndexError, struct.error, UnicodeDecodeError) as exc:
         raise RemoteProtocolError(f"malformed message frame ({len(frame)} bytes): {exc}") from exc
     raise RemoteProtocolError(f"unknown message kind 0x{kind:02x}")
+
+
+#: How plugins name the kinds of core messages (:class:`pydevts.observe.MessageInfo`).
+KIND_NAMES = {EVENT: "event", REQUEST: "request", REPLY: "reply", ERROR: "error"}
+
+
+def decode_message_or_none(frame: bytes) -> Message | None:
+    """:func:`decode_message`, or ``None`` for a frame that is not a well-formed core message."""
+    try:
+        return decode_message(frame)
+    except RemoteProtocolError:
+        return None
+
+
+def request_id_of(frame: bytes) -> int | None:
+    """The id of a (headed or plain) REQUEST frame; ``None`` for anything else or a malformed one."""
+    msg = decode_message_or_none(frame)
+    return msg.request_id if msg is not None and msg.kind == REQUEST else None
+
+
+def message_name(frame: bytes) -> tuple[int, str] | None:
+    """``(kind, name)`` of an event or request frame (plain kind), without its payload; else ``None``."""
+    msg = decode_message_or_none(frame)
+    return (msg.kind, msg.name) if msg is not None and msg.kind in (EVENT, REQUEST) else None
 
 
 # --------------------------------------------------------------------------

@@ -51,13 +51,12 @@ monotonic clock); the machine never reads a clock nor touches a socket.
 from __future__ import annotations
 
 import math
-import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from pydevts.errors import LocalProtocolError, UnknownNodeError
 from pydevts.members import Member
-from pydevts.wire import REQUEST, ROUTER_KIND_MIN, ErrorCode, encode_error
+from pydevts.wire import ROUTER_KIND_MIN, ErrorCode, encode_error, request_id_of
 
 from .actions import Action, CloseLink, Deliver, HopConfig, HopStatistics, MemberChange, Send
 from .dedup import Dedup, Verdict
@@ -383,9 +382,9 @@ class HopState:
 
     def _bounce(self, msg: Unicast, why: str) -> list[Action]:
         """Answer an unroutable request with an UNREACHABLE error, as if from its destination."""
-        if msg.frame[0] != REQUEST or len(msg.frame) < 9:
+        request_id = request_id_of(msg.frame)
+        if request_id is None:
             return []
-        (request_id,) = struct.unpack_from(">Q", msg.frame, 1)
         error = encode_error(request_id, ErrorCode.UNREACHABLE, f"{msg.dest} is unreachable: {why}")
         self.stats.unreachable_replies += 1
         if msg.origin == self.local_id:
