@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DISTS := pydevts_core pydevts_transports/tcp pydevts_transports/quic pydevts_routers/peer pydevts_routers/hop pydevts_serializers/msgpack \
-	pydevts_serializers/pickle
+	pydevts_serializers/pickle pydevts_plugins/prometheus pydevts_plugins/otel
 EXAMPLE_PACKAGES := examples/connection_plugin examples/third_party_router
 PYPROJECTS := pyproject.toml $(addsuffix /pyproject.toml,$(DISTS) $(EXAMPLE_PACKAGES))
 

@@ -29,10 +29,13 @@ from .errors import (
     TransportError,
     UnknownNodeError,
 )
+from .handling import Reply
 from .hookspecs import hookimpl
 from .limits import Limits
+from .linkinfo import LinkInfo
 from .members import Member, MemberEvent, MemberState
 from .node import Node, handler
+from .observe import MessageInfo, Plugin
 from .plugins import Registry, create_plugin_manager
 from .protocols import (
     Address,
@@ -64,19 +67,23 @@ __all__ = [
     "JoinError",
     "Listener",
     "Limits",
+    "LinkInfo",
     "LocalProtocolError",
     "Member",
     "MemberEvent",
     "MemberState",
+    "MessageInfo",
     "NoHandlerError",
     "Node",
     "NodeClient",
+    "Plugin",
     "PluginNotFoundError",
     "ProtocolError",
     "PydevtsError",
     "Registry",
     "RemoteHandlerError",
     "RemoteProtocolError",
+    "Reply",
     "ReplicatedDict",
     "RequestTimeoutError",
     "Router",

@@ -288,6 +288,19 @@ class RouterContext(Protocol):
         """Open a transport connection, run the handshake and the plugin pipeline."""
         ...
 
+    def relayed(self, origin: str, frame: bytes, to: str) -> None:
+        """The router passed ``origin``'s core ``frame`` on to its neighbour ``to``.
+
+        Routers that relay other nodes' messages call it so that plugins
+        (``Plugin.on_relay``) and traces see relays; it costs a check when
+        nobody watches.
+        """
+        ...
+
+    def dropped(self, origin: str, frame: bytes, reason: str) -> None:
+        """The router dropped ``origin``'s core ``frame`` (hop limit, no route, a full link)."""
+        ...
+
     async def deliver(
         self, origin: str, frames: list[bytes]
     ) -> Callable[[], Coroutine[Any, Any, None]] | None:

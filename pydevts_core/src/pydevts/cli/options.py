@@ -240,6 +240,14 @@ def add_node_options(parser: argparse.ArgumentParser, *, cluster_port: bool = Tr
         "--plugin", action="append", default=[], help="enable a connection plugin (repeatable)"
     )
     parser.add_argument(
+        "--plugin-option",
+        action="append",
+        type=plugin_option,
+        default=[],
+        metavar="NAME.KEY=VALUE",
+        help="an option of the plugin NAME (any kind), e.g. prometheus.port=9464 (repeatable)",
+    )
+    parser.add_argument(
         "--tag",
         action="append",
         type=key_value,
@@ -332,6 +340,22 @@ def add_transport_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def plugin_option(text: str) -> tuple[str, str, str]:
+    """``NAME.KEY=VALUE`` as (name, key, value); argparse's error says what is wrong."""
+    target, eq, value = text.partition("=")
+    name, dot, key = target.rpartition(".")
+    if not (eq and dot and name and key):
+        raise argparse.ArgumentTypeError(f"expected NAME.KEY=VALUE (e.g. prometheus.port=9464), got {text!r}")
+    return name, key, value
+
+
+def plugin_options(given: list[tuple[str, str, str]]) -> dict[str, dict[str, str]]:
+    options: dict[str, dict[str, str]] = {}
+    for name, key, value in given:
+        options.setdefault(name, {})[key] = value
+    return options
+
+
 def transport_options(args: argparse.Namespace) -> dict[str, str]:
     return dict(args.transport_option)
 
@@ -352,6 +376,7 @@ def node_from_args(args: argparse.Namespace, cls: type[Node] = Node, **extra: An
         router_options=dict(args.router_option),
         serializer=args.serializer,
         connection_plugins=args.plugin,
+        plugin_options=plugin_options(args.plugin_option),
         serializer_options={"trusted": True} if args.trusted_cluster else None,
         keyring=args.keyring,
         join_only=args.join_only,

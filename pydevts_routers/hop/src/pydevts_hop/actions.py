@@ -13,6 +13,7 @@ __all__ = [
     "CloseLink",
     "Connect",
     "Deliver",
+    "Dropped",
     "HopConfig",
     "HopStatistics",
     "MemberChange",
@@ -31,6 +32,19 @@ class Send:
 
     neighbour: str
     frame: bytes
+    #: A relay of another node's message: its origin and the core frame it carries
+    #: (the shell shows them to the node's plugins and traces; see RouterContext.relayed).
+    origin: str = ""
+    carried: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Dropped:
+    """``origin``'s core ``frame`` was dropped here, for ``reason`` (hop limit, no route)."""
+
+    origin: str
+    frame: bytes
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +104,7 @@ class Connect:
     address: str
 
 
-Action = Send | Deliver | MemberChange | CloseLink | Connect
+Action = Send | Deliver | MemberChange | CloseLink | Connect | Dropped
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ from pydevts.protocols import Address, RouterContext
 from pydevts.routing import close_later, config_from_options, keeps, member_from_hello, retire
 from pydevts.wire import ROUTER_KIND_MIN
 
-from .actions import Action, CloseLink, Connect, Deliver, HopConfig, MemberChange, Send
+from .actions import Action, CloseLink, Connect, Deliver, Dropped, HopConfig, MemberChange, Send
 from .outbox import Outboxes
 from .state import HopState
 from .wire import ADVERT, KEEPALIVE
@@ -264,7 +264,9 @@ class HopRouter:
                     if action.frame[0] in (ADVERT, KEEPALIVE):
                         self._queue(action.neighbour, action.frame)  # small; must never wait
                     elif relaying:
-                        await self._relay(action.neighbour, action.frame)
+                        if action.carried is not None:
+                            ctx.relayed(action.origin, action.carried, action.neighbour)
+                        await self._relay(action.neighbour, action.frame, action)
                     else:
                         await self._send(action.neighbour, action.frame, dest)
                 elif not isinstance(action, Deliver):
@@ -285,6 +287,8 @@ class HopRouter:
             elif link is not None:
                 log.info("closing link to %s: %s", action.neighbour, action.reason)
                 ctx.spawn(link.aclose, action.reason)
+        elif isinstance(action, Dropped):
+            ctx.dropped(action.origin, action.frame, action.reason)
         elif isinstance(action, Connect):
             if action.member_id not in self._connecting and not self._stopping:
                 self._connecting.add(action.member_id)
@@ -316,7 +320,7 @@ class HopRouter:
             self.relays_dropped += 1
             log.warning("dropped a frame to %s: %s", neighbour, exc)
 
-    async def _relay(self, neighbour: str, frame: bytes) -> None:
+    async def _relay(self, neighbour: str, frame: bytes, action: Send) -> None:
         link = self._links.get(neighbour)
         if link is None:
             return
@@ -331,9 +335,10 @@ class HopRouter:
         finally:
             SEND_DEADLINE.reset(token)
         self.relays_dropped += 1
-        log.warning(
-            "dropped a frame relayed to %s: its link stayed full for %g s", neighbour, self.relay_timeout
-        )
+        why = f"its link to {neighbour} stayed full for {self.relay_timeout:g} s"
+        log.warning("dropped a frame relayed to %s: %s", neighbour, why)
+        if action.carried is not None and self._ctx is not None:
+            self._ctx.dropped(action.origin, action.carried, why)
 
     async def _connect(self, action: Connect) -> None:
         assert self._ctx is not None

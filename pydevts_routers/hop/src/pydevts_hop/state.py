@@ -58,7 +58,7 @@ from pydevts.errors import LocalProtocolError, UnknownNodeError
 from pydevts.members import Member
 from pydevts.wire import ROUTER_KIND_MIN, ErrorCode, encode_error, request_id_of
 
-from .actions import Action, CloseLink, Deliver, HopConfig, HopStatistics, MemberChange, Send
+from .actions import Action, CloseLink, Deliver, Dropped, HopConfig, HopStatistics, MemberChange, Send
 from .dedup import Dedup, Verdict
 from .dialer import Dialer
 from .reorder import Reorder
@@ -348,9 +348,10 @@ class HopState:
         actions: list[Action] = []
         if targets and msg.hop_limit <= 1:
             self.stats.hop_limit_drops += 1
+            actions = [Dropped(origin, msg.frame, f"its hop limit ran out at {self.local_id}")]
         elif targets:
             out = relay(frame, flood=flood)
-            actions = [Send(n, out) for n in targets]
+            actions = [Send(n, out, origin, msg.frame) for n in targets]
             self.stats.broadcast_frames += len(targets)
         self.stats.broadcasts_delivered += 1
         # Just learned of the origin (we joined, or it did): its first broadcasts may race each
@@ -378,13 +379,13 @@ class HopState:
             self.stats.no_route_drops += 1
             return self._bounce(msg, f"no route to it from {self.local_id}")
         self.stats.unicast_frames += 1
-        return [Send(hop, relay(frame))]
+        return [Send(hop, relay(frame), msg.origin, msg.frame)]
 
     def _bounce(self, msg: Unicast, why: str) -> list[Action]:
         """Answer an unroutable request with an UNREACHABLE error, as if from its destination."""
         request_id = request_id_of(msg.frame)
         if request_id is None:
-            return []
+            return [Dropped(msg.origin, msg.frame, why)]
         error = encode_error(request_id, ErrorCode.UNREACHABLE, f"{msg.dest} is unreachable: {why}")
         self.stats.unreachable_replies += 1
         if msg.origin == self.local_id:
