@@ -127,7 +127,8 @@ class PendingRequests:
         obs, msg = self.observers, pending.message
         if msg is not None and obs.inbound:
             kind = "reply" if msg.kind == REPLY else "error"
-            obs.call(obs.inbound, "on_message_in", MessageInfo(kind, info.name, info.peer, 0, msg.headers))
+            size = len(msg.payload) + 9
+            obs.call(obs.inbound, "on_message_in", MessageInfo(kind, info.name, info.peer, size, msg.headers))
         if obs.request_done:
             if pending.error is not None:
                 outcome = "unreachable"
