@@ -362,3 +362,16 @@ def test_the_recorders_hooks_are_all_seen_as_overridden() -> None:
     hooks = (obs.out, obs.inbound, obs.handle, obs.request_done, obs.relay, obs.drop, obs.member, obs.start)
     assert all(len(h) == 1 for h in hooks) and obs.messages and not obs.frames_in and not obs.stop
     assert list(itertools.chain(obs.links)) == []
+
+
+async def test_the_peer_router_counts_links_dials_and_probes() -> None:
+    port = free_port()
+    a, b = tcp_node(port), tcp_node(port)
+    with anyio.fail_after(20):
+        async with cluster(a, b):
+            await wait_until(lambda: b.statistics()["router.swim_probes_acked"] >= 2, 10, "two probes answered")
+            stats = b.statistics()
+            assert stats["router.links"] == 1 and stats["router.links_adopted"] >= 1
+            assert stats["router.swim_probes"] >= stats["router.swim_probes_acked"]
+            assert 0 < stats["router.swim_probe_rtt_us"] < 2_000_000 * stats["router.swim_probes_acked"]
+            assert stats["router.swim_suspicions"] == stats["router.swim_failures"] == 0

@@ -200,10 +200,12 @@ class SwimState:
                 self._probe = None
             elif not probe.indirect_sent and now - probe.started >= cfg.probe_timeout:
                 probe.indirect_sent = True
+                self.stats.indirect_probes += 1
                 actions += self._indirect(probe, target)
             elif now - probe.started >= cfg.probe_interval:
                 self._probe = None
                 if target.state == MemberState.ALIVE:
+                    self.stats.probes_failed += 1
                     actions += self._apply_update(
                         ["suspect", target.id, target.address, target.incarnation, None], now
                     )
@@ -239,6 +241,7 @@ class SwimState:
         if target is None:
             return []
         self._probe = Probe(self._next_seq(), target.id, now)
+        self.stats.probes += 1
         return [self._send(target, {"t": "ping", "seq": self._probe.seq})]
 
     def _next_target(self) -> Member | None:
@@ -312,7 +315,7 @@ class SwimState:
                 # Nothing piggybacked: a stranger's small ping must not buy a large answer.
                 actions.append(Send(sender, msg.addr, {"t": "ack", "seq": msg.seq}))
         elif msg.kind == "ack":
-            actions += self._on_ack(sender, msg.seq)
+            actions += self._on_ack(sender, msg.seq, now)
         elif msg.kind == "ping-req":
             assert msg.target is not None and msg.addr is not None
             if member is None or sender in self._unconfirmed or len(self._relays) >= MAX_RELAYS:
@@ -324,10 +327,12 @@ class SwimState:
             actions.append(self._send(target, {"t": "ping", "seq": seq, "addr": self.local.address}))
         return actions
 
-    def _on_ack(self, sender: str, seq: int) -> list[Action]:
+    def _on_ack(self, sender: str, seq: int, now: float) -> list[Action]:
         probe = self._probe
         if probe is not None and probe.seq == seq and probe.target == sender:
             self._probe = None
+            self.stats.probes_acked += 1
+            self.stats.probe_rtt_us += int((now - probe.started) * 1e6)
             if self._unconfirmed.since.pop(sender, None) is not None:
                 member = self.members.get(sender)
                 if member is not None and member.alive:
@@ -383,10 +388,12 @@ class SwimState:
         if (current is None and wire) or (node_id in self._unconfirmed and not new.alive):
             self._unconfirmed.since[node_id] = now  # learned, or down since
         if new.state == MemberState.SUSPECT:
+            self.stats.suspicions += node_id not in self.suspected_at
             self.suspected_at.setdefault(node_id, now)
         else:
             self.suspected_at.pop(node_id, None)
         if new.state == MemberState.FAILED:
+            self.stats.failures += node_id not in self.failed_at
             self.failed_at[node_id] = now
         else:
             self.failed_at.pop(node_id, None)

@@ -57,8 +57,15 @@ def tags_of(member: Member, kind: str) -> dict[str, str] | None:
 
 @dataclass
 class SwimStats:
-    """What the machine refused (counters; the shell reports them)."""
+    """What the machine did and refused (counters; the shell reports them as ``swim_*``)."""
 
+    probes: int = 0  # direct probes (pings) started
+    probes_acked: int = 0  # of those, answered directly in time
+    probe_rtt_us: int = 0  # their round trips, summed (mean: probe_rtt_us / probes_acked)
+    indirect_probes: int = 0  # probes that asked others (ping-req)
+    probes_failed: int = 0  # probes that ended with the target suspect
+    suspicions: int = 0  # members this node came to list as suspect
+    failures: int = 0  # members this node came to list as failed
     new_members_rate_limited: int = 0
     new_members_over_limit: int = 0
     ping_reqs_refused: int = 0

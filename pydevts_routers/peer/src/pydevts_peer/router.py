@@ -44,6 +44,7 @@ __all__ = ["PeerRouter"]
 
 log = logging.getLogger("pydevts.peer")
 
+_COUNTERS = ("links_adopted", "duplicate_links", "dials", "redials", "dial_failures")
 CONTROL = ROUTER_KIND_MIN  # 0x40: JSON control message
 
 
@@ -77,6 +78,7 @@ class PeerRouter:
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
         self._links: dict[str, Link] = {}
+        self._counts = dict.fromkeys(_COUNTERS, 0)
         # The last link of a member that is still alive but not linked right now: sends
         # go to its session, which keeps them until the next link (pydevts.session).
         self._resting: dict[str, Link] = {}
@@ -141,6 +143,7 @@ class PeerRouter:
             return
         existing = self._links.get(link.peer_id)
         if existing is not None:
+            self._counts["duplicate_links"] += 1
             if keeps(existing, link):
                 # Not closed unread: the peer may have sent on it before it saw the
                 # other one. Read it until the peer closes it, or for leave_timeout.
@@ -154,6 +157,7 @@ class PeerRouter:
             self._ctx.spawn(self._run_link, link, name=f"pydevts link {link.peer_id}")
             return
         log.debug("adopted %r", link)
+        self._counts["links_adopted"] += 1
         self._links[link.peer_id] = link
         self._resting.pop(link.peer_id, None)
         self._up_since[link.peer_id] = anyio.current_time()
@@ -303,9 +307,11 @@ class PeerRouter:
                 member = self._liveness.swim.members.get(peer_id)
                 if member is None or not member.alive:
                     return
+                self._counts["redials"] += 1
                 try:
                     link = await self._ctx.connect(Address.parse(member.address))
                 except ConnectError as exc:
+                    self._counts["dial_failures"] += 1
                     if exc.refused:
                         log.info("member %s is gone: %s", peer_id, exc)
                         self._liveness.confirm_failed(peer_id)
@@ -327,9 +333,11 @@ class PeerRouter:
 
     async def _connect(self, member: Member) -> None:
         assert self._ctx is not None and self._state is not None
+        self._counts["dials"] += 1
         try:
             link = await self._ctx.connect(Address.parse(member.address))
         except (PydevtsError, ValueError) as exc:
+            self._counts["dial_failures"] += 1
             log.info("could not connect to member %s at %s: %s", member.id, member.address, exc)
             self._apply(self._state.connect_failed(member.id, anyio.current_time()))
             return
@@ -349,8 +357,10 @@ class PeerRouter:
             self._apply(self._state.tick(anyio.current_time()))
 
     def statistics(self) -> dict[str, int]:
-        """The failure detector's counters (``swim_*``: bad datagrams, refused hints, ...)."""
-        return self._liveness.statistics() if self._liveness is not None else {}
+        """Link counters (adopted, duplicates, dials, redials and their failures, links open now)
+        and the failure detector's (``swim_*``: probes, round trips, suspicions, refusals, ...)."""
+        swim = self._liveness.statistics() if self._liveness is not None else {}
+        return {**self._counts, "links": len(self._links), **swim}
 
     def forget(self, peer_id: str) -> bool:
         """The node reaps ``peer_id`` (left or failed ``reap_after`` ago): drop what we keep about it.
