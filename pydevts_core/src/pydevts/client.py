@@ -12,6 +12,7 @@ replies. Every node answers two system requests:
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any
 
 import anyio
@@ -134,9 +135,22 @@ class NodeClient:
             raise RemoteProtocolError(f"unexpected keys reply: {reply!r:.200}")
         return dict(reply["members"])
 
-    async def emit(self, name: str, payload: Any = None) -> list[str]:
+    async def emit(
+        self, name: str, payload: Any = None, *, headers: Mapping[str, str] | None = None
+    ) -> list[str]:
         """Have the node handle event ``name`` and emit it to every other member; return who got it."""
-        reply = await self.request("pydevts.emit", {"name": name, "payload": payload})
+        body: dict[str, Any] = {"name": name, "payload": payload}
+        if headers:
+            body["headers"] = dict(headers)
+        reply = await self.request("pydevts.emit", body)
         if not isinstance(reply, dict) or not isinstance(reply.get("sent_to"), list):
             raise RemoteProtocolError(f"unexpected emit reply: {reply!r}")
         return [str(x) for x in reply["sent_to"]]
+
+    async def trace(self, trace_id: str) -> dict[str, Any]:
+        """Every live member's records of traced message ``trace_id``: ``{"nodes": {id: [records]},
+        "missing": {id: why}}`` (see :mod:`pydevts.tracing`)."""
+        reply = await self.request("pydevts.trace", {"id": trace_id, "all": True})
+        if not isinstance(reply, dict) or not isinstance(reply.get("nodes"), dict):
+            raise RemoteProtocolError(f"unexpected trace reply: {reply!r:.200}")
+        return reply

@@ -20,9 +20,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import anyio
-
-from .errors import ConfigurationError, PydevtsError
+from .errors import ConfigurationError
+from .fanout import ask_members
 from .keyring import Keyring, decode_key, key_fingerprint
 
 if TYPE_CHECKING:
@@ -31,7 +30,6 @@ if TYPE_CHECKING:
 __all__ = ["OPS", "apply_local", "apply_everywhere"]
 
 OPS = ("list", "install", "use", "remove")
-FANOUT_TIMEOUT = 5.0  # seconds each member has to answer
 
 
 def _check(payload: Any) -> tuple[str, bytes | None]:
@@ -71,16 +69,5 @@ async def apply_everywhere(node: Node, payload: Any) -> dict[str, Any]:
     except (ConfigurationError, ValueError) as exc:
         results[node.id] = {"error": str(exc)}
 
-    async def ask(member_id: str) -> None:
-        try:
-            results[member_id] = await node.request(
-                member_id, "pydevts.keyring", payload, timeout=FANOUT_TIMEOUT
-            )
-        except PydevtsError as exc:
-            results[member_id] = {"error": f"{type(exc).__name__}: {exc}"}
-
-    async with anyio.create_task_group() as tg:
-        for member in node.members:
-            if member.alive and member.id != node.id:
-                tg.start_soon(ask, member.id)
+    results.update(await ask_members(node, "pydevts.keyring", payload))
     return {"members": results}
