@@ -375,3 +375,17 @@ async def test_the_peer_router_counts_links_dials_and_probes() -> None:
             assert stats["router.swim_probes"] >= stats["router.swim_probes_acked"]
             assert 0 < stats["router.swim_probe_rtt_us"] < 2_000_000 * stats["router.swim_probes_acked"]
             assert stats["router.swim_suspicions"] == stats["router.swim_failures"] == 0
+
+
+def test_plugin_options_on_the_command_line() -> None:
+    import argparse
+
+    from pydevts.cli.options import plugin_option, plugin_options
+
+    assert plugin_option("prometheus.port=9464") == ("prometheus", "port", "9464")
+    assert plugin_option("my.plugin.key=a=b") == ("my.plugin", "key", "a=b")
+    given = [plugin_option("hop.dead_interval=2"), plugin_option("hop.max_neighbours=3")]
+    assert plugin_options(given) == {"hop": {"dead_interval": "2", "max_neighbours": "3"}}
+    for bad in ("port=1", "prometheus.port", ".port=1", "prometheus.=1"):
+        with pytest.raises(argparse.ArgumentTypeError, match="expected NAME.KEY=VALUE"):
+            plugin_option(bad)
