@@ -105,7 +105,7 @@ class Handling:
         """Run ``handler``; return its result or the exception it raised (logged, counted)."""
         obs = self.observers
         finishers = obs.handle_start(info) if info is not None and obs.handle else None
-        start = time.perf_counter()
+        start = time.perf_counter() if finishers else 0.0
         error: BaseException | None = None
         result: Any = None
         try:

@@ -60,6 +60,7 @@ from .settings import (
 from .snapshot import load_snapshot, snapshot_of
 from .snapshot import save as save_snapshot
 from .system import system_handlers
+from .wire import encode_event
 
 __all__ = ["Node", "handler"]
 
@@ -302,14 +303,20 @@ class Node:
         ``headers`` travel with it (see :mod:`pydevts.headers` for their bounds).
         """
         ctx = self._require_running()
-        await ctx.router.broadcast(ctx.event_frame(name, payload, headers, None))
+        if headers is None and not ctx.observers.out:  # the hot path: nothing to add or record
+            await ctx.router.broadcast(encode_event(name, ctx.serializer.dumps(payload)))
+        else:
+            await ctx.router.broadcast(ctx.event_frame(name, payload, headers, None))
 
     async def send(
         self, node_id: str, name: str, payload: Any = None, *, headers: Headers | None = None
     ) -> None:
         """Send event ``name`` to one member; raise UnknownNodeError if it is not one."""
         ctx = self._require_running()
-        await ctx.send_frame(node_id, ctx.event_frame(name, payload, headers, node_id))
+        if headers is None and not ctx.observers.out:  # the hot path: nothing to add or record
+            await ctx.send_frame(node_id, encode_event(name, ctx.serializer.dumps(payload)))
+        else:
+            await ctx.send_frame(node_id, ctx.event_frame(name, payload, headers, node_id))
 
     async def request(
         self,

@@ -2,11 +2,14 @@
 
 ``keyring`` is the member-to-member half of ``keys`` (see :mod:`pydevts.keys`);
 ``merged`` is how a member that merged two islands tells the other side the
-members it lists as down (see :mod:`pydevts.views`).
+members it lists as down (see :mod:`pydevts.views`). ``stats`` is this node's
+snapshot for ``pydevts top`` and ``pydevts members --graph``; with
+``{"all": true}`` (clients of this node only) every live member's (see
+:mod:`pydevts.inspect`).
 
 Their names start with ``pydevts.``, which no application handler may take
-and no peer may send as an event. ``members`` is read-only and open to any
-link; ``emit`` and ``keys`` act for the client that asked and are refused to
+and no peer may send as an event. ``members`` and ``stats`` are read-only and
+open to any link; ``emit`` and ``keys`` act for the client that asked and are refused to
 anyone but a client connected to this node (a member cannot make another
 member emit or change its keyring). A refusal is a ``PermissionError``,
 which the dispatcher answers as an error reply and counts.
@@ -18,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigurationError, LocalProtocolError
 from .handlers import SYSTEM_PREFIX, check_event_name
+from .inspect import StatsService
 from .keys import apply_everywhere, apply_local
 from .views import import_rows, member_rows, parse_rows
 
@@ -34,6 +38,13 @@ def system_handlers(node: Node) -> dict[str, Handler]:
     def client_only(sender: str, what: str) -> None:
         if sender != node.id and sender not in node._require_running().clients:
             raise PermissionError(f"{SYSTEM_PREFIX}{what} is for clients of this node, not for {sender!r}")
+
+    inspector = StatsService(node)
+
+    async def stats(sender: str, payload: Any) -> dict[str, Any]:
+        # Anyone's local snapshot; the fan-out ({"all": true}) only for this node's clients.
+        ctx = node._require_running()
+        return await inspector.answer(sender, payload, from_client=sender == node.id or sender in ctx.clients)
 
     async def members(sender: str, payload: Any) -> list[dict[str, object]]:
         # Down members also say for how long (seconds), so a node that records them reaps them in time.
@@ -84,4 +95,5 @@ def system_handlers(node: Node) -> dict[str, Handler]:
         f"{SYSTEM_PREFIX}keys": keys,
         f"{SYSTEM_PREFIX}keyring": keyring,
         f"{SYSTEM_PREFIX}merged": merged,
+        f"{SYSTEM_PREFIX}stats": stats,
     }

@@ -12,6 +12,7 @@ import anyio
 
 from ..client import NodeClient
 from ..errors import ConfigurationError, ConnectError
+from ..inspect import fetch_cluster
 from ..members import Member, MemberState
 from ..plugins import Registry
 from .options import transport_options
@@ -34,7 +35,7 @@ def _client(args: argparse.Namespace) -> NodeClient:
     )
 
 
-async def _ask(args: argparse.Namespace, call: Callable[[NodeClient], Awaitable[T]]) -> T:
+async def ask(args: argparse.Namespace, call: Callable[[NodeClient], Awaitable[T]]) -> T:
     """``call`` the node at ``--join``; a failed connect says which transport was tried."""
     try:
         async with _client(args) as client:
@@ -62,7 +63,13 @@ def select_members(
 
 
 def members(args: argparse.Namespace) -> int:
-    found = select_members(anyio.run(_ask, args, NodeClient.members), args.tag, args.state)
+    if getattr(args, "graph", False):  # the links between members, as Graphviz DOT
+        from .graph import dot
+
+        cluster = anyio.run(ask, args, fetch_cluster)
+        print(dot(cluster, lambda found: select_members(found, args.tag, args.state)), end="")
+        return 0
+    found = select_members(anyio.run(ask, args, NodeClient.members), args.tag, args.state)
     if args.json:
         print(json.dumps([m.to_dict() for m in found], indent=2))
         return 0
@@ -85,7 +92,7 @@ def sent_to_text(name: str, sent_to: list[str]) -> str:
 
 
 def emit(args: argparse.Namespace) -> int:
-    sent_to = anyio.run(_ask, args, lambda client: client.emit(args.name, args.payload))
+    sent_to = anyio.run(ask, args, lambda client: client.emit(args.name, args.payload))
     print(sent_to_text(args.name, sent_to))
     return 0
 
@@ -98,7 +105,7 @@ def keys(args: argparse.Namespace) -> int:
         raise ConfigurationError("`pydevts keys list` takes no key")
     if args.keyring is None:
         raise ConfigurationError("`pydevts keys` needs --keyring PATH (a key the cluster accepts)")
-    results = anyio.run(_ask, args, lambda client: client.keys(args.op, args.key))
+    results = anyio.run(ask, args, lambda client: client.keys(args.op, args.key))
     failed = {m: r["error"] for m, r in results.items() if "error" in r}
     done = {m: r for m, r in results.items() if "error" not in r}
     if args.op == "list":

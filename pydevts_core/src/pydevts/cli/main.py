@@ -1,4 +1,5 @@
-"""``pydevts`` — run a node, watch events, list members, emit an event, list plugins, run the demo."""
+"""``pydevts`` — run a node, watch events, list members, watch the cluster live, emit an event, list plugins,
+run the demo."""
 
 from __future__ import annotations
 
@@ -96,7 +97,34 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         help="only members in this state: alive, suspect, failed or left (repeatable: any of them)",
     )
-    members.add_argument("--json", action="store_true", help="print a JSON list")
+    output = members.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print a JSON list")
+    output.add_argument(
+        "--graph",
+        action="store_true",
+        help="print the links between the members as Graphviz DOT (each link once; nodes labelled with "
+        "id and state), asking every live member through the node at --join; e.g. | dot -Tsvg",
+    )
+
+    top = command(
+        "top",
+        "a live view of the cluster through the node at --join: members and their states, per-link "
+        "event rates, bytes and queues, counters, request latencies; redrawn every --interval, q quits",
+    )
+    _client_options(top)
+    top.add_argument(
+        "--interval",
+        type=positive_seconds,
+        default=1.0,
+        metavar="SECONDS",
+        help="seconds between samples (rates are over the last interval)",
+    )
+    top.add_argument(
+        "--once",
+        action="store_true",
+        help="take two samples --interval apart, print one screen as plain text (no ANSI codes) and exit",
+    )
+    _backend(top)
 
     emit = command("emit", "send one event into the cluster through the node at --join")
     emit.add_argument("name", help="event name")
@@ -192,4 +220,9 @@ def _run(args: argparse.Namespace) -> int:
         return commands.members(args)
     if args.command == "keys":
         return commands.keys(args)
+    if args.command == "top":
+        from .top import run_top
+
+        check_backend(args.backend)
+        return anyio.run(run_top, args, backend=args.backend)
     return commands.emit(args)
