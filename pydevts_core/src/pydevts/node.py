@@ -387,6 +387,7 @@ class Node:
             await start_node(self, tg)
         except BaseException:
             # Report the start failure itself, not a task-group wrapper around it.
+            self._running = False
             self._tg = None
             self._lifecycle_scope.cancel()
             tg.cancel_scope.cancel()

@@ -155,10 +155,12 @@ async def _begin(
             *(node.id, node.cluster, joined.via, where),
         )
     warn_open_mode(node.id, node.keyring)
+    # From here on handlers may run (the router and the listener deliver): a handler may
+    # send, emit and request at once, so the node counts as running (a failed start undoes it).
+    node._running = True
     await router.start(ctx, joined.entry)
     tg.start_soon(joined.listener.serve, ctx.accept, name="pydevts listener")
     if joined.entry is not None:  # the members that went down before we came: list them too
         await agree_with(ctx, joined.entry.peer_id, node.reap_after, node.handshake_timeout)
-    node._running = True
     await ctx.notify(MemberEvent("started", members.local))
     ctx.observers.call(ctx.observers.start, "on_start", node)

@@ -25,7 +25,8 @@ named (``kind``, ``name``, ``peer``, ``size``, ``headers``):
   it may return a callable ``finish(seconds, error)`` called when the handler
   returns or raises (``error`` is ``None`` on success);
 - ``on_request_done(msg, seconds, outcome)`` when a request this node sent
-  ends: ``outcome`` is one of :data:`OUTCOMES`;
+  ends: ``outcome`` is one of :data:`OUTCOMES`; ``msg`` is the very object
+  ``on_message_out`` was given for that request (a plugin may key on it);
 - ``on_relay(msg, to)`` when a router passes another node's message on
   (the hop router's relays);
 - ``on_drop(msg, reason)`` when a message is dropped, and why.
@@ -65,7 +66,10 @@ class MessageInfo:
     """One event, request or reply, as a plugin sees it (no payload: only its size)."""
 
     kind: str  #: ``"event"``, ``"request"``, ``"reply"`` or ``"error"``
-    name: str  #: the event or request name (a reply: the name of the request it answers)
+    #: The event or request name. A reply or error: the name of the request it answers where
+    #: this node knows it (its own requests and replies); ``""`` in ``on_relay``/``on_drop``,
+    #: since reply frames carry no name. ERROR frames carry no headers.
+    name: str
     peer: str | None  #: out: the destination (``None`` for a broadcast); in, relay: the origin
     size: int  #: bytes of the message frame (name, headers and payload)
     headers: Headers = EMPTY

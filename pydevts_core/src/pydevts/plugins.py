@@ -58,6 +58,7 @@ _OURS: dict[str, dict[str, str]] = {
     "transport": {"tcp": "pydevts-tcp", "quic": "pydevts-quic"},
     "router": {"peer": "pydevts-peer", "hop": "pydevts-hop"},
     "serializer": {"msgpack": "pydevts-msgpack", "pickle": "pydevts-pickle"},
+    "connection_plugin": {"prometheus": "pydevts-prometheus", "otel": "pydevts-otel"},
 }
 
 
