@@ -117,7 +117,7 @@ async def _ask(ctx: NodeContext, peer_id: str, name: str, payload: Any, timeout:
     with anyio.move_on_after(timeout):
         while True:
             try:
-                return await ctx.dispatcher.request(peer_id, name, payload, timeout)
+                return (await ctx.dispatcher.request(peer_id, name, payload, timeout)).value
             except UnknownNodeError:  # not linked or routed yet: ask again until the deadline
                 if anyio.current_time() >= deadline:
                     return None
