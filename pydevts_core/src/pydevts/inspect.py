@@ -43,7 +43,8 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from .errors import PydevtsError, RemoteProtocolError
+from .errors import RemoteProtocolError
+from .fanout import ask_members
 from .framing import DEFAULT_MAX_FRAME_SIZE
 from .hookspecs import hookimpl
 from .linkinfo import LinkInfo
@@ -64,6 +65,7 @@ __all__ = [
     "ClusterStats",
     "NodeStats",
     "RequestLatencies",
+    "RequestSummary",
     "StatsService",
     "fetch_cluster",
     "parse_cluster",
@@ -212,25 +214,16 @@ class StatsService:
 async def gather(node: Node) -> dict[str, Any]:
     """Ask every other live member for its snapshot (in parallel, bounded); see the module doc."""
     local = snapshot(node)
-    others = sorted(m.id for m in node.members if m.alive and m.id != node.id)
-    asked, skipped = others[:MAX_FANOUT], others[MAX_FANOUT:]
+    answers = await ask_members(node, STATS, {"members": False}, timeout=FANOUT_TIMEOUT, limit=MAX_FANOUT)
     got: dict[str, dict[str, Any]] = {}
-    missing = [{"id": mid, "why": f"not asked: over the fan-out limit of {MAX_FANOUT}"} for mid in skipped]
-
-    async def ask(member_id: str) -> None:
-        try:
-            reply = await node.request(member_id, STATS, {"members": False}, timeout=FANOUT_TIMEOUT)
-        except PydevtsError as exc:
-            missing.append({"id": member_id, "why": f"{type(exc).__name__}: {exc}"[:_WHY]})
-            return
+    missing: list[dict[str, str]] = []
+    for member_id, reply in answers.items():
         if isinstance(reply, dict) and reply.get("node") == member_id:
             got[member_id] = reply
+        elif isinstance(reply, dict) and isinstance(reply.get("error"), str):
+            missing.append({"id": member_id, "why": reply["error"][:_WHY]})
         else:
             missing.append({"id": member_id, "why": "its answer is not a snapshot of it"})
-
-    async with anyio.create_task_group() as tg:
-        for member_id in asked:
-            tg.start_soon(ask, member_id)
     nodes, room = [local], _budget(node) - len(json.dumps(local, default=str))
     for member_id in sorted(got):
         size = len(json.dumps(got[member_id], default=str))
@@ -247,6 +240,16 @@ async def gather(node: Node) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
+class RequestSummary:
+    """The requests of one name a node sent (``RequestLatencies``): how many, how many ok, latencies (s)."""
+
+    count: int
+    ok: int
+    p50: float | None
+    p99: float | None
+
+
+@dataclass(frozen=True)
 class NodeStats:
     """One node's snapshot, checked."""
 
@@ -259,7 +262,7 @@ class NodeStats:
     links: list[LinkInfo]
     links_total: int
     members: list[Member]
-    latencies: dict[str, Any] | None
+    latencies: dict[str, RequestSummary] | None  #: by request name; None: the node keeps none
 
 
 @dataclass(frozen=True)
@@ -310,11 +313,28 @@ def _link(row: Any) -> LinkInfo:
     return LinkInfo(**values)
 
 
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _latencies(obj: Any) -> dict[str, RequestSummary] | None:
+    names = obj.get("names") if isinstance(obj, dict) else None
+    if not isinstance(names, dict):
+        return None
+    found = {}
+    for name, s in list(names.items())[:MAX_NAMES]:
+        if isinstance(s, dict) and isinstance(s.get("count"), int):
+            outcomes = s.get("outcomes")
+            ok = outcomes.get("ok") if isinstance(outcomes, dict) else None
+            ok = ok if isinstance(ok, int) else 0
+            found[str(name)] = RequestSummary(s["count"], ok, _number(s.get("p50")), _number(s.get("p99")))
+    return found
+
+
 def _node(obj: Any) -> NodeStats:
     if not isinstance(obj, dict):
         raise RemoteProtocolError(f"unexpected {STATS} reply: a snapshot is {obj!r:.60}")
     stats = _get(obj, "statistics", dict, "snapshot")
-    latencies = obj.get("latencies")
     return NodeStats(
         id=_get(obj, "node", str, "snapshot"),
         address=_get(obj, "address", str, "snapshot"),
@@ -325,7 +345,7 @@ def _node(obj: Any) -> NodeStats:
         links=[_link(row) for row in _get(obj, "links", list, "snapshot")],
         links_total=int(_get(obj, "links_total", int, "snapshot")),
         members=[_member(row) for row in _get(obj, "members", list, "snapshot")],
-        latencies=latencies if isinstance(latencies, dict) else None,
+        latencies=_latencies(obj.get("latencies")),
     )
 
 

@@ -21,8 +21,10 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigurationError, LocalProtocolError
 from .handlers import SYSTEM_PREFIX, check_event_name
+from .headers import checked_headers
 from .inspect import StatsService
 from .keys import apply_everywhere, apply_local
+from .trace_query import answer_trace
 from .views import import_rows, member_rows, parse_rows
 
 if TYPE_CHECKING:
@@ -69,9 +71,17 @@ def system_handlers(node: Node) -> dict[str, Handler]:
             raise PermissionError("expected {'name': str, 'payload': ...}")
         try:  # never re-enters system handling: pydevts.* names are refused here
             check_event_name(payload["name"])
+            headers = payload.get("headers")
+            if headers is not None and not isinstance(headers, dict):
+                raise LocalProtocolError(f"headers must be a map of strings, not {type(headers).__name__}")
+            payload["headers"] = checked_headers(headers)
         except LocalProtocolError as exc:
             raise PermissionError(str(exc)) from None
         return {"sent_to": await node._require_running().emit_here_and_to_all(payload)}
+
+    async def trace(sender: str, payload: Any) -> dict[str, Any]:
+        # This node's records of one traced message; every member's only for this node's clients.
+        return await answer_trace(node, sender, payload)
 
     async def keys(sender: str, payload: Any) -> dict[str, Any]:
         client_only(sender, "keys")
@@ -96,4 +106,5 @@ def system_handlers(node: Node) -> dict[str, Handler]:
         f"{SYSTEM_PREFIX}keyring": keyring,
         f"{SYSTEM_PREFIX}merged": merged,
         f"{SYSTEM_PREFIX}stats": stats,
+        f"{SYSTEM_PREFIX}trace": trace,
     }

@@ -131,7 +131,28 @@ def _parser() -> argparse.ArgumentParser:
     emit.add_argument(
         "payload", nargs="?", type=json_value, default=None, help="JSON payload (default: null)"
     )
+    emit.add_argument(
+        "--trace",
+        nargs="?",
+        const=True,
+        default=None,
+        metavar="ID",
+        help="trace the event (a new id, or ID): after --wait seconds, print where it went on every member",
+    )
+    emit.add_argument(
+        "--wait", type=float, default=1.0, help="with --trace: seconds to let the event travel (default 1)"
+    )
+    emit.add_argument("--json", action="store_true", help="with --trace: print the records as JSON")
     _client_options(emit)
+
+    trace = command(
+        "trace",
+        "print where a traced event (one sent with the header pydevts-trace: ID) went: every live "
+        "member's records of it (sent, relayed, handled, failed, dropped and why), in time order",
+    )
+    trace.add_argument("id", help="the trace id")
+    trace.add_argument("--json", action="store_true", help="print JSON")
+    _client_options(trace)
 
     command("keygen", "print a new random cluster key (base64): one line of a keyring file")
 
@@ -220,6 +241,10 @@ def _run(args: argparse.Namespace) -> int:
         return commands.members(args)
     if args.command == "keys":
         return commands.keys(args)
+    if args.command == "trace" or (args.command == "emit" and args.trace is not None):
+        from .trace import emit_traced, trace
+
+        return trace(args) if args.command == "trace" else emit_traced(args)
     if args.command == "top":
         from .top import run_top
 

@@ -65,8 +65,8 @@ def _human(value: float | None, *, whole: bool = False) -> str:
     return f"{value:.0f}" if whole or value == 0 else f"{value:.1f}"
 
 
-def _seconds(value: object) -> str:
-    if not isinstance(value, int | float) or isinstance(value, bool):
+def _seconds(value: float | None) -> str:
+    if value is None:
         return "-"
     ms = value * 1000
     return f"{ms:.2f}ms" if ms < 10 else f"{ms:.0f}ms" if ms < 1000 else f"{value:.2f}s"
@@ -225,29 +225,19 @@ def _links_table(cluster: ClusterStats, before: dict[str, NodeStats]) -> list[st
 def _latencies_table(cluster: ClusterStats, before: dict[str, NodeStats]) -> list[str]:
     rows = []
     for node in cluster.nodes:
-        names = (node.latencies or {}).get("names")
-        if not isinstance(names, dict):
-            continue
         old_node = before.get(node.id)
-        old_names = (old_node.latencies or {}).get("names") if old_node is not None else None
-        for name, s in sorted(names.items()):
-            if not isinstance(s, dict) or not isinstance(s.get("count"), int):
-                continue
-            outcomes = s.get("outcomes") if isinstance(s.get("outcomes"), dict) else {}
-            ok = outcomes.get("ok", 0) if isinstance(outcomes.get("ok", 0), int) else 0
-            old = old_names.get(name) if isinstance(old_names, dict) else None
-            old_count = (
-                old.get("count") if isinstance(old, dict) and isinstance(old.get("count"), int) else None
-            )
+        old_names = (old_node.latencies if old_node is not None else None) or {}
+        for name, s in sorted((node.latencies or {}).items()):
+            old = old_names.get(name)
             rows.append(
                 (
                     _clean(node.id),
-                    _clean(str(name)),
-                    _human(_rate(node, old_node, s["count"], old_count)),
-                    _human(s["count"], whole=True),
-                    _human(s["count"] - ok, whole=True),
-                    _seconds(s.get("p50")),
-                    _seconds(s.get("p99")),
+                    _clean(name),
+                    _human(_rate(node, old_node, s.count, old.count if old is not None else None)),
+                    _human(s.count, whole=True),
+                    _human(s.count - s.ok, whole=True),
+                    _seconds(s.p50),
+                    _seconds(s.p99),
                 )
             )
     if not rows:
