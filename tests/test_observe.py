@@ -369,7 +369,8 @@ async def test_the_peer_router_counts_links_dials_and_probes() -> None:
     a, b = tcp_node(port), tcp_node(port)
     with anyio.fail_after(20):
         async with cluster(a, b):
-            await wait_until(lambda: b.statistics()["router.swim_probes_acked"] >= 2, 10, "two probes answered")
+            acked = "router.swim_probes_acked"
+            await wait_until(lambda: b.statistics()[acked] >= 2, 10, "two probes answered")
             stats = b.statistics()
             assert stats["router.links"] == 1 and stats["router.links_adopted"] >= 1
             assert stats["router.swim_probes"] >= stats["router.swim_probes_acked"]
@@ -387,5 +388,5 @@ def test_plugin_options_on_the_command_line() -> None:
     given = [plugin_option("hop.dead_interval=2"), plugin_option("hop.max_neighbours=3")]
     assert plugin_options(given) == {"hop": {"dead_interval": "2", "max_neighbours": "3"}}
     for bad in ("port=1", "prometheus.port", ".port=1", "prometheus.=1"):
-        with pytest.raises(argparse.ArgumentTypeError, match="expected NAME.KEY=VALUE"):
+        with pytest.raises(argparse.ArgumentTypeError, match=r"expected NAME\.KEY=VALUE"):
             plugin_option(bad)
