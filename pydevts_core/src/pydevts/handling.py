@@ -80,7 +80,7 @@ class Handling:
         obs = self.observers
         info = MessageInfo("event", name, origin, size, headers) if obs.messages else None
         if info is not None and obs.inbound:
-            obs.call(obs.inbound, "on_message_in", info)
+            obs.call(obs.inbound, info)
         trace = headers.get(TRACE_HEADER) if headers else None
         handler = self._handler(name, headers)
         if handler is None:
@@ -90,6 +90,13 @@ class Handling:
                 self._dropped(info, trace, name, origin, "no handler")
                 return
             handler = partial(self.fallback, name)
+        if trace is None and not (info is not None and obs.handle):  # nothing to time or record
+            try:
+                await handler(origin, self.serializer.loads(payload))
+            except Exception:
+                self.stats.handler_errors += 1
+                log.exception("handler for event %r from %s raised", name, origin)
+            return
         await self._run(handler, origin, payload, info, trace, name, "event")
 
     async def _run(
@@ -129,7 +136,7 @@ class Handling:
     def _dropped(self, info: MessageInfo | None, trace: str | None, name: str, origin: str, why: str) -> None:
         obs = self.observers
         if info is not None and obs.drop:
-            obs.call(obs.drop, "on_drop", info, why)
+            obs.call(obs.drop, info, why)
         if trace is not None and self.traces is not None:
             self.traces.record(trace, "dropped", name, origin, why)
 
@@ -154,7 +161,7 @@ class Handling:
         headers = msg.headers
         info = MessageInfo("request", msg.name, origin, size, headers) if obs.messages else None
         if info is not None and obs.inbound:
-            obs.call(obs.inbound, "on_message_in", info)
+            obs.call(obs.inbound, info)
         trace = headers.get(TRACE_HEADER) if headers else None
         handler = self._handler(msg.name, headers)
         system = msg.name.startswith(SYSTEM_PREFIX)

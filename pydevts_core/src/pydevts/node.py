@@ -426,7 +426,7 @@ class Node:
         ctx = self._ctx
         ctx.stop_reaper()
         await ctx.notify(MemberEvent("stopping", ctx.members.local))
-        ctx.observers.call(ctx.observers.stop, "on_stop", self)
+        ctx.observers.call(ctx.observers.stop, self)
         ctx.dispatcher.fail_pending(None, "this node stopped")
         if self.snapshot:  # the members as they are now, for the next start
             last = snapshot_of(self.cluster, ctx.members)

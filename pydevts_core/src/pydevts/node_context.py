@@ -320,7 +320,7 @@ class NodeContext(Watching):
     def _queue(self, event: MemberEvent) -> None:
         self.lifecycle.put(event)
         if self.observers.member:
-            self.observers.call(self.observers.member, "on_member", event)
+            self.observers.call(self.observers.member, event)
 
     @property
     def lifecycle_dropped(self) -> int:

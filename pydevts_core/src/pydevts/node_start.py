@@ -163,4 +163,4 @@ async def _begin(
     if joined.entry is not None:  # the members that went down before we came: list them too
         await agree_with(ctx, joined.entry.peer_id, node.reap_after, node.handshake_timeout)
     await ctx.notify(MemberEvent("started", members.local))
-    ctx.observers.call(ctx.observers.start, "on_start", node)
+    ctx.observers.call(ctx.observers.start, node)

@@ -51,7 +51,7 @@ class Watching:
             return
         if self.observers.relay:
             info = MessageInfo(KIND_NAMES[msg.kind], msg.name, origin, len(frame), msg.headers)
-            self.observers.call(self.observers.relay, "on_relay", info, to)
+            self.observers.call(self.observers.relay, info, to)
         if TRACE_HEADER in msg.headers:
             self.traces.record(msg.headers[TRACE_HEADER], "relayed", msg.name, to, f"from {origin}")
 
@@ -64,6 +64,6 @@ class Watching:
             return
         if self.observers.drop:
             info = MessageInfo(KIND_NAMES[msg.kind], msg.name, origin, len(frame), msg.headers)
-            self.observers.call(self.observers.drop, "on_drop", info, reason)
+            self.observers.call(self.observers.drop, info, reason)
         if TRACE_HEADER in msg.headers:
             self.traces.record(msg.headers[TRACE_HEADER], "dropped", msg.name, origin, reason)

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .headers import EMPTY, Headers
@@ -61,18 +60,28 @@ OUTCOMES = ("ok", "error", "no_handler", "timeout", "unreachable")
 Finish = Callable[[float, "BaseException | None"], None]
 
 
-@dataclass(frozen=True, slots=True)
 class MessageInfo:
-    """One event, request or reply, as a plugin sees it (no payload: only its size)."""
+    """One event, request or reply, as a plugin sees it (no payload: only its size). Read-only."""
 
-    kind: str  #: ``"event"``, ``"request"``, ``"reply"`` or ``"error"``
-    #: The event or request name. A reply or error: the name of the request it answers where
-    #: this node knows it (its own requests and replies); ``""`` in ``on_relay``/``on_drop``,
-    #: since reply frames carry no name. ERROR frames carry no headers.
-    name: str
-    peer: str | None  #: out: the destination (``None`` for a broadcast); in, relay: the origin
-    size: int  #: bytes of the message frame (name, headers and payload)
-    headers: Headers = EMPTY
+    __slots__ = ("headers", "kind", "name", "peer", "size")
+
+    def __init__(self, kind: str, name: str, peer: str | None, size: int, headers: Headers = EMPTY) -> None:
+        #: ``"event"``, ``"request"``, ``"reply"`` or ``"error"``
+        self.kind = kind
+        #: The event or request name. A reply or error: the name of the request it answers where
+        #: this node knows it (its own requests and replies); ``""`` in ``on_relay``/``on_drop``,
+        #: since reply frames carry no name. ERROR frames carry no headers.
+        self.name = name
+        #: out: the destination (``None`` for a broadcast); in, relay: the origin
+        self.peer = peer
+        #: bytes of the message frame (name, headers and payload)
+        self.size = size
+        self.headers = headers
+
+    def __repr__(self) -> str:
+        return (
+            f"MessageInfo({self.kind!r}, {self.name!r}, {self.peer!r}, {self.size}, {dict(self.headers)!r})"
+        )
 
 
 class Plugin:
@@ -143,17 +152,16 @@ def _name(plugin: object) -> str:
 
 
 class Observers:
-    """A node's plugins, sorted by the hooks each overrides; each tuple is empty when nobody watches."""
+    """A node's plugins, sorted by the hooks each overrides. Each hook's attribute is a tuple of
+    bound methods (looked up once), empty when no plugin implements it."""
 
     def __init__(self, plugins: Iterable[Any] = ()) -> None:
         plugins = list(plugins)
 
         def having(hook: str) -> tuple[Any, ...]:
-            return tuple(p for p in plugins if overrides(p, hook))
+            return tuple(getattr(p, hook) for p in plugins if overrides(p, hook))
 
         self.plugins = tuple(plugins)
-        self.frames_out = having("on_frame_out")
-        self.frames_in = having("on_frame_in")
         self.links: tuple[ConnectionPlugin, ...] = tuple(
             p for p in plugins if any(overrides(p, h) for h in _LINK_HOOKS)
         )
@@ -167,37 +175,32 @@ class Observers:
         self.relay = having("on_relay")
         self.drop = having("on_drop")
         #: Someone watches messages: the node builds a MessageInfo for each.
-        self.messages = bool(
-            self.out or self.inbound or self.handle or self.request_done or self.relay or self.drop
-        )
+        watching = (self.out, self.inbound, self.handle, self.request_done, self.relay, self.drop)
+        self.messages = any(watching)
 
     @staticmethod
-    def failed(plugin: object, hook: str) -> None:
-        _RATELOG.log(
-            logging.ERROR,
-            f"hook:{_name(plugin)}:{hook}",
-            "plugin %r failed in %s",
-            _name(plugin),
-            hook,
-            exc_info=True,
-        )
+    def failed(hook: Any) -> None:
+        owner = getattr(hook, "__self__", hook)
+        name, where = _name(owner), getattr(hook, "__name__", "a hook")
+        key = f"hook:{name}:{where}"
+        _RATELOG.log(logging.ERROR, key, "plugin %r failed in %s", name, where, exc_info=True)
 
-    def call(self, plugins: tuple[Any, ...], hook: str, *args: Any) -> None:
-        """Call ``hook(*args)`` on each of ``plugins``; a failure is logged and costs only itself."""
-        for plugin in plugins:
+    def call(self, hooks: tuple[Any, ...], *args: Any) -> None:
+        """Call each of ``hooks`` (bound methods) with ``args``; a failure is logged and costs only itself."""
+        for hook in hooks:
             try:
-                getattr(plugin, hook)(*args)
+                hook(*args)
             except Exception:
-                self.failed(plugin, hook)
+                self.failed(hook)
 
     def message_out(self, msg: MessageInfo) -> dict[str, str] | None:
         """Run ``on_message_out``; return the headers to send (``None``: as they were)."""
         added: dict[str, str] | None = None
-        for plugin in self.out:
+        for hook in self.out:
             try:
-                extra = plugin.on_message_out(msg)
+                extra = hook(msg)
             except Exception:
-                self.failed(plugin, "on_message_out")
+                self.failed(hook)
                 continue
             if extra:
                 if added is None:
@@ -207,11 +210,11 @@ class Observers:
 
     def handle_start(self, msg: MessageInfo) -> list[Finish]:
         finishers = []
-        for plugin in self.handle:
+        for hook in self.handle:
             try:
-                finish = plugin.on_handle(msg)
+                finish = hook(msg)
             except Exception:
-                self.failed(plugin, "on_handle")
+                self.failed(hook)
                 continue
             if finish is not None:
                 finishers.append(finish)
@@ -222,7 +225,7 @@ class Observers:
             try:
                 finish(seconds, error)
             except Exception:
-                self.failed(finish, "on_handle's finish")
+                self.failed(finish)
 
 
 #: Observers of a node with no plugins (shared; every tuple empty).

@@ -128,7 +128,7 @@ class PendingRequests:
         if msg is not None and obs.inbound:
             kind = "reply" if msg.kind == REPLY else "error"
             size = len(msg.payload) + 9
-            obs.call(obs.inbound, "on_message_in", MessageInfo(kind, info.name, info.peer, size, msg.headers))
+            obs.call(obs.inbound, MessageInfo(kind, info.name, info.peer, size, msg.headers))
         if obs.request_done:
             if pending.error is not None:
                 outcome = "unreachable"
@@ -146,7 +146,7 @@ class PendingRequests:
 
     def _done(self, info: MessageInfo, pending: _Pending, outcome: str) -> None:
         seconds = anyio.current_time() - pending.started
-        self.observers.call(self.observers.request_done, "on_request_done", info, seconds, outcome)
+        self.observers.call(self.observers.request_done, info, seconds, outcome)
 
     # Deadlines: one sweeper task instead of a cancel scope per request (a
     # scope costs several microseconds on the round-trip path). It sleeps
