@@ -20,7 +20,7 @@ from .errors import LocalProtocolError, PydevtsError, SerializationError
 from .handlers import SYSTEM_PREFIX
 from .headers import EMPTY, Headers
 from .link import SEND_DEADLINE
-from .observe import MessageInfo, Observers
+from .observe import Finish, MessageInfo, Observers
 from .tracing import TRACE_HEADER, TraceLog
 from .wire import ErrorCode, Message, encode_error, encode_reply
 
@@ -90,28 +90,28 @@ class Handling:
                 self._dropped(info, trace, name, origin, "no handler")
                 return
             handler = partial(self.fallback, name)
-        if trace is None and not (info is not None and obs.handle):  # nothing to time or record
+        finishers = obs.handle_start(info) if info is not None and obs.handle else None
+        if trace is None and not finishers:  # nothing to time or record
             try:
                 await handler(origin, self.serializer.loads(payload))
             except Exception:
                 self.stats.handler_errors += 1
                 log.exception("handler for event %r from %s raised", name, origin)
             return
-        await self._run(handler, origin, payload, info, trace, name, "event")
+        await self._run(handler, origin, payload, trace, name, "event", finishers)
 
     async def _run(
         self,
         handler: Callable[..., Awaitable[Any]],
         origin: str,
         payload: bytes,
-        info: MessageInfo | None,
         trace: str | None,
         name: str,
         what: str,
+        finishers: list[Finish] | None,
     ) -> Any:
         """Run ``handler``; return its result or the exception it raised (logged, counted)."""
         obs = self.observers
-        finishers = obs.handle_start(info) if info is not None and obs.handle else None
         start = time.perf_counter() if finishers else 0.0
         error: BaseException | None = None
         result: Any = None
@@ -173,7 +173,8 @@ class Handling:
                 text = f"{msg.name!r} is not a system request of node {self.node_id} (the name is reserved)"
             self._dropped(info, trace, msg.name, origin, "no handler")
             return encode_error(msg.request_id, ErrorCode.NO_HANDLER, text)
-        result = await self._run(handler, origin, msg.payload, info, trace, msg.name, "request")
+        finishers = obs.handle_start(info) if info is not None and obs.handle else None
+        result = await self._run(handler, origin, msg.payload, trace, msg.name, "request", finishers)
         if isinstance(result, SerializationError):
             return encode_error(msg.request_id, ErrorCode.BAD_PAYLOAD, str(result))
         if isinstance(result, Exception):
