@@ -390,3 +390,33 @@ def test_plugin_options_on_the_command_line() -> None:
     for bad in ("port=1", "prometheus.port", ".port=1", "prometheus.=1"):
         with pytest.raises(argparse.ArgumentTypeError, match=r"expected NAME\.KEY=VALUE"):
             plugin_option(bad)
+
+
+async def test_backpressure_waits_and_queues_are_counted() -> None:
+    port = free_port()
+    a, b = tcp_node(port), tcp_node(port)
+    release = anyio.Event()
+    handled: list[int] = []
+
+    @b.on("big")
+    async def big(sender: str, payload: Any) -> None:
+        await release.wait()
+        handled.append(1)
+
+    with anyio.fail_after(30):
+        async with cluster(a, b):
+
+            async def flood() -> None:
+                for _ in range(200):
+                    await a.send(b.id, "big", b"x" * 65536)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(flood)
+                waits = "links.send_waits"
+                await wait_until(lambda: a.statistics()[waits] >= 1, 10, "a send to wait for room")
+                assert b.statistics()["inbox.queued_batches"] >= 1
+                assert a.statistics()["links.queued_bytes"] + a.statistics()["links.unacknowledged"] > 0
+                release.set()
+            await wait_until(lambda: len(handled) == 200, 10, "every event handled")
+            assert a.statistics()["links.send_wait_us"] > 0
+            await wait_until(lambda: b.statistics()["inbox.queued_batches"] == 0, 5, "b's inbox empty")

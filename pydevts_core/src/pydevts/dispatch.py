@@ -287,6 +287,10 @@ class Dispatcher(Handling):
             return False
         return True
 
+    def queued_batches(self) -> int:
+        """Batches waiting in every origin's inbox now (each inbox holds at most ``inbox_batches``)."""
+        return sum(inbox.queued for inbox in self._inboxes.values())
+
     def requests_in_flight(self, origin: str) -> int:
         return self._slots.in_flight(origin)
 

@@ -19,7 +19,7 @@ import anyio
 from ._resume import Resume
 from .errors import ConnectionClosedError, PydevtsError, RemoteProtocolError, TransportError
 from .limits import StalledFrameError
-from .link_writer import SEND_DEADLINE, LinkWriter
+from .link_writer import SEND_DEADLINE, LinkWriter, Pressure
 from .observe import overrides
 from .protocols import Connection, ConnectionInfo, ConnectionPlugin
 from .ratelog import RateLimitedLog
@@ -103,6 +103,7 @@ class Link(LinkWriter):
         self.opened_at = time.monotonic()  # for how long it has been up (Node.links)
         self.batches_in = self.frames_in = self.bytes_in = 0
         self.batches_out = self.frames_out = self.bytes_out = 0
+        self.pressure = Pressure()  # a node gives its links its own (NodeContext.configure_link)
 
     def attach(self, session: Session) -> None:
         """Carry ``session`` (the node does it for member links): see :mod:`pydevts.session`."""

@@ -39,6 +39,18 @@ log = logging.getLogger("pydevts.link")
 #: queued). Set by ``request`` so that its timeout covers a blocked send too,
 #: without a cancel scope on the fast path.
 SEND_DEADLINE: ContextVar[float | None] = ContextVar("pydevts_send_deadline", default=None)
+
+
+class Pressure:
+    """Sends that waited for room on a link or in a member's retransmit buffer (backpressure)."""
+
+    __slots__ = ("wait_us", "waits")
+
+    def __init__(self) -> None:
+        self.waits = 0
+        self.wait_us = 0
+
+
 _DIRECT_KINDS = frozenset((REQUEST, REPLY, ERROR, REQUEST_H, REPLY_H))
 #: Seconds a link whose writes fail keeps reading what already arrived, before it closes.
 WRITE_FAILED_DRAIN = 1.0
@@ -51,6 +63,7 @@ class LinkWriter:
     peer_id: str
     plugins: tuple[ConnectionPlugin, ...]
     plugins_out: tuple[ConnectionPlugin, ...]  # those that transform outgoing frames
+    pressure: Pressure  # the node's count of sends that waited for room (and for how long)
     # What this link carried (``Node.links()``): writes, frames and bytes out (batches: writes).
     batches_out: int
     frames_out: int
@@ -186,6 +199,15 @@ class LinkWriter:
         # high_water + one frame, however many tasks send at once. Past
         # ``deadline`` raise TimeoutError; past stall_timeout with nothing
         # written since a sender began to wait, cut the link.
+        pressure = self.pressure
+        pressure.waits += 1
+        began = anyio.current_time()
+        try:
+            await self._wait_until_room(deadline)
+        finally:
+            pressure.wait_us += int((anyio.current_time() - began) * 1e6)
+
+    async def _wait_until_room(self, deadline: float | None) -> None:
         while self._pending_bytes + self._inflight >= self.high_water and not self.closed:
             if self._space is None:
                 self._space = anyio.Event()

@@ -22,6 +22,7 @@ from .lifecycle import LIFECYCLE_QUEUE as LIFECYCLE_QUEUE
 from .lifecycle import LifecycleQueue
 from .limits import ConnectionGuard, Limits, Ticket, address_key
 from .link import DEFAULT_HIGH_WATER, Link, Tail
+from .link_writer import Pressure
 from .members import Member, MemberEvent, MemberState, MemberView
 from .node_watch import Watching
 from .observe import Observers
@@ -93,6 +94,7 @@ class NodeContext(Watching):
         self.sessions = SessionTable(DEFAULT_HIGH_WATER)
         self.open_links: set[Link] = set()  # every handshaked link (bounded by the connection limits)
         self.traces = TraceLog(hello.node_id)
+        self.pressure = Pressure()
 
     @property
     def node_id(self) -> str:
@@ -169,6 +171,7 @@ class NodeContext(Watching):
         link.stall_timeout = self.limits.slow_consumer_timeout if client else self.limits.slow_member_timeout
         link.on_limit = self._limit_hit
         link.ratelog = self.ratelog
+        link.pressure = self.pressure
         if link not in self.open_links and not link.closed:
             self.open_links.add(link)
             link.when_closed(partial(self.open_links.discard, link))
@@ -182,7 +185,13 @@ class NodeContext(Watching):
 
     def link_statistics(self) -> dict[str, int]:
         """``links.*``: frames sent again after a link dropped, duplicates dropped, frames lost."""
-        return {f"links.{key}": value for key, value in self.sessions.statistics().items()}
+        counters = {f"links.{key}": value for key, value in self.sessions.statistics().items()}
+        counters["links.send_waits"] = self.pressure.waits  # sends that waited for room
+        counters["links.send_wait_us"] = self.pressure.wait_us  # ... and how long, summed
+        counters["links.queued_bytes"] = sum(link.queued_bytes for link in self.open_links)
+        counters["inbox.queued_batches"] = self.dispatcher.queued_batches()
+        counters["lifecycle.dropped"] = self.lifecycle_dropped
+        return counters
 
     def _limit_hit(self, link: Link, kind: str, reason: str) -> None:
         counters = self.guard.counters

@@ -186,6 +186,15 @@ class Session:
         sent on is cut as a slow consumer; the frames stay here and go out
         again on the member's next link.
         """
+        pressure = link.pressure
+        pressure.waits += 1
+        began = anyio.current_time()
+        try:
+            await self._wait_until_room(link, deadline)
+        finally:
+            pressure.wait_us += int((anyio.current_time() - began) * 1e6)
+
+    async def _wait_until_room(self, link: Link, deadline: float | None) -> None:
         while self.full:
             if self._space is None:
                 self._space = anyio.Event()

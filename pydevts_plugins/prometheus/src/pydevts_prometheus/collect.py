@@ -91,6 +91,8 @@ GAUGE_STATISTICS = frozenset(
         "limits.open_clients",
         "limits.pending_handshakes",
         "links.unacknowledged",
+        "links.queued_bytes",
+        "inbox.queued_batches",
         "router.known_nodes",
         "router.dedup_origins",
     }
