@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 from agents import AgentProcess, free_port
 
@@ -43,6 +44,8 @@ FOLDERS = {
     "pydevts-hop": ROOT / "pydevts_routers/hop",
     "pydevts-msgpack": ROOT / "pydevts_serializers/msgpack",
     "pydevts-pickle": ROOT / "pydevts_serializers/pickle",
+    "pydevts-prometheus": ROOT / "pydevts_plugins/prometheus",
+    "pydevts-otel": ROOT / "pydevts_plugins/otel",
 }
 
 #: Each set: our distributions in it (exactly these get installed), and plugins it must offer.
@@ -66,6 +69,18 @@ SETS: dict[str, dict[str, Any]] = {
         "dists": {"pydevts-core", "pydevts-tcp", "pydevts-peer", "pydevts-pickle"},
         "plugins": {("transport", "tcp"), ("router", "peer"), ("serializer", "pickle")},
         "absent": {"msgpack", "aioquic", "pydevts-msgpack"},
+    },
+    "analytics": {
+        "dists": {
+            "pydevts-core",
+            "pydevts-tcp",
+            "pydevts-peer",
+            "pydevts-msgpack",
+            "pydevts-prometheus",
+            "pydevts-otel",
+        },
+        "plugins": {("connection_plugin", "prometheus"), ("connection_plugin", "otel"), ("router", "peer")},
+        "absent": {"aioquic", "pydevts-hop", "opentelemetry-sdk"},  # the otel plugin needs only the API
     },
 }
 
@@ -253,6 +268,28 @@ async def test_the_quic_set_forms_a_cluster_over_quic(installs: Installs) -> Non
 @pytest.mark.anyio
 async def test_the_hop_set_forms_a_cluster_with_the_hop_router(installs: Installs) -> None:
     await _two_node_cluster(installs.python("hop"), free_port(), "--router", "hop")
+
+
+@pytest.mark.anyio
+async def test_the_analytics_set_serves_metrics_and_traces(installs: Installs) -> None:
+    metrics = free_port()
+    plugins = ["--plugin", "prometheus", "--plugin-option", f"prometheus.port={metrics}", "--plugin", "otel"]
+    both = ["--plugin", "prometheus", "--plugin-option", "prometheus.port=0", "--plugin", "otel"]
+    await _two_node_cluster(installs.python("analytics"), free_port(), *both)
+    port = free_port()
+    node = AgentProcess("m", [str(port), "--id", "m", *plugins], python=str(installs.python("analytics")))
+    with anyio.fail_after(60):
+        try:
+            async with anyio.create_task_group() as tg:
+                await node.start(tg)
+                await node.wait_for(lambda e: e.get("ev") == "started", 20, "the node started")
+                async with httpx.AsyncClient() as client:
+                    scraped = (await client.get(f"http://127.0.0.1:{metrics}/metrics")).text
+                assert 'pydevts_members{state="alive"} 1.0' in scraped, scraped[:2000]
+                tg.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await node.stop(5)
 
 
 @pytest.mark.anyio
