@@ -38,13 +38,12 @@ from .dispatch import Fallback, Handler
 from .errors import ConfigurationError, LocalProtocolError
 from .framing import DEFAULT_MAX_FRAME_SIZE
 from .handlers import F, check_event_name, check_handler, class_handlers, handler, takes_headers
-from .handling import Reply
-from .headers import EMPTY, Headers
+from .headers import EMPTY
 from .keyring import Keyring
 from .limits import Limits
-from .linkinfo import LinkInfo
 from .members import Member, MemberEvent
 from .node_context import NodeContext
+from .node_messaging import Messaging
 from .node_start import start_node
 from .plugins import Registry
 from .protocols import Address, ConnectionPlugin, Router, Serializer, Transport
@@ -60,7 +59,6 @@ from .settings import (
 from .snapshot import load_snapshot, snapshot_of
 from .snapshot import save as save_snapshot
 from .system import system_handlers
-from .wire import encode_event
 
 __all__ = ["Node", "handler"]
 
@@ -69,7 +67,7 @@ log = logging.getLogger("pydevts.node")
 LifecycleCallback = Callable[[MemberEvent], Awaitable[None]]
 
 
-class Node:
+class Node(Messaging):
     """A member of a pydevts cluster.
 
     :param cluster_port: the port to join through; if nothing answers there
@@ -277,94 +275,6 @@ class Node:
     def address(self) -> str:
         """The advertised address other nodes use to reach this one."""
         return self._require_running().hello.address
-
-    def statistics(self) -> dict[str, int]:
-        """Counters: events received/unhandled, handler errors, requests served, bad frames;
-        plus the router's own counters (prefixed ``router.``) when it keeps any, and
-        refusals and cuts by the limits (``limits.``, see :class:`~pydevts.limits.Limits`)."""
-        ctx = self._require_running()
-        counters = dict(vars(ctx.dispatcher.stats))
-        router_stats = getattr(ctx.router, "statistics", None)
-        if router_stats is not None:
-            counters.update({f"router.{k}": v for k, v in router_stats().items()})
-        if ctx.keyring is not None:
-            counters["keyring.datagrams_dropped"] = ctx.datagrams_dropped()
-        counters.update(ctx.limit_statistics())  # limits.*: refusals and cuts
-        counters.update(ctx.link_statistics())  # links.*: resent, lost (pydevts.session)
-        return counters
-
-    # ----------------------------------------------------------- messaging
-
-    async def emit(self, name: str, payload: Any = None, *, headers: Headers | None = None) -> None:
-        """Send event ``name`` to every other live member (not to this node).
-
-        Members that join after the call do not get it; a member that fails
-        while it is being sent may or may not. Waits only for queue space.
-        ``headers`` travel with it (see :mod:`pydevts.headers` for their bounds).
-        """
-        ctx = self._require_running()
-        if headers is None and not ctx.observers.out:  # the hot path: nothing to add or record
-            await ctx.router.broadcast(encode_event(name, ctx.serializer.dumps(payload)))
-        else:
-            await ctx.router.broadcast(ctx.event_frame(name, payload, headers, None))
-
-    async def send(
-        self, node_id: str, name: str, payload: Any = None, *, headers: Headers | None = None
-    ) -> None:
-        """Send event ``name`` to one member; raise UnknownNodeError if it is not one."""
-        ctx = self._require_running()
-        if headers is None and not ctx.observers.out:  # the hot path: nothing to add or record
-            await ctx.send_frame(node_id, encode_event(name, ctx.serializer.dumps(payload)))
-        else:
-            await ctx.send_frame(node_id, ctx.event_frame(name, payload, headers, node_id))
-
-    async def request(
-        self,
-        node_id: str,
-        name: str,
-        payload: Any = None,
-        *,
-        timeout: float | None = None,
-        headers: Headers | None = None,
-    ) -> Any:
-        """Send a request and return the reply of the remote handler.
-
-        Raises RequestTimeoutError (no reply within ``timeout``, default
-        ``request_timeout``), UnknownNodeError (no such member, or it left
-        before replying), NoHandlerError, or RemoteHandlerError.
-        """
-        return (await self.request_reply(node_id, name, payload, timeout=timeout, headers=headers)).value
-
-    async def request_reply(
-        self,
-        node_id: str,
-        name: str,
-        payload: Any = None,
-        *,
-        timeout: float | None = None,
-        headers: Headers | None = None,
-    ) -> Reply:
-        """:meth:`request`, returning the reply's value *and headers* (a :class:`~pydevts.Reply`)."""
-        ctx = self._require_running()
-        deadline = self.request_timeout if timeout is None else timeout
-        return await ctx.dispatcher.request(node_id, name, payload, deadline, headers)
-
-    # ----------------------------------------------------------- plugins and links
-
-    def plugin(self, name: str) -> Any:
-        """The plugin object this node made for ``name`` (its transport, router, serializer
-        or a connection plugin), e.g. ``node.plugin("prometheus")``; KeyError if none."""
-        self._require_running()
-        try:
-            return self._plugins[name]
-        except KeyError:
-            raise KeyError(
-                f"this node has no plugin named {name!r}; it has {sorted(self._plugins)}"
-            ) from None
-
-    def links(self) -> list[LinkInfo]:
-        """The node's open links now: peer, direction, age, frames/bytes/batches each way, queue."""
-        return self._require_running().link_infos()
 
     def _require_running(self) -> NodeContext:
         if not self._running:
