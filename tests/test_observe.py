@@ -420,3 +420,35 @@ async def test_backpressure_waits_and_queues_are_counted() -> None:
             await wait_until(lambda: len(handled) == 200, 10, "every event handled")
             assert a.statistics()["links.send_wait_us"] > 0
             await wait_until(lambda: b.statistics()["inbox.queued_batches"] == 0, 5, "b's inbox empty")
+
+
+class Starts(Plugin):
+    name = "starts"
+
+    def __init__(self, fail: bool = False) -> None:
+        self.fail = fail
+        self.log: list[str] = []
+
+    def on_start(self, node: Node) -> None:
+        if self.fail:
+            raise OSError("port 9464 is taken")
+        self.log.append("start")
+
+    def on_stop(self, node: Node) -> None:
+        self.log.append("stop")
+
+
+async def test_a_plugin_that_cannot_start_fails_the_start_and_the_others_are_stopped() -> None:
+    good, bad = Starts(), Starts(fail=True)
+    node = Node(free_port(), connection_plugins=[good, bad])
+    with (
+        anyio.fail_after(10),
+        pytest.raises(ConfigurationError, match="'starts' could not start: port 9464 is taken"),
+    ):
+        async with node:
+            pass
+    assert good.log == ["start", "stop"] and not node._running
+    again = Node(free_port(), connection_plugins=[good])
+    async with again:
+        assert good.log == ["start", "stop", "start"]
+    assert good.log == ["start", "stop", "start", "stop"]

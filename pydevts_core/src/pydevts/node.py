@@ -183,6 +183,7 @@ class Node(Messaging):
             dict(plugin_options or {}),
         )
         self._plugins: dict[str, object] = {}  # set at start: every plugin made, by name
+        self._plugins_started = False  # their on_start ran: on_stop runs at stop or a failed start
         self._handlers: dict[str, Handler] = {}
         self._header_handlers: dict[str, Callable[..., Awaitable[Any]]] = {}
         self._unhandled: Fallback | None = None
@@ -298,6 +299,9 @@ class Node(Messaging):
         except BaseException:
             # Report the start failure itself, not a task-group wrapper around it.
             self._running = False
+            if self._plugins_started:
+                self._plugins_started = False
+                self._ctx.observers.call(self._ctx.observers.stop, self)
             self._tg = None
             self._lifecycle_scope.cancel()
             tg.cancel_scope.cancel()
@@ -336,7 +340,9 @@ class Node(Messaging):
         ctx = self._ctx
         ctx.stop_reaper()
         await ctx.notify(MemberEvent("stopping", ctx.members.local))
-        ctx.observers.call(ctx.observers.stop, self)
+        if self._plugins_started:
+            self._plugins_started = False
+            ctx.observers.call(ctx.observers.stop, self)
         ctx.dispatcher.fail_pending(None, "this node stopped")
         if self.snapshot:  # the members as they are now, for the next start
             last = snapshot_of(self.cluster, ctx.members)

@@ -15,11 +15,13 @@ import anyio
 from anyio.abc import TaskGroup
 
 from .dispatch import Dispatcher
+from .errors import ConfigurationError
 from .join import JoinResult, join_or_start
 from .keyring import check_open_mode, warn_open_mode
 from .members import Member, MemberEvent, MemberView
 from .merge import run_merge
 from .node_context import NodeContext
+from .observe import Observers
 from .protocols import Address, ConnectionPlugin, Router, Serializer, Transport
 from .settings import advertise_host_for
 from .snapshot import run_snapshots
@@ -157,10 +159,30 @@ async def _begin(
     warn_open_mode(node.id, node.keyring)
     # From here on handlers may run (the router and the listener deliver): a handler may
     # send, emit and request at once, so the node counts as running (a failed start undoes it).
+    start_plugins(node, ctx.observers)
+    node._plugins_started = True  # from here on, a failed start stops them again (Node.__aenter__)
     node._running = True
     await router.start(ctx, joined.entry)
     tg.start_soon(joined.listener.serve, ctx.accept, name="pydevts listener")
     if joined.entry is not None:  # the members that went down before we came: list them too
         await agree_with(ctx, joined.entry.peer_id, node.reap_after, node.handshake_timeout)
     await ctx.notify(MemberEvent("started", members.local))
-    ctx.observers.call(ctx.observers.start, node)
+
+
+def start_plugins(node: Node, observers: Observers) -> None:
+    """Each plugin's ``on_start``; one that fails fails the start (those started are stopped again)."""
+    started = []
+    for hook in observers.start:
+        try:
+            hook(node)
+        except Exception as exc:
+            owner = getattr(hook, "__self__", hook)
+            for stop in observers.stop:
+                if getattr(stop, "__self__", None) in started:
+                    try:
+                        stop(node)
+                    except Exception:
+                        observers.failed(stop)
+            name = getattr(owner, "name", type(owner).__name__)
+            raise ConfigurationError(f"connection plugin {name!r} could not start: {exc}") from exc
+        started.append(getattr(hook, "__self__", hook))

@@ -9,9 +9,11 @@ it, and a node with no plugin watching messages builds no
 raw frames of one link (see :class:`~pydevts.protocols.ConnectionPlugin`),
 for plugins that transform or refuse them.
 
-*The node* — ``on_start(node)`` once the node runs (a plugin may start its
-own server thread there, and find the node's counters in
-``node.statistics()`` and ``node.links()``), ``on_stop(node)`` as it stops,
+*The node* — ``on_start(node)`` as the node starts to serve (a plugin may
+start its own server thread there — one that cannot, e.g. its port is
+taken, raises and the node's start fails — and later find the node's
+counters in ``node.statistics()`` and ``node.links()``), ``on_stop(node)``
+as it stops (or when a start fails after ``on_start``),
 ``on_member(event)`` for each lifecycle event (joined, left, failed, ...).
 
 *Messages* — what the node sends, receives, handles, passes on or drops,
@@ -107,7 +109,8 @@ class Plugin:
 
     # -- the node
     def on_start(self, node: Node) -> None:
-        """The node is running (its id, address and members are known)."""
+        """The node is starting: its id and address are known, it is about to serve. Raising here
+        fails the node's start (``ConfigurationError`` naming the plugin and the reason)."""
 
     def on_stop(self, node: Node) -> None:
         """The node is stopping: release what ``on_start`` took (threads, ports)."""

@@ -215,3 +215,18 @@ async def test_a_restarted_node_serves_again(anyio_backend: str, given: str) -> 
                     assert s.value("pydevts_members", state="alive") == 1
                 with pytest.raises(httpx.ConnectError):
                     await client.get(url)
+
+
+@pytest.mark.anyio
+async def test_a_metrics_port_already_taken_fails_the_nodes_start() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        node = Node(
+            free_port(), connection_plugins=["prometheus"], plugin_options={"prometheus": {"port": port}}
+        )
+        with anyio.fail_after(10), pytest.raises(ConfigurationError) as caught:
+            async with node:
+                pass
+    assert f"'prometheus' could not start: cannot serve /metrics on 127.0.0.1:{port}" in str(caught.value)

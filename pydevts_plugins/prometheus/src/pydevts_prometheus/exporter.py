@@ -37,7 +37,7 @@ from bisect import bisect_left
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
-from pydevts import LocalProtocolError, MemberEvent, MessageInfo, Plugin
+from pydevts import ConfigurationError, LocalProtocolError, MemberEvent, MessageInfo, Plugin
 from pydevts.observe import Finish
 
 from .collect import BUCKETS, OTHER, NodeCollector, drop_reason
@@ -160,7 +160,7 @@ class PrometheusPlugin(Plugin):
                 self._server = MetricsServer(self.registry, self.host, self._listen_port, node.id)
             except OSError as exc:
                 where = f"{self.host}:{self._listen_port}"
-                raise OSError(exc.errno, f"cannot serve /metrics on {where}: {exc.strerror or exc}") from exc
+                raise ConfigurationError(f"cannot serve /metrics on {where}: {exc.strerror or exc}") from exc
             self.port = self._server.port
             log.info("node %s serves Prometheus metrics at %s", node.id, self.url)
 
