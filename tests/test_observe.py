@@ -27,19 +27,10 @@ from pydevts.observe import Observers
 from pydevts.plugins import Registry, create_plugin_manager
 from pydevts.testing import MemoryNetwork, MemoryTransport
 from pydevts.tracing import TRACE_HEADER
-from pydevts_hop import HopConfig, HopRouter
+from pydevts_hop import HopRouter
+from test_hop_memory import FAST  # the hop timings the suite tests with
 
 pytestmark = pytest.mark.anyio
-
-FAST = HopConfig(
-    tick_interval=0.05,
-    keepalive_interval=0.1,
-    dead_interval=0.4,
-    settle_time=0.3,
-    connect_delay=0.1,
-    connect_backoff=0.1,
-    max_connect_backoff=0.5,
-)
 
 
 class Recorder(Plugin):

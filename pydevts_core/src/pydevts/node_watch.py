@@ -44,26 +44,23 @@ class Watching:
 
     def relayed(self, origin: str, frame: bytes, to: str) -> None:
         """The router passed ``origin``'s core ``frame`` on to neighbour ``to`` (plugins, traces)."""
-        if not (self.observers.relay or frame[0] & HEADED):
-            return
-        msg = decode_message_or_none(frame)
-        if msg is None:
-            return
-        if self.observers.relay:
-            info = MessageInfo(KIND_NAMES[msg.kind], msg.name, origin, len(frame), msg.headers)
-            self.observers.call(self.observers.relay, info, to)
-        if TRACE_HEADER in msg.headers:
-            self.traces.record(msg.headers[TRACE_HEADER], "relayed", msg.name, to, f"from {origin}")
+        self._watch(self.observers.relay, origin, frame, "relayed", to, to, f"from {origin}")
 
     def dropped(self, origin: str, frame: bytes, reason: str) -> None:
         """The router dropped ``origin``'s core ``frame`` (plugins, traces)."""
-        if not (self.observers.drop or frame[0] & HEADED):
+        self._watch(self.observers.drop, origin, frame, "dropped", reason, origin, reason)
+
+    def _watch(
+        self, hooks: tuple[Any, ...], origin: str, frame: bytes, what: str, arg: str, peer: str, detail: str
+    ) -> None:
+        """Show a router's relay or drop to ``hooks`` (``hook(info, arg)``) and record it if traced."""
+        if not (hooks or frame[0] & HEADED):  # nobody watches, and no headers: nothing to trace
             return
         msg = decode_message_or_none(frame)
         if msg is None:
             return
-        if self.observers.drop:
+        if hooks:
             info = MessageInfo(KIND_NAMES[msg.kind], msg.name, origin, len(frame), msg.headers)
-            self.observers.call(self.observers.drop, info, reason)
+            self.observers.call(hooks, info, arg)
         if TRACE_HEADER in msg.headers:
-            self.traces.record(msg.headers[TRACE_HEADER], "dropped", msg.name, origin, reason)
+            self.traces.record(msg.headers[TRACE_HEADER], what, msg.name, peer, detail)

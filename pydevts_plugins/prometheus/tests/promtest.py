@@ -2,34 +2,20 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
 from collections.abc import Callable, Mapping
 
-import anyio
-import anyio.abc
 import httpx
+from agents import LoggedProcess as NodeProcess  # tests/ (on the test path): shared with the suite
+from inproc import free_port
+from inproc import wait_until as _wait_until
 from prometheus_client.parser import text_string_to_metric_families
 
 __all__ = ["NodeProcess", "Scrape", "free_port", "scrape", "wait_until"]
 
 
-def free_port() -> int:
-    """A TCP port that was free on 127.0.0.1 a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def wait_until(pred: Callable[[], object], timeout: float = 10.0, what: str = "a condition") -> None:
-    """Poll ``pred`` until it is true; fail the test if it is not within ``timeout`` seconds."""
-    with anyio.move_on_after(timeout):
-        while not pred():
-            await anyio.sleep(0.005)
-        return
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+    """``inproc.wait_until`` with a longer default deadline (scrapes cross threads)."""
+    await _wait_until(pred, timeout, what)
 
 
 class Scrape:
@@ -84,42 +70,3 @@ async def scrape(client: httpx.AsyncClient, url: str) -> Scrape:
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("text/plain")
     return Scrape(response.text)
-
-
-class NodeProcess:
-    """A ``pydevts`` command run as a subprocess; its merged output is kept line by line."""
-
-    def __init__(self, argv: list[str]) -> None:
-        self.argv = argv
-        self.lines: list[str] = []
-        self.process: anyio.abc.Process | None = None
-
-    async def start(self, tg: anyio.abc.TaskGroup) -> None:
-        self.process = await anyio.open_process(
-            self.argv,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        tg.start_soon(self._read)
-
-    async def _read(self) -> None:
-        assert self.process is not None and self.process.stdout is not None
-        buf = b""
-        async for chunk in self.process.stdout:
-            buf += chunk
-            *lines, buf = buf.split(b"\n")
-            self.lines.extend(line.decode(errors="replace") for line in lines)
-
-    async def stop(self, timeout: float = 10) -> int:
-        """SIGINT (the node leaves), then the exit status; killed if it is still running after ``timeout``."""
-        process = self.process
-        assert process is not None
-        if process.returncode is None:
-            process.send_signal(signal.SIGINT)
-            with anyio.move_on_after(timeout):
-                await process.wait()
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
-        return process.returncode if process.returncode is not None else -9
