@@ -42,13 +42,18 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def wait_until(pred: Callable[[], object], timeout: float = 5.0, what: str = "a condition") -> None:
-    """Poll ``pred`` until it is true; fail the test if it is not within ``timeout`` seconds."""
+async def wait_until(
+    pred: Callable[[], object], timeout: float = 5.0, what: str | Callable[[], str] = "a condition"
+) -> None:
+    """Poll ``pred`` until it is true; fail the test if it is not within ``timeout`` seconds.
+
+    ``what`` may be a callable, called at the deadline (to say what things are like then).
+    """
     with anyio.move_on_after(timeout):
         while not pred():
             await anyio.sleep(0.005)
         return
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what() if callable(what) else what}")
 
 
 async def wait_stalled(value: Callable[[], object], quiet: float = 0.3, timeout: float = 8.0) -> None:
@@ -75,7 +80,7 @@ async def wait_for_mesh(nodes: Sequence[Node], timeout: float = 8.0) -> None:
     await wait_until(
         lambda: all(alive_ids(n) == ids for n in nodes),
         timeout,
-        f"full membership {sorted(ids)} (now: { {n.id: sorted(alive_ids(n)) for n in nodes} })",
+        lambda: f"full membership {sorted(ids)} (now: { {n.id: sorted(alive_ids(n)) for n in nodes} })",
     )
 
 

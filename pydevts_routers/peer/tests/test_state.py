@@ -73,6 +73,52 @@ def test_link_up_of_peer_learned_via_sync_sends_no_intro() -> None:
     assert set(state.linked) == {"b", "c"}
 
 
+def test_a_merging_islands_members_are_introduced_to_ours_and_only_once() -> None:
+    # b1 (linked to b2) meets a1 of another island (linked to a2): a1's first sync lists a2,
+    # whom b2 does not know and who does not know b2 -> b1 introduces a2 to b2.
+    b1 = PeerState(m("b1"))
+    b1.link_up(m("b2"), 0.0)
+    b1.control("b2", sync_of(m("b2")), 0.0)  # b2 joined through b1: nothing new
+    actions = b1.link_up(m("a1"), 1.0)
+    assert SendControl("b2", {"t": "intro", "member": wire(m("a1"))}) in actions
+    actions = b1.control("a1", sync_of(m("a1"), m("a2")), 1.0)
+    assert sends(actions) == [SendControl("b2", {"t": "intro", "member": wire(m("a2"))})]
+    assert connects(actions) == []  # a2 < b1: a2 dials
+    again = b1.control("a1", sync_of(m("a1"), m("a2"), m("a3")), 2.0)  # a later sync: no intros
+    assert sends(again) == [] and "a3" in b1.known
+
+
+def test_every_pair_links_after_two_islands_merge() -> None:
+    """Islands {a1, a2, a3} and {b1, b2} merge through a1 -> b1: every pair ends up linked."""
+    ids = ["a1", "a2", "a3", "b1", "b2"]
+    states = {i: PeerState(m(i)) for i in ids}
+    queue: deque[tuple[str, str, Any]] = deque()  # (to, from, control message)
+
+    def link(x: str, y: str) -> None:
+        for a, b in ((x, y), (y, x)):
+            for action in states[a].link_up(m(b), 0.0):
+                if isinstance(action, SendControl):
+                    queue.append((action.peer_id, a, action.message))
+
+    def settle() -> None:
+        while queue:
+            to, frm, message = queue.popleft()
+            for action in states[to].control(frm, message, 0.0):
+                if isinstance(action, SendControl):
+                    queue.append((action.peer_id, to, action.message))
+                elif isinstance(action, Connect) and action.member.id not in states[to].linked:
+                    link(to, action.member.id)
+
+    for island in (["a1", "a2", "a3"], ["b1", "b2"]):
+        for other in island[1:]:
+            link(other, island[0])  # each joins through the first
+            settle()
+    link("a1", "b1")  # the merge
+    settle()
+    for i in ids:
+        assert set(states[i].linked) == set(ids) - {i}, (i, sorted(states[i].linked))
+
+
 def test_link_up_again_for_linked_peer_sends_no_intro() -> None:
     state = PeerState(m("a"))
     state.link_up(m("b"), 0.0)

@@ -8,7 +8,9 @@ node at the cluster port (its *entry*). When a link comes up:
 - both sides send each other a ``sync``: the sender and every member it has
   a link to;
 - if the peer was unknown until now, we ``intro``-duce it to every other
-  member we have a link to.
+  member we have a link to, and the members its first sync lists that we
+  did not know too (an island merging: neither side's other members know
+  the other island's).
 
 On learning of a member it has no link to, a node connects to it if its own
 id is smaller (so each pair opens one link, not two); if no link has appeared
@@ -97,6 +99,7 @@ class PeerState:
     known: dict[str, _Known] = field(default_factory=dict)
     leaving: set[str] = field(default_factory=set)
     known_refused: int = 0  # members not learned because the table was full (MAX_KNOWN)
+    strangers: set[str] = field(default_factory=set)  # linked before we knew of them, first sync not in
 
     # ---------------------------------------------------------------- inputs
 
@@ -114,12 +117,14 @@ class PeerState:
         # every link cost N entries x N links x N joins = N³ in a wave.
         actions.append(SendControl(member.id, self._sync_message(full=not was_known)))
         if not was_known:
+            self.strangers.add(member.id)
             intro = {"t": "intro", "member": member_to_wire(member)}
             actions.extend(SendControl(pid, intro) for pid in others)
         return actions
 
     def link_down(self, peer_id: str, now: float) -> list[Action]:
         """The link to ``peer_id`` closed."""
+        self.strangers.discard(peer_id)
         if self.linked.pop(peer_id, None) is None:
             return []
         state = MemberState.LEFT if peer_id in self.leaving else MemberState.FAILED
@@ -137,7 +142,21 @@ class PeerState:
                 raise ValueError("sync without a member list")
             if len(members) > MAX_KNOWN:
                 raise ValueError(f"sync lists {len(members)} members; at most {MAX_KNOWN} are accepted")
-            return self._learn([member_from_wire(m) for m in members], now)
+            learned = [member_from_wire(m) for m in members]
+            if peer_id not in self.strangers:
+                return self._learn(learned, now)
+            # The first sync of a stranger (an island merging with ours): the members it lists
+            # that we did not know are news to our other members too, whom the stranger does
+            # not know either (it synced only with us): introduce them, so every pair links.
+            self.strangers.discard(peer_id)
+            new = [m for m in learned if m.id not in self.known and m.id not in self.linked]
+            actions = self._learn(learned, now)
+            others = [pid for pid in self.linked if pid != peer_id]
+            for member in new:
+                if member.id in self.known:  # learned (not our own id, not refused)
+                    intro = {"t": "intro", "member": member_to_wire(member)}
+                    actions.extend(SendControl(pid, intro) for pid in others if pid != member.id)
+            return actions
         if kind == "intro":
             return self._learn([member_from_wire(message.get("member"))], now)
         if kind == "leave":
