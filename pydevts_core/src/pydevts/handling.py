@@ -109,16 +109,16 @@ class Handling:
         name: str,
         what: str,
         finishers: list[Finish] | None,
-    ) -> Any:
-        """Run ``handler``; return its result or the exception it raised (logged, counted)."""
+    ) -> tuple[Any, Exception | None]:
+        """Run ``handler``; return its result, or the exception it raised (logged, counted)."""
         obs = self.observers
         start = time.perf_counter() if finishers else 0.0
-        error: BaseException | None = None
+        error: Exception | None = None
         result: Any = None
         try:
             result = await handler(origin, self.serializer.loads(payload))
         except Exception as exc:
-            error = result = exc
+            error = exc
         finally:
             if finishers:
                 obs.handle_end(finishers, time.perf_counter() - start, error)
@@ -131,7 +131,7 @@ class Handling:
             log.error("handler for %s %r from %s raised", what, name, origin, exc_info=error)
         if trace is not None and self.traces is not None:
             self.traces.record(trace, "handled" if error is None else "failed", name, origin, _why(error))
-        return result
+        return result, error
 
     def _dropped(self, info: MessageInfo | None, trace: str | None, name: str, origin: str, why: str) -> None:
         obs = self.observers
@@ -174,14 +174,14 @@ class Handling:
             self._dropped(info, trace, msg.name, origin, "no handler")
             return encode_error(msg.request_id, ErrorCode.NO_HANDLER, text)
         finishers = obs.handle_start(info) if info is not None and obs.handle else None
-        result = await self._run(handler, origin, msg.payload, trace, msg.name, "request", finishers)
-        if isinstance(result, SerializationError):
-            return encode_error(msg.request_id, ErrorCode.BAD_PAYLOAD, str(result))
-        if isinstance(result, Exception):
-            if system and isinstance(result, PermissionError):  # a system request refused
+        result, error = await self._run(handler, origin, msg.payload, trace, msg.name, "request", finishers)
+        if isinstance(error, SerializationError):
+            return encode_error(msg.request_id, ErrorCode.BAD_PAYLOAD, str(error))
+        if error is not None:
+            if system and isinstance(error, PermissionError):  # a system request refused
                 self.stats.reserved_refused += 1
-                self._ratelog.warning("reserved", "refused request %r from %s: %s", msg.name, origin, result)
-            text = f"{type(result).__name__}: {result}"
+                self._ratelog.warning("reserved", "refused request %r from %s: %s", msg.name, origin, error)
+            text = f"{type(error).__name__}: {error}"
             return encode_error(msg.request_id, ErrorCode.HANDLER_FAILED, text)
         reply_headers: Headers = EMPTY
         if isinstance(result, Reply):

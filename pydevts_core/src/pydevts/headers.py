@@ -27,6 +27,7 @@ from __future__ import annotations
 import re
 import struct
 from collections.abc import Iterator, Mapping
+from types import MappingProxyType
 
 from .errors import LocalProtocolError, RemoteProtocolError
 
@@ -111,8 +112,8 @@ def encode_headers(headers: Mapping[str, str]) -> bytes:
     return _U16.pack(len(block)) + block
 
 
-def decode_headers(frame: bytes, offset: int) -> tuple[dict[str, str], int]:
-    """Read the block at ``offset`` of ``frame``; return the headers and the offset after it.
+def decode_headers(frame: bytes, offset: int) -> tuple[Headers, int]:
+    """Read the block at ``offset`` of ``frame``; return the headers (read-only) and the offset after it.
 
     Raises :class:`RemoteProtocolError` naming what is wrong: the bounds
     above, a block running past the frame, a bad key, a value not UTF-8,
@@ -154,4 +155,4 @@ def decode_headers(frame: bytes, offset: int) -> tuple[dict[str, str], int]:
         raise RemoteProtocolError(f"malformed header block: {exc}") from None
     if pos != end:
         raise RemoteProtocolError(f"header block has {end - pos} bytes after its {count} headers")
-    return out, end
+    return MappingProxyType(out), end
