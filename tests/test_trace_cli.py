@@ -104,3 +104,33 @@ def test_the_path_text_names_who_never_saw_it_and_who_did_not_answer() -> None:
     }
     text = path_text("t", result)
     assert "never saw it: b" in text and "did not answer: c (RequestTimeoutError: no reply)" in text
+
+
+async def test_trace_fan_outs_run_one_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pydevts.trace_query as query
+    from pydevts import NodeClient
+
+    running, most = [0], [0]
+    real = query.ask_members
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        running[0] += 1
+        most[0] = max(most[0], running[0])
+        try:
+            await anyio.sleep(0.02)
+            return await real(*args, **kwargs)
+        finally:
+            running[0] -= 1
+
+    monkeypatch.setattr(query, "ask_members", counted)
+    port = free_port()
+    a, b, c = nodes(port)
+
+    async def ask(i: int) -> None:  # a client asks one request at a time: one client each
+        async with NodeClient(f"127.0.0.1:{port}") as client:
+            assert (await client.trace(f"t{i}"))["missing"] == {}
+
+    async with cluster(a, b, c), anyio.create_task_group() as tg:
+        for i in range(10):
+            tg.start_soon(ask, i)
+    assert most[0] == 1
