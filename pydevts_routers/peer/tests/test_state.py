@@ -84,8 +84,22 @@ def test_a_merging_islands_members_are_introduced_to_ours_and_only_once() -> Non
     actions = b1.control("a1", sync_of(m("a1"), m("a2")), 1.0)
     assert sends(actions) == [SendControl("b2", {"t": "intro", "member": wire(m("a2"))})]
     assert connects(actions) == []  # a2 < b1: a2 dials
-    again = b1.control("a1", sync_of(m("a1"), m("a2"), m("a3")), 2.0)  # a later sync: no intros
+    # a later sync, once b2 is no newcomer any more (NEWCOMER_WINDOW): no intros
+    again = b1.control("a1", sync_of(m("a1"), m("a2"), m("a3")), 20.0)
     assert sends(again) == [] and "a3" in b1.known
+
+
+def test_members_joining_at_once_through_different_nodes_are_introduced_to_each_other() -> None:
+    # r4 joins through r3 and gets r3's full sync; a moment later r3 hears (from r1) of r6,
+    # who joined through r1 at the same time: r3 tells r4, which r4 could not learn otherwise.
+    r3 = PeerState(m("r3"))
+    r3.link_up(m("r1"), 0.0)
+    r3.link_up(m("r4"), 1.0)  # a stranger: full sync, and now a newcomer
+    actions = r3.control("r1", {"t": "intro", "member": wire(m("r6"))}, 1.5)
+    assert SendControl("r4", {"t": "intro", "member": wire(m("r6"))}) in sends(actions)
+    assert all(s.peer_id != "r1" for s in sends(actions))  # not back to who told us
+    later = r3.control("r1", {"t": "intro", "member": wire(m("r7"))}, 30.0)
+    assert sends(later) == []  # r4 is no newcomer after NEWCOMER_WINDOW
 
 
 def test_every_pair_links_after_two_islands_merge() -> None:
@@ -114,6 +128,36 @@ def test_every_pair_links_after_two_islands_merge() -> None:
             link(other, island[0])  # each joins through the first
             settle()
     link("a1", "b1")  # the merge
+    settle()
+    for i in ids:
+        assert set(states[i].linked) == set(ids) - {i}, (i, sorted(states[i].linked))
+
+
+def test_every_pair_links_when_nodes_join_at_once_through_different_members() -> None:
+    ids = ["r0", "r1", "r2", "r3", "r4", "r6"]
+    states = {i: PeerState(m(i)) for i in ids}
+    queue: deque[tuple[str, str, Any]] = deque()
+
+    def link(x: str, y: str) -> None:
+        for a, b in ((x, y), (y, x)):
+            for action in states[a].link_up(m(b), 0.0):
+                if isinstance(action, SendControl):
+                    queue.append((action.peer_id, a, action.message))
+
+    def settle() -> None:
+        while queue:
+            to, frm, message = queue.popleft()
+            for action in states[to].control(frm, message, 0.0):
+                if isinstance(action, SendControl):
+                    queue.append((action.peer_id, to, action.message))
+                elif isinstance(action, Connect) and action.member.id not in states[to].linked:
+                    link(to, action.member.id)
+
+    for i in ("r1", "r2", "r3"):
+        link(i, "r0")
+        settle()
+    link("r4", "r3")  # both join before either's messages are handled
+    link("r6", "r1")
     settle()
     for i in ids:
         assert set(states[i].linked) == set(ids) - {i}, (i, sorted(states[i].linked))

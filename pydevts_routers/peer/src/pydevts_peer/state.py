@@ -10,7 +10,10 @@ node at the cluster port (its *entry*). When a link comes up:
 - if the peer was unknown until now, we ``intro``-duce it to every other
   member we have a link to, and the members its first sync lists that we
   did not know too (an island merging: neither side's other members know
-  the other island's).
+  the other island's);
+- for ``NEWCOMER_WINDOW`` (10 s) after a node linked to us unknown (it got
+  our full sync), each member we learn of is introduced to it too: it may
+  have joined elsewhere at the same moment, after our sync left.
 
 On learning of a member it has no link to, a node connects to it if its own
 id is smaller (so each pair opens one link, not two); if no link has appeared
@@ -30,6 +33,7 @@ from typing import Any
 from pydevts.members import Member, MemberState
 from pydevts.swim_wire import address_field, id_field, tags_field
 
+NEWCOMER_WINDOW = 10.0  # seconds a node that joined through us hears of members we learn of
 MAX_KNOWN = 10_000  # members waiting for a link, and members in one sync message
 
 __all__ = [
@@ -100,6 +104,7 @@ class PeerState:
     leaving: set[str] = field(default_factory=set)
     known_refused: int = 0  # members not learned because the table was full (MAX_KNOWN)
     strangers: set[str] = field(default_factory=set)  # linked before we knew of them, first sync not in
+    newcomers: dict[str, float] = field(default_factory=dict)  # given our full sync, and when
 
     # ---------------------------------------------------------------- inputs
 
@@ -118,6 +123,7 @@ class PeerState:
         actions.append(SendControl(member.id, self._sync_message(full=not was_known)))
         if not was_known:
             self.strangers.add(member.id)
+            self.newcomers[member.id] = now
             intro = {"t": "intro", "member": member_to_wire(member)}
             actions.extend(SendControl(pid, intro) for pid in others)
         return actions
@@ -144,21 +150,15 @@ class PeerState:
                 raise ValueError(f"sync lists {len(members)} members; at most {MAX_KNOWN} are accepted")
             learned = [member_from_wire(m) for m in members]
             if peer_id not in self.strangers:
-                return self._learn(learned, now)
+                return self._learn(learned, now, peer_id)
             # The first sync of a stranger (an island merging with ours): the members it lists
             # that we did not know are news to our other members too, whom the stranger does
             # not know either (it synced only with us): introduce them, so every pair links.
             self.strangers.discard(peer_id)
-            new = [m for m in learned if m.id not in self.known and m.id not in self.linked]
-            actions = self._learn(learned, now)
             others = [pid for pid in self.linked if pid != peer_id]
-            for member in new:
-                if member.id in self.known:  # learned (not our own id, not refused)
-                    intro = {"t": "intro", "member": member_to_wire(member)}
-                    actions.extend(SendControl(pid, intro) for pid in others if pid != member.id)
-            return actions
+            return self._learn(learned, now, peer_id, tell=others)
         if kind == "intro":
-            return self._learn([member_from_wire(message.get("member"))], now)
+            return self._learn([member_from_wire(message.get("member"))], now, peer_id)
         if kind == "leave":
             self.leaving.add(peer_id)
             return []
@@ -203,8 +203,13 @@ class PeerState:
             members += [member_to_wire(m) for m in self.linked.values()]
         return {"t": "sync", "members": members}
 
-    def _learn(self, members: list[Member], now: float) -> list[Action]:
+    def _learn(
+        self, members: list[Member], now: float, source: str | None = None, tell: list[str] | None = None
+    ) -> list[Action]:
+        """Note new members (dial those with a larger id); introduce each to ``tell`` and to recent
+        newcomers (but ``source``, which told us)."""
         actions: list[Action] = []
+        newcomers = sorted(set(self._recent_newcomers(now)) | set(tell or ()))
         for member in members:
             if member.id == self.local.id or member.id in self.linked or member.id in self.known:
                 continue
@@ -215,7 +220,18 @@ class PeerState:
             self.known[member.id] = entry
             if self.local.id < member.id:
                 actions.append(self._connect(entry))
+            # A node that joined through us a moment ago got our full sync before we knew of
+            # this member, which may have joined elsewhere at the same time: tell it.
+            intro = {"t": "intro", "member": member_to_wire(member)}
+            actions.extend(SendControl(pid, intro) for pid in newcomers if pid not in (source, member.id))
         return actions
+
+    def _recent_newcomers(self, now: float) -> list[str]:
+        """Members we gave a full sync within NEWCOMER_WINDOW seconds (and still linked)."""
+        for pid, since in list(self.newcomers.items()):
+            if now - since > NEWCOMER_WINDOW or pid not in self.linked:
+                del self.newcomers[pid]
+        return list(self.newcomers)
 
     def _connect(self, entry: _Known) -> Connect:
         entry.connecting = True
