@@ -28,6 +28,7 @@ from pydevts.errors import (
 )
 from pydevts.protocols import Address, Connection
 from pydevts_quic import QUICTransport
+from pydevts_quic._aioquic import data_received
 from pydevts_quic.connection import HIGH_WATER, READ_SIZE, QUICConnection
 from pydevts_quic.transport import QUICListener
 
@@ -335,8 +336,8 @@ async def test_a_receiver_that_stops_reading_bounds_memory_on_both_sides() -> No
                     sent += 200_000
             assert sent < 200_000_000, "the sender was never made to wait"
             (receiver,) = accepted
-            buffered = receiver.quic._local_max_data.used
-            assert buffered <= receiver._window, f"receiver holds {buffered} bytes unread"
+            buffered = data_received(receiver.quic)
+            assert buffered <= receiver.inbox.window, f"receiver holds {buffered} bytes unread"
             assert sender.unacknowledged() <= HIGH_WATER + 200_000 + 4 * 4
             # once the receiver reads, everything arrives and the sender moves again; each
             # read hands out at most READ_SIZE bytes, as a TCP read would

@@ -24,7 +24,6 @@ Initials (spoofed or not) from growing a node:
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,11 +31,7 @@ from aioquic.quic.packet import QuicHeader, encode_quic_retry
 from aioquic.quic.retry import QuicRetryTokenHandler
 from pydevts.limits import PendingTable, address_key
 
-_invalid_token_close: Callable[..., bytes] | None
-try:  # the INVALID_TOKEN close aioquic's own server sends (a private helper; aioquic is pinned <2)
-    from aioquic.asyncio.server import _encode_invalid_token_close as _invalid_token_close
-except ImportError:  # pragma: no cover
-    _invalid_token_close = None
+from ._aioquic import invalid_token_close
 
 __all__ = ["Admission", "AdmissionStats"]
 
@@ -85,14 +80,12 @@ class Admission:
                 )
             except ValueError:
                 self.stats.invalid_tokens += 1
-                if _invalid_token_close is None or header.version is None:
+                if header.version is None:
                     return None
-                return bytes(
-                    _invalid_token_close(
-                        version=header.version,
-                        source_cid=header.destination_cid,
-                        destination_cid=header.source_cid,
-                    )
+                return invalid_token_close(
+                    version=header.version,
+                    source_cid=header.destination_cid,
+                    destination_cid=header.source_cid,
                 )
             return original, header.destination_cid
         if len(self.half_open) >= self.retry_above and header.version is not None:

@@ -5,83 +5,65 @@ stream framing version) and then frames exactly as the TCP transport writes
 them (4-byte big-endian length, then the bytes). The server hands the
 connection to the application once the preamble has arrived.
 
-aioquic is sans-IO and buffers without limit, so this module adds the two
+aioquic is sans-IO and buffers without limit, so pydevts adds the two
 bounds a transport needs:
 
-* **Receiver**: connection flow-control credit (QUIC ``MAX_DATA``) is granted
-  as the application *reads* frames, not as packets arrive (aioquic's own
-  policy), so a receiver that stops reading stops its sender after one
-  window: memory stays bounded on both sides.
+* **Receiver**: connection credit is granted as the application *reads*
+  frames (see :mod:`pydevts_quic.inbox`): a receiver that stops reading
+  stops its sender after one window.
 * **Sender**: :meth:`QUICConnection.send_frames` waits while more than
   :data:`HIGH_WATER` bytes are written but not yet acknowledged.
 
 All calls into the ``QuicConnection`` happen on the event loop thread, each
 in one synchronous stretch, so tasks never see it half-updated. The
 :class:`~pydevts_quic.endpoint.Endpoint` owning the UDP socket feeds it
-datagrams and runs its timers.
+datagrams and runs its timers; a connection knows it only as a
+:class:`Driver`, so this module does not import the endpoint's. How a
+connection ends is :mod:`pydevts_quic.closing`'s business.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import anyio
 import anyio.lowlevel
 from aioquic.quic import events
-from aioquic.quic.connection import Limit, QuicConnection, QuicConnectionAdapter
-from aioquic.quic.packet import QuicErrorCode, QuicFrameType
+from aioquic.quic.connection import QuicConnection
+from aioquic.quic.packet import QuicErrorCode
 from pydevts.errors import ConnectError, ConnectionClosedError, PydevtsError, RemoteProtocolError
-from pydevts.framing import FrameDecoder, encode_frames
+from pydevts.framing import encode_frames
 from pydevts.limits import DEFAULT_FRAME_TIMEOUT, StalledFrameError
 from pydevts.protocols import Address
+from pydevts.ratelog import RateLimitedLog
 
-if TYPE_CHECKING:
-    from .endpoint import Endpoint
+from ._aioquic import close_event, quiet_log, unacknowledged
+from .closing import LINGER, check_linger, describe_termination, silence_limit
+from .inbox import READ_SIZE, Inbox
 
-__all__ = ["HIGH_WATER", "PREAMBLE", "QUICConnection"]
-
-log = logging.getLogger("pydevts.quic")
+__all__ = ["HIGH_WATER", "PREAMBLE", "READ_SIZE", "STREAM_ID", "Driver", "QUICConnection"]
 
 #: First byte on stream 0: the stream framing version.
 PREAMBLE = b"\x01"
 #: Written-but-unacknowledged bytes past which ``send_frames`` waits.
 HIGH_WATER = 1024 * 1024
-#: How long a closed connection keeps trying to deliver what was written before it closed...
-LINGER = 5.0
-#: ... unless the peer has said nothing for this long, and for three probe timeouts
-#: (see :meth:`QUICConnection.silence_limit`): it is gone, nobody will acknowledge.
-LINGER_SILENCE = 1.0
-#: Application error code of a close that leaves written bytes unacknowledged.
-UNDELIVERED = 0x1
 #: Frames handed out in a row without waiting before yielding to other tasks anyway.
 FAIR_READS = 16
-#: Bytes of frames one ``receive_frames`` returns at most (at least one frame), as TCP's read size:
-#: what the application has taken but not handled stays as bounded as over TCP.
-READ_SIZE = 256 * 1024
 STREAM_ID = 0
 
 
-class _ConnectionLog(QuicConnectionAdapter):
-    """aioquic's per-connection logger (``quic``) with its INFO messages moved to DEBUG.
+class Driver(Protocol):
+    """What a connection asks of the endpoint driving it (an :class:`~pydevts_quic.endpoint.Endpoint`)."""
 
-    aioquic reports every connection's life at INFO (protocol version and ALPN
-    negotiated, close sent or received): a few lines per ``pydevts members``
-    call, which read like trouble and tell an operator nothing. What a node
-    must know about a connection, pydevts says itself; aioquic's warnings and
-    errors (a peer breaking the protocol, say) stay as they are.
-    """
+    ratelog: RateLimitedLog  # what peers can make the endpoint say
 
-    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
-        super().log(logging.DEBUG if level == logging.INFO else level, msg, *args, **kwargs)
-
-
-def quiet_aioquic_log(quic: QuicConnection) -> None:
-    """Install :class:`_ConnectionLog` on ``quic`` (keeping aioquic's ``[connection id]`` prefix)."""
-    current = getattr(quic, "_logger", None)
-    if isinstance(current, QuicConnectionAdapter) and not isinstance(current, _ConnectionLog):
-        quic._logger = _ConnectionLog(current.logger, current.extra)
+    def transmit(self, conn: QUICConnection) -> None: ...  # send what aioquic has for ``conn`` now
+    def rearm(self, conn: QUICConnection) -> None: ...  # ``conn``'s deadlines changed
+    def forget(self, conn: QUICConnection) -> None: ...  # ``conn`` has ended
+    def add_cid(self, conn: QUICConnection, cid: bytes) -> None: ...
+    def remove_cid(self, cid: bytes) -> None: ...
+    def accepted(self, conn: QUICConnection) -> None: ...  # a server connection's stream opened
 
 
 def format_address(sockaddr: Any) -> str:
@@ -90,55 +72,13 @@ def format_address(sockaddr: Any) -> str:
     return str(sockaddr)
 
 
-class _Credit(Limit):
-    """``MAX_DATA`` granted as the application reads.
-
-    aioquic doubles the limit whenever half of it has arrived; assignments to
-    ``value`` are ignored here, and :meth:`grant` moves it instead.
-    """
-
-    def __init__(self, window: int) -> None:
-        self._granted = window
-        super().__init__(frame_type=QuicFrameType.MAX_DATA, name="max_data", value=window)
-
-    @property
-    def value(self) -> int:
-        return self._granted
-
-    @value.setter
-    def value(self, _ignored: int) -> None:
-        pass
-
-    def grant(self, consumed: int, window: int, needed: int) -> bool:
-        """Allow ``window`` bytes past ``consumed``; True when worth telling the peer now.
-
-        Always when less than ``needed`` (a whole largest frame) is left past ``consumed``.
-        """
-        target = consumed + window
-        if target - self._granted < window // 4 and self._granted - consumed >= needed:
-            return False
-        self._granted = target
-        return True
-
-
-def describe_termination(event: events.ConnectionTerminated, remote: str, idle_timeout: float) -> str:
-    code, reason = event.error_code, event.reason_phrase
-    if reason == "Idle timeout":
-        return f"connection to {remote} timed out: no packet for {idle_timeout:g} s (peer gone?)"
-    if 0x100 <= code <= 0x1FF:
-        return f"TLS handshake with {remote} failed: {reason or 'alert'} (TLS alert {code - 0x100})"
-    if code == QuicErrorCode.NO_ERROR:
-        return f"connection closed by {remote}" + (f" ({reason})" if reason and reason != "closed" else "")
-    return f"connection closed by {remote}: {reason or 'error'} (QUIC error 0x{code:x})"
-
-
 class QUICConnection:
     """A pydevts :class:`~pydevts.protocols.Connection` over one QUIC connection."""
 
     def __init__(
         self,
         quic: QuicConnection,
-        endpoint: Endpoint,
+        endpoint: Driver,
         peer: Any,
         *,
         max_frame_size: int,
@@ -152,16 +92,8 @@ class QUICConnection:
         self.idle_timeout = idle_timeout
         self.is_client = is_client
         self._remote = format_address(peer)
-        # A frame completes only once all of it is in: with credit that lags by at most a quarter
-        # of the window, three quarters of two largest frames always leave room for one.
-        self._window = max(2 * 1024 * 1024, 2 * (max_frame_size + 4))
-        self._credit = _Credit(self._window)
-        quic._local_max_data = self._credit
-        quiet_aioquic_log(quic)
-        self._consumed = 0
-        self._decoder = FrameDecoder(max_frame_size)
-        self._inbox: list[bytes] = []
-        self._inbox_bytes = 0
+        self.inbox = Inbox(quic, max_frame_size)
+        quiet_log(quic)
         self._quick_reads = 0
         self._reader: anyio.Event | None = None
         self._writers: anyio.Event | None = None
@@ -205,9 +137,9 @@ class QUICConnection:
 
     async def receive_frames(self) -> list[bytes]:
         while True:
-            if self._inbox:
-                frames = self._take()
-                if self._credit.grant(self._consumed, self._window, self.max_frame_size + 4):
+            if self.inbox.frames:
+                frames, tell_peer = self.inbox.take()
+                if tell_peer:
                     self.endpoint.transmit(self)
                 self._quick_reads += 1
                 if self._quick_reads >= FAIR_READS:
@@ -224,7 +156,7 @@ class QUICConnection:
             if self._eof:
                 raise ConnectionClosedError(f"connection closed by {self._remote}", eof=True)
             self._reader = anyio.Event()
-            if self._decoder.buffered and self.frame_timeout is not None:
+            if self.inbox.partial and self.frame_timeout is not None:
                 await self._wait_inside_frame(self._reader, self.frame_timeout)
             else:
                 await self._reader.wait()
@@ -236,28 +168,9 @@ class QUICConnection:
         self._waited += anyio.current_time() - start
         if waiting.cancelled_caught:
             raise StalledFrameError(
-                f"{self._remote} stalled inside a frame: {self._decoder.buffered} bytes of it arrived, "
+                f"{self._remote} stalled inside a frame: {self.inbox.partial} bytes of it arrived, "
                 f"the rest not within {timeout:g} s"
             )
-
-    def _take(self) -> list[bytes]:
-        """Up to READ_SIZE bytes of frames from the inbox (at least one frame); credit them."""
-        inbox = self._inbox
-        if self._inbox_bytes <= READ_SIZE:
-            self._inbox = []
-            taken, self._inbox_bytes = self._inbox_bytes, 0
-            self._consumed += taken
-            return inbox
-        size = count = 0
-        for frame in inbox:
-            if count and size + len(frame) + 4 > READ_SIZE:
-                break
-            size += len(frame) + 4
-            count += 1
-        frames, self._inbox = inbox[:count], inbox[count:]
-        self._inbox_bytes -= size
-        self._consumed += size
-        return frames
 
     def _check_open(self) -> None:
         if self.closed_locally:
@@ -266,11 +179,7 @@ class QUICConnection:
             raise ConnectionClosedError(str(self._error))
 
     def unacknowledged(self) -> int:
-        stream = self.quic._streams.get(STREAM_ID)
-        if stream is None:
-            return 0
-        sender = stream.sender
-        return sender._buffer_stop - sender._buffer_start
+        return unacknowledged(self.quic, STREAM_ID)
 
     async def send_frames(self, frames: Sequence[bytes]) -> None:
         self._check_open()
@@ -309,7 +218,7 @@ class QUICConnection:
         self.closed_locally = True
         self._rest = None
         self._wake()
-        if not self.terminated and self.quic._close_event is None:
+        if not self.terminated and close_event(self.quic) is None:
             if self._opened and self.ready.is_set() and self._error is None:
                 self.quic.send_stream_data(STREAM_ID, b"", end_stream=True)
                 self.linger_until = anyio.current_time() + LINGER
@@ -357,57 +266,21 @@ class QUICConnection:
 
     def check_linger(self, now: float) -> None:
         """After a local close, end the connection once the peer has everything (or LINGER passed)."""
-        if self.linger_until is None:
-            return
-        if self.quic._close_event is not None:  # closing already: the linger is over
-            self.linger_until = None
-            return
-        stream = self.quic._streams.get(STREAM_ID)
-        if stream is None or stream.sender.is_finished:
-            self.linger_until = None
-            self.quic.close(error_code=QuicErrorCode.NO_ERROR, reason_phrase="closed")
-        elif now >= self.linger_until or now - self.last_heard >= self.silence_limit():
-            self.linger_until = None
-            left = self.unacknowledged()
-            if not left:
-                # Every byte arrived; only the end of our stream is unacknowledged (the peer
-                # typically closed first and its process has exited). Nothing was lost.
-                log.debug("closing QUIC connection to %s: all delivered but the end of stream", self._remote)
-                self.quic.close(error_code=QuicErrorCode.NO_ERROR, reason_phrase="closed")
-                return
-            silent = now - self.last_heard >= self.silence_limit()
-            why = "the peer fell silent" if silent else f"not acknowledged within {LINGER:g} s"
-            if self._eof:
-                # The peer ended its stream first, so nothing more was going to be read there
-                # (a CLI client that got its reply and exited, say): not a loss anyone feels.
-                log.debug(
-                    "closing QUIC connection to %s (closed by the peer) with %d bytes unacknowledged: %s",
-                    self._remote,
-                    left,
-                    why,
-                )
-            else:
-                self.endpoint.ratelog.info(
-                    "quic.undelivered",
-                    "closing QUIC connection to %s with %d written bytes unacknowledged (%s): "
-                    "the peer may not have received them",
-                    self._remote,
-                    left,
-                    why,
-                )
-            # An application close, not NO_ERROR: the peer learns that it did not get everything.
-            self.quic.close(error_code=UNDELIVERED, reason_phrase=f"closed with {left} bytes undelivered")
+        if self.linger_until is not None:
+            self.linger_until = check_linger(
+                self.quic,
+                STREAM_ID,
+                now,
+                until=self.linger_until,
+                last_heard=self.last_heard,
+                remote=self._remote,
+                peer_ended=self._eof,
+                ratelog=self.endpoint.ratelog,
+            )
 
     def silence_limit(self) -> float:
-        """How long a lingering connection waits without a packet before taking its peer for gone.
-
-        At least LINGER_SILENCE (it pings every third of that) and three probe
-        timeouts, backoff included: on a lossy path retransmissions back off,
-        and a live peer may then be silent for a while.
-        """
-        loss = self.quic._loss
-        backoff: int = 2**loss._pto_count
-        return max(LINGER_SILENCE, 3 * loss.get_probe_timeout() * backoff)
+        """See :func:`pydevts_quic.closing.silence_limit`."""
+        return silence_limit(self.quic)
 
     def handle_events(self, now: float) -> None:
         """Act on everything aioquic has to say since the last call."""
@@ -430,10 +303,10 @@ class QUICConnection:
                 self.fail(self._termination_error(event))
                 self._terminated()
                 return
-        close_event = quic._close_event
-        if close_event is not None and self._error is None:
+        closing = close_event(quic)
+        if closing is not None and self._error is None:
             # Closing (e.g. a TLS failure found here): say why now, not after the closing period.
-            self.fail(self._termination_error(close_event))
+            self.fail(self._termination_error(closing))
         self.check_linger(now)
         self.wake_writers_if_room()
 
@@ -459,32 +332,30 @@ class QUICConnection:
                 )
                 return
             data = data[1:]
-            self._consumed += 1
+            self.inbox.consumed += 1
             self._opened = True
             self.ready.set()
             self.endpoint.accepted(self)
         if self.closed_locally:
             return  # nobody will read it; the connection ends soon
-        began = not self._decoder.buffered
+        began = not self.inbox.partial
         try:
-            frames = self._decoder.feed(data)
+            frames = self.inbox.feed(data)
         except RemoteProtocolError as exc:
             self.protocol_error(str(exc))
             return
         if frames:
             self._waited = 0.0
-            self._inbox.extend(frames)
-            self._inbox_bytes += sum(map(len, frames)) + 4 * len(frames)
             if self._reader is not None:
                 self._reader.set()
                 self._reader = None
                 self.woke_reader = True
-        elif began and self._reader is not None and self._decoder.buffered:
+        elif began and self._reader is not None and self.inbox.partial:
             self._reader.set()  # a frame began: its reader now waits under the frame timeout
             self._reader = None
         if event.end_stream:
             self._eof = True
-            partial = self._decoder.buffered
+            partial = self.inbox.partial
             if partial:
                 self.fail(
                     ConnectionClosedError(f"{self._remote} ended the stream inside a frame ({partial} bytes)")
@@ -497,6 +368,6 @@ class QUICConnection:
             "quic.protocol_error", "closing QUIC connection from %s: %s", self._remote, message
         )
         self.fail(RemoteProtocolError(f"{self._remote}: {message}"))
-        if self.quic._close_event is None:
+        if close_event(self.quic) is None:
             self.quic.close(error_code=QuicErrorCode.PROTOCOL_VIOLATION, reason_phrase=message[:200])
         self.endpoint.transmit(self)

@@ -3,7 +3,8 @@
 An :class:`Endpoint` plays the part the kernel plays for TCP: it reads
 datagrams, feeds them to the right ``QuicConnection`` (by connection ID),
 sends what aioquic wants sent, runs each connection's timers (loss recovery,
-acknowledgement delay, idle timeout, keep-alive pings) and lets a closed
+acknowledgement delay, idle timeout, keep-alive pings: see
+:mod:`pydevts_quic.timers`) and lets a closed
 connection finish delivering what was written to it. It therefore runs as a
 detached task (:func:`~pydevts_quic._spawn.spawn_detached`) that ends on its
 own once it has nothing left to do, rather than inside the task that opened
@@ -11,10 +12,7 @@ it: a node cancelling its task group must not cut off a connection that is
 still flushing its last frames.
 
 One socket also carries the node's failure-detector datagrams (see
-:class:`Datagrams`): a datagram whose first byte has both top bits clear can
-never be QUIC (RFC 9000 requires the fixed bit), so such datagrams are told
-apart from QUIC packets as RFC 9443 describes, and nothing else binds the
-node's UDP port.
+:mod:`pydevts_quic.udp`).
 
 Which Initial packets may open a connection, and for how long a handshake
 may stay half-open, is :mod:`pydevts_quic.admission`'s business.
@@ -23,46 +21,33 @@ may stay half-open, is :mod:`pydevts_quic.admission`'s business.
 from __future__ import annotations
 
 import logging
-import math
 import socket
 from collections import deque
 
 import anyio
 import anyio.lowlevel
-from aioquic.buffer import Buffer  # type: ignore[attr-defined]
 from aioquic.quic.configuration import SMALLEST_MAX_DATAGRAM_SIZE, QuicConfiguration
 from aioquic.quic.connection import QuicConnection
-from aioquic.quic.packet import QuicHeader, QuicPacketType, encode_quic_version_negotiation, pull_quic_header
+from aioquic.quic.packet import QuicHeader, QuicPacketType, encode_quic_version_negotiation
 from anyio.abc import TaskGroup
 from pydevts.errors import ConnectionClosedError
 from pydevts.protocols import Address
 from pydevts.ratelog import RateLimitedLog
 
+from ._aioquic import discard_state, pull_header
 from .admission import Admission
-from .connection import LINGER_SILENCE, QUICConnection
+from .connection import QUICConnection
+from .timers import follow_timer, rearm, run_timers
+from .udp import DATAGRAM_MARK, Datagrams, tune_socket
 
-__all__ = ["DATAGRAM_MARK", "Datagrams", "Endpoint"]
+# DATAGRAM_MARK, Datagrams and tune_socket live in udp.py; still importable from here (bench/ does).
+__all__ = ["DATAGRAM_MARK", "Datagrams", "Endpoint", "tune_socket"]
 
 log = logging.getLogger("pydevts.quic")
 
-#: First byte of a pydevts (non-QUIC) datagram on the shared socket.
-DATAGRAM_MARK = 0x00
 READ_SIZE = 65_536
 #: Datagrams read in a row before answering them and letting other tasks run.
 BATCH = 64
-SOCKET_BUFFER = 4 * 1024 * 1024
-
-
-def tune_socket(sock: socket.socket) -> None:
-    """Large socket buffers: QUIC bursts a window of datagrams at a time."""
-    for option, forced in ((socket.SO_RCVBUF, 33), (socket.SO_SNDBUF, 32)):  # SO_RCVBUFFORCE, SO_SNDBUFFORCE
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, forced, SOCKET_BUFFER)
-        except OSError:  # not root: the kernel caps the plain option instead
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
-            except OSError:
-                pass
 
 
 class Endpoint:
@@ -106,7 +91,7 @@ class Endpoint:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
                 for conn in self.connections:
-                    tg.start_soon(self._timers, conn)
+                    tg.start_soon(run_timers, self, conn)
                 await self._receive_loop()
                 tg.cancel_scope.cancel()
         except Exception:  # a detached task has nobody to raise to
@@ -154,7 +139,7 @@ class Endpoint:
         for cid in cids:
             self.add_cid(conn, cid)
         if self._tg is not None:
-            self._tg.start_soon(self._timers, conn)
+            self._tg.start_soon(run_timers, self, conn)
 
     def add_cid(self, conn: QUICConnection, cid: bytes) -> None:
         self._by_cid[cid] = conn
@@ -207,7 +192,7 @@ class Endpoint:
         try:
             datagrams = conn.quic.datagrams_to_send(now=anyio.current_time())
         except Exception:
-            self._broken(conn, "sending")
+            self.broken(conn, "sending")
             return
         for data, addr in datagrams:
             try:
@@ -224,23 +209,11 @@ class Endpoint:
             except OSError:
                 if sock.fileno() < 0:
                     return
-        scope = conn.timer_scope
-        if scope is not None:
-            # Follow aioquic's timer (it moves with nearly every datagram) by moving the sleeping
-            # timer task's deadline: no task switch, and no wake-up for a deadline that went away.
-            timer = conn.quic.get_timer()
-            deadline = conn.own_deadline if timer is None else min(timer, conn.own_deadline)
-            if deadline != conn.sleeping_until:
-                conn.sleeping_until = deadline
-                scope.deadline = deadline
+        follow_timer(conn)
 
     def rearm(self, conn: QUICConnection) -> None:
         """Make ``conn``'s timer task look at all its deadlines again, now."""
-        scope = conn.timer_scope
-        if scope is not None:
-            conn.timer_scope = None
-            conn.sleeping_until = -math.inf
-            scope.cancel()
+        rearm(conn)
 
     # ------------------------------------------------------------------ receiving
 
@@ -295,7 +268,7 @@ class Endpoint:
             try:
                 conn.handle_events(now)
             except Exception:
-                self._broken(conn, "handling its events")
+                self.broken(conn, "handling its events")
                 continue
             if conn.terminated:
                 continue
@@ -311,7 +284,7 @@ class Endpoint:
                 self.transmit(conn)
         return True
 
-    def _broken(self, conn: QUICConnection, doing: str) -> None:
+    def broken(self, conn: QUICConnection, doing: str) -> None:
         """A bug in one connection's handling costs that connection, never the endpoint."""
         if conn.terminated:
             return  # (closing it below may fail the same way)
@@ -335,7 +308,7 @@ class Endpoint:
                 self.dropped += 1
             return
         try:
-            header = pull_quic_header(Buffer(data=data), host_cid_length=8)
+            header = pull_header(data, host_cid_length=8)
         except ValueError:
             self.dropped += 1
             return
@@ -348,7 +321,7 @@ class Endpoint:
         try:
             conn.quic.receive_datagram(data, addr, now=now)
         except Exception:
-            self._broken(conn, "reading a datagram")
+            self.broken(conn, "reading a datagram")
             return
         self._touched[conn] = None
 
@@ -362,7 +335,7 @@ class Endpoint:
         version, packet_type = header.version, header.packet_type
         if packet_type != QuicPacketType.VERSION_NEGOTIATION and version is not None:
             if version not in config.supported_versions:
-                self._send_to(
+                self.send_to(
                     encode_quic_version_negotiation(
                         source_cid=header.destination_cid,
                         destination_cid=header.source_cid,
@@ -379,7 +352,7 @@ class Endpoint:
             if verdict is None:
                 self.dropped += 1
             else:
-                self._send_to(verdict, addr)  # a Retry (address validation under load), or a close
+                self.send_to(verdict, addr)  # a Retry (address validation under load), or a close
             return None
         original_cid, retry_cid = verdict
         quic = QuicConnection(
@@ -417,110 +390,10 @@ class Endpoint:
         conn.terminated = True
         conn.fail(ConnectionClosedError(f"QUIC handshake from {conn.remote_address} {why}"))
         self.forget(conn)
-        vars(conn.quic).clear()
+        discard_state(conn.quic)
 
-    def _send_to(self, data: bytes, addr: tuple[str, int]) -> None:
+    def send_to(self, data: bytes, addr: tuple[str, int]) -> None:
         try:
             self.sock.sendto(data, addr)
         except OSError:
             pass
-
-    # ------------------------------------------------------------------ timers
-
-    async def _timers(self, conn: QUICConnection) -> None:
-        """Run ``conn``'s aioquic timer, its linger deadline and its keep-alive pings until it ends.
-
-        While lingering, pings go every third of LINGER_SILENCE: a live peer
-        must acknowledge them at once, so silence then means it is gone.
-        """
-        quic = conn.quic
-        last_ping = anyio.current_time()
-        while not conn.terminated:
-            now = anyio.current_time()
-            linger = conn.linger_until
-            if linger is None:
-                next_ping = last_ping + self.keepalive
-            else:  # it ends early if the peer falls silent
-                linger = min(linger, conn.last_heard + conn.silence_limit())
-                next_ping = last_ping + LINGER_SILENCE / 3
-            own = next_ping if linger is None else min(linger, next_ping)
-            if conn.half_open_until is not None:
-                if now >= conn.half_open_until:
-                    self.admission.stats.half_open_timed_out += 1
-                    self.drop_half_open(conn, f"did not finish within {self.admission.handshake_timeout:g} s")
-                    return
-                own = min(own, conn.half_open_until)
-            timer = quic.get_timer()
-            deadline = own if timer is None else min(timer, own)
-            if deadline - now > 1e-6:
-                # transmit() moves the deadline as aioquic's timer moves; rearm() cancels the scope.
-                with anyio.CancelScope(deadline=deadline) as scope:
-                    conn.timer_scope = scope
-                    conn.own_deadline = own
-                    conn.sleeping_until = deadline
-                    await anyio.sleep_forever()
-                conn.timer_scope = None
-                conn.sleeping_until = math.inf
-                continue
-            try:
-                timer = quic.get_timer()
-                if timer is not None and now >= timer:
-                    quic.handle_timer(now)
-                if now >= next_ping:
-                    last_ping = now
-                    if conn.ready.is_set() and quic._close_event is None:
-                        quic.send_ping(0)
-                conn.handle_events(now)
-            except Exception:
-                self._broken(conn, "running its timers")
-                return
-            if not conn.terminated:
-                self.transmit(conn)
-
-
-class Datagrams:
-    """The failure detector's channel on a listener's socket (a ``DatagramEndpoint``)."""
-
-    QUEUE = 1024
-
-    def __init__(self, endpoint: Endpoint) -> None:
-        self._endpoint: Endpoint | None = endpoint
-        self._queue: deque[bytes] = deque()
-        self._wake: anyio.Event | None = None
-        self.dropped = 0
-
-    def put(self, data: bytes) -> None:
-        if len(self._queue) >= self.QUEUE:
-            self.dropped += 1
-            return
-        self._queue.append(data)
-        if self._wake is not None:
-            self._wake.set()
-            self._wake = None
-
-    def closed(self) -> None:
-        self._endpoint = None
-        if self._wake is not None:
-            self._wake.set()
-            self._wake = None
-
-    def send(self, data: bytes, address: Address) -> None:
-        endpoint = self._endpoint
-        if endpoint is None or endpoint.sock.fileno() < 0:
-            return
-        endpoint._send_to(bytes((DATAGRAM_MARK,)) + data, (address.host, address.port))
-
-    async def receive(self) -> bytes:
-        while not self._queue:
-            if self._endpoint is None:
-                raise ConnectionClosedError("datagram endpoint closed")
-            self._wake = anyio.Event()
-            await self._wake.wait()
-        return self._queue.popleft()
-
-    async def aclose(self) -> None:
-        endpoint = self._endpoint
-        if endpoint is not None and endpoint.datagrams is self:
-            endpoint.datagrams = None
-        self.closed()
-        await anyio.lowlevel.checkpoint()

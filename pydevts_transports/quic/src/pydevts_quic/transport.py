@@ -22,11 +22,14 @@ from pydevts.framing import DEFAULT_MAX_FRAME_SIZE
 from pydevts.protocols import Address, Connection
 from pydevts.wire import PROTOCOL_VERSION
 
+from . import _aioquic
 from ._spawn import spawn_detached
 from .admission import Admission, AdmissionStats
-from .connection import LINGER, PREAMBLE, STREAM_ID, QUICConnection
-from .endpoint import Datagrams, Endpoint, tune_socket
+from .closing import LINGER
+from .connection import PREAMBLE, STREAM_ID, QUICConnection
+from .endpoint import Endpoint
 from .tls import TLSSettings
+from .udp import Datagrams, tune_socket
 
 __all__ = ["ALPN", "QUICListener", "QUICTransport"]
 
@@ -102,6 +105,7 @@ class QUICTransport:
         max_half_open: int = 64,
         retry_above: int = 8,
     ) -> None:
+        _aioquic.check()  # the installed aioquic still has the internals pydevts-quic uses
         self.max_frame_size = max_frame_size
         self.connect_timeout = float(connect_timeout)
         self.idle_timeout = float(idle_timeout)
