@@ -1,167 +1,137 @@
 """The router contract, as one async function: :func:`check_router`.
 
-Runs a small cluster of real nodes in one process over the in-memory
-transport (no sockets) with the router under test, and checks what every
-router must do::
+Runs small clusters of real nodes in one process over the in-memory
+transport (:class:`~pydevts.testing.MemoryNetwork`; no sockets) with the
+router under test, and checks what every router must do, one named rule at a
+time, each on a fresh cluster of ``nodes`` nodes (``r0`` ... ``r3``, each
+on a host of its own, all joining through ``r0`` unless the rule says)::
 
     @pytest.mark.anyio
     async def test_my_router_honours_the_contract():
         await check_router(lambda: MyRouter())
 
-It raises ``AssertionError`` naming the first broken rule.
+The rules, in the order they run (``pydevts/testing/router_rules.py``):
+
+``join``
+    every node joins through ``r0``; each sees every node alive and gets one
+    ``joined`` event for each other node.
+``exactly-once emit``
+    each node emits once: every other node gets it exactly once, the sender never.
+``send and request``
+    ``send`` reaches its destination only, ``request`` is answered, a send
+    to an unknown id raises ``UnknownNodeError``.
+``graceful leave``
+    a node that stops is seen as ``left`` (never ``failed``) by the others.
+``join through any member``
+    a new node joins through the last member (not ``r0``): everyone sees
+    everyone, events flow between all.
+``concurrent joins``
+    three nodes join at the same moment through three different members:
+    one full view, events flow between all.
+``per-sender order``
+    one node emits ``events`` numbered events (200) and sends as many to
+    one member, at full speed: each receiver gets them in order, exactly once.
+``crash of a member`` / ``crash of the first node``
+    ``r2`` (resp. ``r0``, the node everyone joined through) dies without a
+    goodbye: every connection it had is reset, its host is cut off, its
+    tasks are cancelled (a killed process). Every survivor marks it
+    ``failed`` within ``failure_timeout``; the survivors form one cluster
+    (each lists exactly the survivors alive, events flow between all of
+    them), and a new node joins through a survivor.
+``partition and heal``
+    the cluster is split in two halves (frames across vanish, connects fail,
+    the connections across are reset); within ``failure_timeout`` each side
+    lists only itself alive; after the heal, within ``heal_timeout``, every
+    node lists every node alive again and events flow between all.
+``restart with the same id``
+    ``r1`` crashes and a new node with the same id joins at once: within
+    ``failure_timeout`` (plus ``step_timeout``) everyone lists it alive,
+    and events flow to and from it.
+``link churn``
+    the connections between random pairs of members are reset ``resets``
+    times (6) while two nodes emit numbered events: every receiver gets each
+    sender's events in order, exactly once (resumable links keep this).
+
+``AssertionError`` names the first broken rule and what was seen there, e.g.
+``router contract, rule 'join through any member': r4 joined through r3 but
+['r0', 'r1', 'r2'] never saw it within 15 s``.
+
+Options (keywords):
+
+- ``failure_timeout`` (10 s): how soon a crashed member, or the other side
+  of a partition, must be marked down;
+- ``heal_timeout`` (10 s): how soon a healed partition must be one cluster again;
+- ``step_timeout`` (15 s): any other wait (joins, deliveries);
+- ``events`` (200), ``resets`` (6): the sizes of the order and churn rules;
+- ``node_options``: more keyword arguments for every :class:`~pydevts.Node`
+  (the contract passes ``merge_interval=1.0`` unless this says otherwise:
+  islands are looked for every second);
+- ``rules``: run only these rules (names as above), ``skip``: all but these.
+
+Each rule runs under a deadline (the sum of the three timeouts); with the
+built-in routers the whole check takes a few seconds.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import AsyncExitStack
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 import anyio
 
-from ..errors import UnknownNodeError
-from ..members import MemberEvent
-from ..node import Node
 from ..protocols import Router
 from .conformance import first_leaf as _first_leaf
-from .memory import MemoryNetwork, MemoryTransport
+from .contract_cluster import ContractCluster, ContractOptions
+from .router_rules import RULES
 
-__all__ = ["check_router"]
+__all__ = ["RULE_NAMES", "check_router"]
 
-STEP_TIMEOUT = 15.0
-
-
-async def check_router(make: Callable[[], Router], *, nodes: int = 4) -> None:
-    """Check that routers made by ``make()`` honour the contract, on ``nodes`` nodes."""
-    try:
-        await _run(make, nodes)
-    except* AssertionError as group:  # raised inside the nodes' task groups
-        raise _first_leaf(group) from None
+#: The contract's rules, in the order they run.
+RULE_NAMES = tuple(RULES)
 
 
-async def _run(make: Callable[[], Router], nodes: int) -> None:
-    network = MemoryNetwork(seed=7)
-    ids = [f"r{i}" for i in range(nodes)]
-    cluster = [
-        Node(
-            7000,
-            node_id=i,
-            host=i,
-            cluster_host=ids[0],
-            transport=MemoryTransport(network, host=i),
-            router=make(),
-        )
-        for i in ids
-    ]
-    got: dict[str, list[tuple[str, str, Any]]] = {i: [] for i in ids}
-    events: dict[str, list[tuple[str, str]]] = {i: [] for i in ids}
-    for node in cluster:
-        _instrument(node, got[node.id], events[node.id])
+async def check_router(
+    make: Callable[[], Router],
+    *,
+    nodes: int = 4,
+    failure_timeout: float = 10.0,
+    heal_timeout: float = 10.0,
+    step_timeout: float = 15.0,
+    events: int = 200,
+    resets: int = 6,
+    node_options: Mapping[str, Any] | None = None,
+    rules: Collection[str] | None = None,
+    skip: Collection[str] = (),
+) -> None:
+    """Check that routers made by ``make()`` honour the contract, on clusters of ``nodes`` nodes.
 
-    async with AsyncExitStack() as stack:
-        for node in cluster:  # each join is bounded by the node's own join_timeout
-            await stack.enter_async_context(node)
-        await _until(lambda: all(_alive(n) == set(ids) for n in cluster), "every node sees every node alive")
-
-        def joined(node: Node) -> set[str]:
-            return {m for kind, m in events[node.id] if kind == "joined"}
-
-        # Lifecycle callbacks run in their own task, a moment after the view changed.
-        await _until(
-            lambda: all(joined(n) >= set(ids) - {n.id} for n in cluster),
-            "a joined event on every node for every other node",
-        )
-        for node in cluster:
-            _check(
-                joined(node) == set(ids) - {node.id},
-                f"{node.id} got joined events for {sorted(joined(node))}",
-            )
-
-        with anyio.fail_after(STEP_TIMEOUT):
-            for sender in cluster:
-                await sender.emit("contract.emit", sender.id)
-            expected = (nodes - 1) * nodes
-            await _until(lambda: sum(len(v) for v in got.values()) >= expected, f"{expected} emitted events")
-            await _settle()
-        for node in cluster:
-            senders = sorted(s for name, s, _ in got[node.id] if name == "contract.emit")
-            _check(
-                senders == sorted(set(ids) - {node.id}),
-                f"emit: {node.id} got events from {senders} (each other node exactly once, never itself)",
-            )
-            got[node.id].clear()
-
-        with anyio.fail_after(STEP_TIMEOUT):
-            await cluster[0].send(ids[-1], "contract.send", "one")
-            await _until(lambda: bool(got[ids[-1]]), "a sent event")
-            await _settle()
-            _check(
-                [g for v in got.values() for g in v] == [("contract.send", ids[0], "one")],
-                f"send reached {[(k, v) for k, v in got.items() if v]} instead of only {ids[-1]}",
-            )
-            reply = await cluster[1].request(ids[0], "contract.echo", [1, 2], timeout=5)
-            _check(reply == {"from": ids[0], "echo": [1, 2]}, f"request got {reply!r}")
-            try:
-                await cluster[0].send("no-such-node", "contract.send", None)
-            except UnknownNodeError:
-                pass
-            else:
-                raise AssertionError("send to an unknown node id did not raise UnknownNodeError")
-
-        with anyio.fail_after(STEP_TIMEOUT):
-            leaver = cluster[-1]
-            await leaver.stop()
-            rest = cluster[:-1]
-            await _until(
-                lambda: all(("left", leaver.id) in events[n.id] for n in rest),
-                "every other node to see a leave",
-            )
-            for node in rest:
-                _check(
-                    ("failed", leaver.id) not in events[node.id],
-                    f"{node.id} reported a graceful leave as a failure",
-                )
-                _check(
-                    leaver.id not in _alive(node), f"{node.id} still lists {leaver.id} alive after it left"
-                )
-
-
-def _instrument(node: Node, got: list[tuple[str, str, Any]], events: list[tuple[str, str]]) -> None:
-    async def on_emit(sender: str, payload: Any) -> None:
-        got.append(("contract.emit", sender, payload))
-
-    async def on_send(sender: str, payload: Any) -> None:
-        got.append(("contract.send", sender, payload))
-
-    async def on_echo(sender: str, payload: Any) -> dict[str, Any]:
-        return {"from": node.id, "echo": payload}
-
-    async def on_lifecycle(event: MemberEvent) -> None:
-        events.append((event.kind, event.member.id))
-
-    node.add_handler("contract.emit", on_emit)
-    node.add_handler("contract.send", on_send)
-    node.add_handler("contract.echo", on_echo)
-    node.on_lifecycle(on_lifecycle)
-
-
-def _alive(node: Node) -> set[str]:
-    return {m.id for m in node.members if m.alive}
-
-
-def _check(condition: bool, message: str) -> None:
-    if not condition:
-        raise AssertionError(f"router contract: {message}")
-
-
-async def _until(predicate: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    with anyio.move_on_after(timeout):
-        while not predicate():  # noqa: ASYNC110 - polling other tasks' results
-            await anyio.sleep(0.01)
-        return
-    raise AssertionError(f"router contract: no {what} within {timeout:g} s")
-
-
-async def _settle() -> None:
-    """Give anything extra (a duplicate) time to show up before checking exactly-once."""
-    await anyio.sleep(0.2)
+    Raises ``AssertionError`` naming the first rule broken (see the module
+    documentation for the rules and the options).
+    """
+    if nodes < 3:
+        raise ValueError(f"the router contract needs at least 3 nodes, got {nodes}")
+    unknown = sorted((set(rules or ()) | set(skip)) - set(RULES))
+    if unknown:
+        raise ValueError(f"unknown router contract rules {unknown}; the rules are {list(RULES)}")
+    options = ContractOptions(
+        nodes=nodes,
+        failure_timeout=failure_timeout,
+        heal_timeout=heal_timeout,
+        step_timeout=step_timeout,
+        events=events,
+        resets=resets,
+        node_options=dict(node_options or {}),
+    )
+    deadline = failure_timeout + heal_timeout + 2 * step_timeout
+    for name, rule in RULES.items():
+        if (rules is not None and name not in rules) or name in skip:
+            continue
+        try:
+            with anyio.fail_after(deadline):
+                async with anyio.create_task_group() as tg:
+                    await rule(ContractCluster(make, options, tg))
+                    tg.cancel_scope.cancel()  # every node still running stops (gracefully)
+        except* AssertionError as group:  # possibly raised inside the nodes' task groups
+            raise AssertionError(f"router contract, rule {name!r}: {_first_leaf(group)}") from None
+        except* TimeoutError:
+            raise AssertionError(f"router contract, rule {name!r}: not done within {deadline:g} s") from None
