@@ -38,10 +38,7 @@ PORT = 7000
 
 
 async def test_the_hop_router_honours_the_router_contract() -> None:
-    # Known failure, left for the router work (issue 13): a member that crashes and comes back
-    # with the same id before the others noticed it died is seen whole again only after
-    # refresh_interval (30 s). Skipped openly until the hop router handles it.
-    await check_router(lambda: HopRouter(config=FAST), skip=["restart with the same id"])
+    await check_router(lambda: HopRouter(config=FAST))
 
 
 def only_edges(net: MemoryNetwork, hosts: list[str], edges: Iterable[tuple[str, str]]) -> None:

@@ -126,6 +126,14 @@ class HopRouter:
             ctx.spawn(link.aclose, f"role {link.peer.role!r} not served")
             return
         existing = self._links.get(link.peer_id)
+        if existing is not None and _incarnation(existing) != _incarnation(link):
+            # The member restarted under its id (a new process): forget the old neighbour, so
+            # the new one is taken as new (it gets our database; it has none of it).
+            del self._links[link.peer_id]
+            if not existing.closed:
+                ctx.spawn(existing.aclose, "the member restarted")
+            self._apply_now(self.state.link_down(link.peer_id, anyio.current_time()))
+            existing = None
         if existing is not None and existing.closed:
             # The link that dropped comes back: its session resumes; the state never lost it.
             self._links[link.peer_id] = link
@@ -376,6 +384,10 @@ class HopRouter:
 
     async def broadcast(self, frame: bytes) -> None:
         await self._apply(self.state.broadcast(frame, anyio.current_time()), relaying=False)
+
+
+def _incarnation(link: Link) -> object:
+    return link.peer.extensions.get("incarnation")
 
 
 def _spawn_tail(ctx: RouterContext, tail: Tail | None) -> None:
