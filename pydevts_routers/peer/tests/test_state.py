@@ -102,65 +102,55 @@ def test_members_joining_at_once_through_different_nodes_are_introduced_to_each_
     assert sends(later) == []  # r4 is no newcomer after NEWCOMER_WINDOW
 
 
+class Mesh:
+    """Peer states wired together in memory: links come up at once, control messages in order."""
+
+    def __init__(self, ids: list[str]) -> None:
+        self.states = {i: PeerState(m(i)) for i in ids}
+        self.queue: deque[tuple[str, str, Any]] = deque()  # (to, from, control message)
+
+    def link(self, x: str, y: str) -> None:
+        for a, b in ((x, y), (y, x)):
+            for action in self.states[a].link_up(m(b), 0.0):
+                if isinstance(action, SendControl):
+                    self.queue.append((action.peer_id, a, action.message))
+
+    def settle(self) -> None:
+        while self.queue:
+            to, frm, message = self.queue.popleft()
+            for action in self.states[to].control(frm, message, 0.0):
+                if isinstance(action, SendControl):
+                    self.queue.append((action.peer_id, to, action.message))
+                elif isinstance(action, Connect) and action.member.id not in self.states[to].linked:
+                    self.link(to, action.member.id)
+
+    def assert_full(self) -> None:
+        ids = set(self.states)
+        for i, state in self.states.items():
+            assert set(state.linked) == ids - {i}, (i, sorted(state.linked))
+
+
 def test_every_pair_links_after_two_islands_merge() -> None:
     """Islands {a1, a2, a3} and {b1, b2} merge through a1 -> b1: every pair ends up linked."""
-    ids = ["a1", "a2", "a3", "b1", "b2"]
-    states = {i: PeerState(m(i)) for i in ids}
-    queue: deque[tuple[str, str, Any]] = deque()  # (to, from, control message)
-
-    def link(x: str, y: str) -> None:
-        for a, b in ((x, y), (y, x)):
-            for action in states[a].link_up(m(b), 0.0):
-                if isinstance(action, SendControl):
-                    queue.append((action.peer_id, a, action.message))
-
-    def settle() -> None:
-        while queue:
-            to, frm, message = queue.popleft()
-            for action in states[to].control(frm, message, 0.0):
-                if isinstance(action, SendControl):
-                    queue.append((action.peer_id, to, action.message))
-                elif isinstance(action, Connect) and action.member.id not in states[to].linked:
-                    link(to, action.member.id)
-
+    mesh = Mesh(["a1", "a2", "a3", "b1", "b2"])
     for island in (["a1", "a2", "a3"], ["b1", "b2"]):
         for other in island[1:]:
-            link(other, island[0])  # each joins through the first
-            settle()
-    link("a1", "b1")  # the merge
-    settle()
-    for i in ids:
-        assert set(states[i].linked) == set(ids) - {i}, (i, sorted(states[i].linked))
+            mesh.link(other, island[0])  # each joins through the first
+            mesh.settle()
+    mesh.link("a1", "b1")  # the merge
+    mesh.settle()
+    mesh.assert_full()
 
 
 def test_every_pair_links_when_nodes_join_at_once_through_different_members() -> None:
-    ids = ["r0", "r1", "r2", "r3", "r4", "r6"]
-    states = {i: PeerState(m(i)) for i in ids}
-    queue: deque[tuple[str, str, Any]] = deque()
-
-    def link(x: str, y: str) -> None:
-        for a, b in ((x, y), (y, x)):
-            for action in states[a].link_up(m(b), 0.0):
-                if isinstance(action, SendControl):
-                    queue.append((action.peer_id, a, action.message))
-
-    def settle() -> None:
-        while queue:
-            to, frm, message = queue.popleft()
-            for action in states[to].control(frm, message, 0.0):
-                if isinstance(action, SendControl):
-                    queue.append((action.peer_id, to, action.message))
-                elif isinstance(action, Connect) and action.member.id not in states[to].linked:
-                    link(to, action.member.id)
-
+    mesh = Mesh(["r0", "r1", "r2", "r3", "r4", "r6"])
     for i in ("r1", "r2", "r3"):
-        link(i, "r0")
-        settle()
-    link("r4", "r3")  # both join before either's messages are handled
-    link("r6", "r1")
-    settle()
-    for i in ids:
-        assert set(states[i].linked) == set(ids) - {i}, (i, sorted(states[i].linked))
+        mesh.link(i, "r0")
+        mesh.settle()
+    mesh.link("r4", "r3")  # both join before either's messages are handled
+    mesh.link("r6", "r1")
+    mesh.settle()
+    mesh.assert_full()
 
 
 def test_link_up_again_for_linked_peer_sends_no_intro() -> None:
