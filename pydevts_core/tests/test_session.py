@@ -265,3 +265,37 @@ def test_any_frames_from_a_peer_cost_at_most_a_protocol_error(batches: list[list
             continue
         assert all(f[:1] not in (bytes((NEXT,)), bytes((ACK,))) for f in kept)
     assert 0 <= session.base <= 1 and session.buffered >= 0
+
+
+def test_a_member_given_up_but_alive_is_not_delivered_again_what_it_resends() -> None:
+    # b's view said a left (a spoofed or mistaken "left") and dropped a's session after it had
+    # delivered frames 0-2 but before it acknowledged them. a, alive, resends them on its next
+    # link: b counts on where it was and delivers only frame 3.
+    table = SessionTable(1 << 20)
+    a = Session("b", 1, high_water=1 << 20)
+    la, lb = FakeLink("a", peer="b"), FakeLink("b", peer="a")
+    la.session = a
+    a.attach(la)  # type: ignore[arg-type]
+    lb.session = table.for_link(lb)  # type: ignore[arg-type]
+    lb.session.attach(lb)  # type: ignore[arg-type]
+    for i in range(3):
+        a.push(data(i))
+    la.write()
+    assert lb.session.accept(lb, la.wire) == [data(0), data(1), data(2)]  # type: ignore[arg-type]
+    la.wire = []
+    table.drop("a", "the view says it left")  # no ACK went back
+    a.detach(la)  # type: ignore[arg-type]
+    la2, lb2 = FakeLink("a", peer="b"), FakeLink("b", peer="a")
+    la2.session = a
+    a.attach(la2)  # type: ignore[arg-type]
+    a.push(data(3))
+    lb2.session = again = table.for_link(lb2)  # type: ignore[arg-type]
+    again.attach(lb2)  # type: ignore[arg-type]
+    la2.write()
+    assert again.accept(lb2, la2.wire) == [data(3)]  # type: ignore[arg-type]
+    assert again.duplicates == 3 and again.ack_owed()  # and a hears they all arrived
+    # A new incarnation of a (a restart) is a new stream: nothing carried over.
+    restarted = FakeLink("b", peer="a")
+    restarted.peer = type("Hello", (), {"extensions": {"incarnation": 2}})()
+    table.drop("a", "gone")
+    assert table.for_link(restarted).received == 0  # type: ignore[arg-type]

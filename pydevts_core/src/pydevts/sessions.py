@@ -27,6 +27,9 @@ class SessionTable:
         self.undelivered = 0
         self.dropped = 0
         self._gone = {"resent": 0, "duplicates_dropped": 0}  # counts of dropped sessions
+        #: How far we had read the streams of dropped sessions, by (member, incarnation):
+        #: (its epoch, frames received, frames acknowledged). Bounded like idle sessions.
+        self._read: dict[tuple[str, int], tuple[int, int, int]] = {}
 
     def get(self, peer_id: str) -> Session | None:
         return self.sessions.get(peer_id)
@@ -42,6 +45,12 @@ class SessionTable:
             session = None
         if session is None:
             session = self.sessions[link.peer_id] = Session(link.peer_id, incarnation, self.high_water)
+            position = self._read.pop((link.peer_id, incarnation), None)
+            if position is not None:
+                # We gave this member up (its view said left or failed) but it is the same
+                # process: it may resend what it never saw acknowledged. Keep counting where we
+                # were, so what was delivered is not delivered again.
+                session.peer_epoch, session.received, session.acked_in = position
             self._bound()
         return session
 
@@ -49,6 +58,11 @@ class SessionTable:
         session = self.sessions.pop(peer_id, None)
         if session is None:
             return
+        if session.peer_epoch:
+            read = (session.peer_epoch, session.received, session.acked_in)
+            self._read[(peer_id, session.incarnation)] = read
+            while len(self._read) > MAX_IDLE_SESSIONS:
+                del self._read[next(iter(self._read))]
         lost = session.drop(reason)
         self.dropped += 1
         self._gone["resent"] += session.resent
