@@ -299,9 +299,7 @@ class Node(Messaging):
         except BaseException:
             # Report the start failure itself, not a task-group wrapper around it.
             self._running = False
-            if self._plugins_started:
-                self._plugins_started = False
-                self._ctx.observers.call(self._ctx.observers.stop, self)
+            self._stop_plugins()
             self._tg = None
             self._lifecycle_scope.cancel()
             tg.cancel_scope.cancel()
@@ -340,9 +338,7 @@ class Node(Messaging):
         ctx = self._ctx
         ctx.stop_reaper()
         await ctx.notify(MemberEvent("stopping", ctx.members.local))
-        if self._plugins_started:
-            self._plugins_started = False
-            ctx.observers.call(ctx.observers.stop, self)
+        self._stop_plugins()
         ctx.dispatcher.fail_pending(None, "this node stopped")
         if self.snapshot:  # the members as they are now, for the next start
             last = snapshot_of(self.cluster, ctx.members)
@@ -357,6 +353,12 @@ class Node(Messaging):
         await ctx.drain_lifecycle()
         log.info("node %s stopped", self.id)
         self._stopped.set()
+
+    def _stop_plugins(self) -> None:
+        """Each plugin's ``on_stop``, once, if their ``on_start`` ran (at stop, or a failed start)."""
+        if self._plugins_started:
+            self._plugins_started = False
+            self._ctx.observers.call(self._ctx.observers.stop, self)
 
     async def _run_lifecycle(self, ctx: NodeContext) -> None:
         # Shielded until __aexit__ ends it: when a cancellation (Ctrl-C) stops the node,

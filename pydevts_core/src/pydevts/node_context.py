@@ -94,6 +94,7 @@ class NodeContext(Watching):
         self.sessions = SessionTable(DEFAULT_HIGH_WATER)
         self.open_links: set[Link] = set()  # every handshaked link (bounded by the connection limits)
         self.traces = TraceLog(hello.node_id)
+        self.trace_fanout = anyio.Lock()  # pydevts.trace for every member: one round at a time
         self.pressure = Pressure()
 
     @property

@@ -9,10 +9,7 @@ through one node on any router: ``{"nodes": {id: records}, "missing": {id: why}}
 
 from __future__ import annotations
 
-import weakref
 from typing import TYPE_CHECKING, Any
-
-import anyio
 
 from .fanout import ask_members
 
@@ -30,16 +27,6 @@ def _trace_id(payload: Any) -> str:
     return str(payload["id"])[:64]
 
 
-_LOCKS: weakref.WeakKeyDictionary[Node, anyio.Lock] = weakref.WeakKeyDictionary()
-
-
-def _fanout_lock(node: Node) -> anyio.Lock:
-    lock = _LOCKS.get(node)
-    if lock is None:
-        lock = _LOCKS[node] = anyio.Lock()
-    return lock
-
-
 async def answer_trace(node: Node, sender: str, payload: Any) -> dict[str, Any]:
     trace_id = _trace_id(payload)
     ctx = node._require_running()
@@ -50,7 +37,7 @@ async def answer_trace(node: Node, sender: str, payload: Any) -> dict[str, Any]:
         raise PermissionError(f"{_NAME} for every member is for clients of this node, not for {sender!r}")
     # One fan-out at a time per node: clients asking in a loop cost the members one round each
     # in turn, not one per request in flight (a client may have 64 in flight).
-    async with _fanout_lock(node):
+    async with ctx.trace_fanout:
         answers = await ask_members(node, _NAME, {"id": trace_id})
     nodes: dict[str, list[Any]] = {node.id: ctx.traces.rows(trace_id)}
     missing: dict[str, str] = {}
