@@ -107,19 +107,22 @@ async def test_three_nodes_over_tcp(anyio_backend: str) -> None:
             assert await a.request("b", "sum", [5, 5], timeout=5) == {"by": "b", "sum": 10}
 
 
-async def test_a_link_lost_without_leave_is_a_failure(anyio_backend: str) -> None:
-    """No failure detector of its own: the link is the only evidence, on both of its ends."""
+async def test_a_member_gone_without_leave_fails(anyio_backend: str) -> None:
+    """No failure detector of its own: a link closed for good without a ``leave`` is the evidence."""
     port = free_port()
-    routers = {i: LiteMeshRouter() for i in "abc"}
+    routers = {i: LiteMeshRouter(redial_for=1.0) for i in "abc"}
     a, b, c = (Node(port, node_id=i, router=routers[i]) for i in "abc")
     rec = {n.id: Recorder(n) for n in (a, b, c)}
     with anyio.fail_after(30):
-        async with a, b, c:
-            await wait_until(lambda: all(alive(n) == {"a", "b", "c"} for n in (a, b, c)))
-            await routers["a"].links["c"].aclose("cut by the test")
-            await wait_until(lambda: ("failed", "c") in rec["a"].lifecycle)
-            await wait_until(lambda: ("failed", "a") in rec["c"].lifecycle)
-            assert alive(b) == {"a", "b", "c"}  # b still has both links
+        async with a, b:
+            async with c:
+                await wait_until(lambda: all(alive(n) == {"a", "b", "c"} for n in (a, b, c)))
+                # c's node goes without a goodbye: its links close, nothing listens at its port
+                c._tg.cancel_scope.cancel()
+            await wait_until(
+                lambda: ("failed", "c") in rec["a"].lifecycle and ("failed", "c") in rec["b"].lifecycle
+            )
+            assert alive(a) == alive(b) == {"a", "b"}
             with pytest.raises(UnknownNodeError):
                 await a.send("c", "note", None)
             assert await a.request("b", "sum", [1], timeout=5) == {"by": "b", "sum": 1}

@@ -12,6 +12,7 @@ from .plugins import Registry
 
 if TYPE_CHECKING:
     from .protocols import ConnectionPlugin, Router, Serializer, Transport
+    from .routing.machine import RouterMachine
 
 __all__ = ["Choices", "resolve"]
 
@@ -84,7 +85,7 @@ class Choices:
 
     def resolve(
         self, **transport_settings: Any
-    ) -> tuple[Transport, Router, Serializer, list[ConnectionPlugin]]:
+    ) -> tuple[Transport, Router | RouterMachine, Serializer, list[ConnectionPlugin]]:
         """Make the transport, router, serializer and plugins (a registry only if a name needs one)."""
         chosen = (self.transport, self.router, self.serializer, *self.connection_plugins)
         for kind, options in self.options.items():  # every check before anything is made

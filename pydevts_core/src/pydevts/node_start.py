@@ -23,6 +23,8 @@ from .merge import run_merge
 from .node_context import NodeContext
 from .observe import Observers
 from .protocols import Address, ConnectionPlugin, Router, Serializer, Transport
+from .routing.host import LinkHost
+from .routing.machine import RouterMachine
 from .settings import advertise_host_for
 from .snapshot import run_snapshots
 from .views import agree_with
@@ -38,7 +40,9 @@ log = logging.getLogger("pydevts.node")
 
 async def start_node(node: Node, tg: TaskGroup) -> None:
     """Resolve the plugins, join or start the cluster, start the router and the listener."""
-    transport, router, serializer, plugins = node._choices.resolve(max_frame_size=node.max_frame_size)
+    transport, chosen, serializer, plugins = node._choices.resolve(max_frame_size=node.max_frame_size)
+    # A router that decides (a RouterMachine) runs on core's links; one with IO of its own as is.
+    router: Router = LinkHost(chosen) if isinstance(chosen, RouterMachine) else chosen
     check_open_mode(node.keyring, serializer)
     advertise_host = await advertise_host_for(
         node.host, node._advertise_host_given, toward=node.cluster_address.host
@@ -128,7 +132,8 @@ async def _begin(
     ctx.dispatcher.handlers = node._handlers
     ctx.dispatcher.header_handlers = node._header_handlers
     node._plugins = {
-        str(getattr(p, "name", type(p).__name__)): p for p in (transport, router, serializer, *plugins)
+        str(getattr(p, "name", type(p).__name__)): p
+        for p in (transport, router.machine if isinstance(router, LinkHost) else router, serializer, *plugins)
     }
     ctx.dispatcher.fallback = node._unhandled
     tg.start_soon(node._run_lifecycle, ctx, name="pydevts lifecycle")

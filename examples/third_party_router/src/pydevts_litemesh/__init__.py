@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING
 from pydevts.plugins import lazy_exports
 
 if TYPE_CHECKING:
-    from .router import CONTROL, LiteMeshRouter, keeps
+    from .router import CONTROL, LiteMeshRouter
 
-__all__ = ["CONTROL", "LiteMeshRouter", "keeps"]
+__all__ = ["CONTROL", "LiteMeshRouter"]
 
 # Imported on first use: plugin discovery imports this package at every node start.
 __getattr__, __dir__ = lazy_exports(__name__, dict.fromkeys(__all__, "router"))

@@ -25,11 +25,11 @@ from typing import Any, TypeVar
 
 import anyio
 
-from .errors import ConnectionClosedError, FrameTooLargeError, UnknownNodeError
-from .link import Link, Tail
-from .members import Member
-from .session import keeps
-from .wire import ROUTER_KIND_MIN, Hello
+from ..errors import ConnectionClosedError, FrameTooLargeError, UnknownNodeError
+from ..link import Link, Tail
+from ..members import Member
+from ..session import keeps
+from ..wire import ROUTER_KIND_MIN, Hello
 
 __all__ = [
     "ROUTER_KIND_MIN",

@@ -1,0 +1,489 @@
+"""The link host: runs a :class:`~pydevts.routing.machine.RouterMachine` on real links.
+
+It is the one IO layer every machine router shares (see the machine's module
+docs for what it does on the router's behalf) and implements
+:class:`pydevts.protocols.Router` towards the node, so the node cannot tell a
+hosted machine from a router that brings its own IO. Dialling and
+reconnecting are in :mod:`pydevts.routing.dialer`; the per-origin order of
+hand-over for routers that relay in :mod:`pydevts.routing.outbox`.
+
+Actions are carried out in the order given. A ``Send`` waits for room on the
+link when this node originated the frame (``Node.emit`` slows down with a slow
+receiver); a relay waits at most ``relay_timeout`` and is then dropped,
+counted and reported, so that two relays waiting on each other's full links
+cannot stop both for good. Every other action never waits.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+
+from ..errors import (
+    ConnectionClosedError,
+    FrameTooLargeError,
+    PydevtsError,
+    RemoteProtocolError,
+    UnknownNodeError,
+)
+from ..link import SEND_DEADLINE, Link, Tail
+from ..protocols import DatagramEndpoint, RouterContext
+from ..ratelog import RateLimitedLog
+from ..session import keeps
+from ..wire import ROUTER_KIND_MIN
+from .actions import (
+    Action,
+    CloseLink,
+    Connect,
+    Control,
+    Deliver,
+    Dropped,
+    Send,
+    SendDatagram,
+    SetMemberState,
+    UpdateMember,
+)
+from .dialer import Dialer
+from .helpers import close_later, member_from_hello, retire, send_on_link, send_on_links
+from .machine import RouterMachine
+from .outbox import Outboxes
+
+__all__ = ["LinkHost"]
+
+log = logging.getLogger("pydevts.routing")
+
+#: Why a link closed when its peer is not coming back over it (no redial).
+FINAL_REASONS = frozenset({"this node left", "member left", "duplicate link", "replaced by a newer link"})
+#: Datagrams handled in a row before the receive loop lets other tasks run.
+YIELD_EVERY = 8
+_BAD_FRAME = (ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError)
+_COUNTERS = ("links_adopted", "duplicate_links", "dials", "redials", "dial_failures", "relays_dropped")
+
+
+class LinkHost:
+    """Owns the links of one node and carries out what its router machine decides."""
+
+    def __init__(self, machine: RouterMachine) -> None:
+        timings = {
+            "leave_timeout": machine.leave_timeout,
+            "relay_timeout": machine.relay_timeout,
+            "max_backoff": machine.max_backoff,
+        }
+        for name, value in timings.items():
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+        self.machine = machine
+        self.name = machine.name
+        cls = type(machine)
+        #: Full mesh: core messages go straight on the link to their destination.
+        self._mesh = cls.send is RouterMachine.send and cls.broadcast is RouterMachine.broadcast
+        self._ctx: RouterContext | None = None
+        self._links: dict[str, Link] = {}  # the link to each member that we send on
+        #: Links that dropped and are being redialled: sends wait in their sessions.
+        self.resting: dict[str, Link] = {}
+        self._readers: set[Link] = set()  # every link we read: current, duplicate, retiring
+        self._busy: dict[str, int] = {}  # readers inside the node's deliver, per peer
+        self._counts = dict.fromkeys(_COUNTERS, 0)
+        self._counts["timer_errors"] = self._counts["datagram_errors"] = 0
+        self._dialer = Dialer(self, self._counts)
+        self._outboxes: Outboxes | None = None
+        self._endpoint: DatagramEndpoint | None = None
+        self._ratelog = RateLimitedLog(log)
+        self._wake = anyio.Event()
+        self._sleeping_until = math.inf
+        self.stopping = False
+
+    # ------------------------------------------------------------- the node's side
+
+    @property
+    def ctx(self) -> RouterContext:
+        assert self._ctx is not None, "the router has not been started"
+        return self._ctx
+
+    @property
+    def links(self) -> Mapping[str, Link]:
+        """The current link to each member (read-only use)."""
+        return self._links
+
+    async def start(self, ctx: RouterContext, entry: Link | None) -> None:
+        self._ctx = ctx
+        machine = self.machine
+        if machine.relays:
+            self._outboxes = Outboxes(ctx.deliver, ctx.spawn)
+        if machine.uses_datagrams:
+            # Without its channel a failure detector would have the others declare this
+            # node failed: an error opening it stops the node from starting.
+            self._endpoint = await ctx.open_datagrams()
+            ctx.spawn(self._datagram_loop, name=f"pydevts {self.name} datagrams")
+        self.input(lambda m, now: m.start(now, member_from_hello(ctx.hello)))
+        if entry is not None:
+            self.add_link(entry)
+        ctx.spawn(self._timer_loop, name=f"pydevts {self.name} timers")
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        self.input(lambda m, now: m.set_tags(now, tags))
+
+    async def stop(self) -> None:
+        self.stopping = True
+        try:
+            self.input(lambda m, now: m.leave(now))
+            with anyio.move_on_after(self.machine.leave_timeout):
+                for link in list(self._links.values()):
+                    await link.flush()
+        finally:
+            self._wake.set()
+            with anyio.CancelScope(shield=True):
+                for link in [*self._links.values(), *self._readers]:
+                    await link.aclose("this node left")
+                if self._endpoint is not None:
+                    await self._endpoint.aclose()
+
+    async def send(self, dest: str, frame: bytes) -> None:
+        if self._mesh:
+            await send_on_link(self._links.get(dest) or self.resting.get(dest), dest, frame)
+            return
+        actions = self.machine.send(anyio.current_time(), dest, frame)
+        await self._apply(actions, relaying=False, dest=dest)
+        self._deadline_moved()
+
+    async def broadcast(self, frame: bytes) -> None:
+        if self._mesh:
+            if self.resting:
+                await send_on_links([*self._links.values(), *self.resting.values()], frame)
+            else:
+                await send_on_links(self._links.values(), frame)
+            return
+        await self._apply(self.machine.broadcast(anyio.current_time(), frame), relaying=False)
+        self._deadline_moved()
+
+    def forget(self, node_id: str) -> bool:
+        """The node reaps ``node_id``: refused while it has a link (or one being redialled)."""
+        if node_id in self._links or node_id in self.resting or not self.machine.forget(node_id):
+            return False
+        self._dialer.backoff.forget(node_id)
+        return True
+
+    def statistics(self) -> dict[str, int]:
+        """The host's link counters, then the machine's own."""
+        return {**self._counts, "links": len(self._links), **self.machine.statistics()}
+
+    # ------------------------------------------------------------- links
+
+    def add_link(self, link: Link) -> None:
+        """Adopt a link whose handshake succeeded (incoming, dialled, or redialled)."""
+        ctx = self.ctx
+        if self.stopping:
+            ctx.spawn(link.aclose, "this node is leaving")
+            return
+        if link.peer.role != "member":
+            log.info("closing the link from %s: role %r is not a member's", link.peer_id, link.peer.role)
+            ctx.spawn(link.aclose, f"role {link.peer.role!r} not served")
+            return
+        peer, now = link.peer_id, anyio.current_time()
+        existing = self._links.get(peer)
+        resting = self.resting.pop(peer, None)
+        old = existing or resting
+        if old is not None and _incarnation(old) != _incarnation(link):
+            # The member restarted under its id (a new process): its old link is of no use, and
+            # link_up brings the new incarnation. No link_down: the node has already given the
+            # new link its session, which a member marked failed now would lose.
+            self._links.pop(peer, None)
+            if not old.closed:
+                ctx.spawn(old.aclose, "the member restarted")
+            existing = None
+        elif existing is not None and existing.closed:
+            existing = None  # it dropped and its reader has not finished: this one resumes it
+        if existing is not None:
+            self._counts["duplicate_links"] += 1
+            if keeps(existing, link):
+                # Not closed unread: the peer may have sent on it before it saw the other one.
+                self._read(link)
+                ctx.spawn(close_later, link, self.machine.leave_timeout, "duplicate link")
+                return
+            self._links[peer] = link
+            ctx.spawn(retire, existing, self.machine.leave_timeout)
+            self._read(link)
+            return
+        self._counts["links_adopted"] += 1
+        self._links[peer] = link
+        self._dialer.backoff.link_up(peer, now)
+        member = member_from_hello(link.peer)
+        self.input(lambda m, t: m.link_up(t, member))
+        self._read(link)
+
+    def _read(self, link: Link) -> None:
+        self._readers.add(link)
+        self.ctx.spawn(self._run_link, link, name=f"pydevts {self.name} link {link.peer_id}")
+
+    async def _run_link(self, link: Link) -> None:
+        try:
+            await link.run(self._on_frames, spawn=self.ctx.spawn)
+        finally:
+            self._readers.discard(link)
+            peer = link.peer_id
+            if self._links.get(peer) is link:
+                del self._links[peer]
+                if not self.stopping:  # while leaving, the others' state is no news
+                    self._lost(link)
+
+    def _lost(self, link: Link) -> None:
+        peer = link.peer_id
+        session = link.session
+        resumable = (
+            session is not None
+            and session.closed is None
+            and not link.peer_closed  # its node closed it on purpose
+            and link.close_reason not in FINAL_REASONS
+        )
+        log.info("link to %s closed: %s%s", peer, link.close_reason, "; reconnecting" if resumable else "")
+        if resumable:
+            self.resting[peer] = link
+        self.input(lambda m, now: m.link_down(now, peer, resumable=resumable))
+        if self.resting.get(peer) is link:  # the machine did not give up on it at once
+            self._dialer.redial(link)
+
+    def give_up(self, link: Link) -> None:
+        """Redialling ``link``'s member was refused: it is gone for good."""
+        if self.resting.get(link.peer_id) is link:
+            del self.resting[link.peer_id]
+            peer = link.peer_id
+            self.input(lambda m, now: m.link_down(now, peer, resumable=False))
+
+    async def _on_frames(self, link: Link, frames: list[bytes]) -> Tail | None:
+        """Core frames are the neighbour's own; router frames go to the machine."""
+        machine, peer = self.machine, link.peer_id
+        if machine.hears:
+            machine.heard(anyio.current_time(), peer)
+            self._busy[peer] = self._busy.get(peer, 0) + 1
+        try:
+            start = 0
+            for i, frame in enumerate(frames):
+                if frame and frame[0] < ROUTER_KIND_MIN:
+                    continue
+                if i > start:  # core frames before a router frame go up first
+                    self._spawn_tail(await self._direct(peer, frames[start:i]))
+                start = i + 1
+                try:
+                    actions = machine.receive(anyio.current_time(), peer, frame)
+                except _BAD_FRAME as exc:
+                    raise RemoteProtocolError(f"bad {self.name} router frame from {peer}: {exc}") from exc
+                if actions:
+                    await self._apply(actions, relaying=True)
+                self._deadline_moved()
+            if start == 0:
+                return await self._direct(peer, frames)
+            if start < len(frames):
+                return await self._direct(peer, frames[start:])
+            return None
+        finally:
+            if machine.hears:
+                self._busy[peer] -= 1
+
+    async def _direct(self, peer: str, frames: list[bytes]) -> Tail | None:
+        outboxes = self._outboxes
+        if outboxes is None:
+            return await self.ctx.deliver(peer, frames)
+        for action in self.machine.before_direct(anyio.current_time(), peer):
+            if isinstance(action, Deliver):
+                outboxes.enqueue(action.origin, [action.frame])
+        return await outboxes.deliver(peer, frames)
+
+    # ------------------------------------------------------------- actions
+
+    def input(self, feed: Callable[[RouterMachine, float], list[Action]]) -> None:
+        """Feed the machine one input that never waits, carry out what it returns."""
+        self._apply_now(feed(self.machine, anyio.current_time()))
+        self._deadline_moved()
+
+    def _apply_now(self, actions: list[Action]) -> None:
+        for action in actions:
+            if isinstance(action, (Send, Control)):
+                self._queue(action.peer, action.frame)
+            elif isinstance(action, Deliver):
+                if self._outboxes is None:
+                    self._outboxes = Outboxes(self.ctx.deliver, self.ctx.spawn)
+                self._outboxes.deliver_soon(action.origin, [action.frame])
+            else:
+                self._act(action)
+
+    def _act(self, action: Action) -> None:
+        """The actions that are neither frames to send nor frames to hand up."""
+        ctx = self.ctx
+        if isinstance(action, UpdateMember):
+            ctx.update_member(action.member)
+        elif isinstance(action, SetMemberState):
+            ctx.set_member_state(action.member_id, action.state)
+        elif isinstance(action, Connect):
+            self._dialer.connect(action.member_id, action.address)
+        elif isinstance(action, CloseLink):
+            self._close(action)
+        elif isinstance(action, Dropped):
+            ctx.dropped(action.origin, action.frame, action.reason)
+        elif isinstance(action, SendDatagram):
+            self._send_datagram(action)
+
+    def _close(self, action: CloseLink) -> None:
+        self.resting.pop(action.peer, None)  # no redial
+        link = self._links.pop(action.peer, None)
+        if link is None or link.closed:
+            return
+        if action.linger:
+            self.ctx.spawn(close_later, link, 2 * self.machine.leave_timeout, action.reason)
+        else:
+            log.info("closing the link to %s: %s", action.peer, action.reason)
+            self.ctx.spawn(link.aclose, action.reason)
+
+    async def _apply(self, actions: list[Action], *, relaying: bool, dest: str | None = None) -> None:
+        ctx = self.ctx
+        # Frames for this node are queued first, before any await: the machine put them in
+        # order, and another reader must not slip in between (see outbox.py).
+        origins: list[str] = []
+        for action in actions:
+            if isinstance(action, Deliver):
+                if self._outboxes is None:
+                    self._outboxes = Outboxes(ctx.deliver, ctx.spawn)
+                self._outboxes.enqueue(action.origin, [action.frame])
+                if action.origin not in origins:
+                    origins.append(action.origin)
+        try:
+            for action in actions:
+                if isinstance(action, Send):
+                    if relaying:
+                        if action.carried is not None:
+                            ctx.relayed(action.origin, action.carried, action.peer)
+                        await self._relay(action)
+                    else:
+                        await self._send(action.peer, action.frame, dest)
+                elif isinstance(action, Control):
+                    self._queue(action.peer, action.frame)
+                elif not isinstance(action, Deliver):
+                    self._act(action)
+        finally:  # what was queued is handed over even if a send failed
+            if origins:
+                assert self._outboxes is not None
+                for origin in origins:
+                    self._spawn_tail(await self._outboxes.flush(origin))
+
+    def _queue(self, peer: str, frame: bytes) -> None:
+        link = self._links.get(peer) or self.resting.get(peer)
+        if link is None:
+            log.debug("frame to %s not queued: no link", peer)
+            return
+        try:
+            link.send_nowait(frame)
+        except PydevtsError as exc:
+            log.debug("frame to %s not queued: %s", peer, exc)
+
+    async def _send(self, peer: str, frame: bytes, dest: str | None) -> None:
+        """A frame this node originated; to ``dest``, a link that is gone is the caller's error."""
+        link = self._links.get(peer) or self.resting.get(peer)
+        try:
+            if link is None:
+                raise ConnectionClosedError(f"no link to {peer}")
+            await link.send(frame)
+        except ConnectionClosedError as exc:
+            if dest is not None:
+                raise UnknownNodeError(dest, f"its route through {peer} just broke: {exc}") from exc
+        except FrameTooLargeError as exc:
+            if dest is not None:
+                raise
+            self._counts["relays_dropped"] += 1  # a broadcast over what this neighbour takes
+            log.warning("dropped a frame to %s: %s", peer, exc)
+
+    async def _relay(self, action: Send) -> None:
+        link = self._links.get(action.peer) or self.resting.get(action.peer)
+        if link is None:
+            return
+        if link.has_room:
+            self._queue(action.peer, action.frame)
+            return
+        token = SEND_DEADLINE.set(None)  # a relay is not bound by some request's deadline
+        try:
+            with anyio.move_on_after(self.machine.relay_timeout):
+                await self._send(action.peer, action.frame, None)
+                return
+        finally:
+            SEND_DEADLINE.reset(token)
+        self._counts["relays_dropped"] += 1
+        why = f"its link to {action.peer} stayed full for {self.machine.relay_timeout:g} s"
+        self._ratelog.warning("relay_dropped", "dropped a frame relayed to %s: %s", action.peer, why)
+        if action.carried is not None:
+            self.ctx.dropped(action.origin, action.carried, why)
+
+    def _spawn_tail(self, tail: Tail | None) -> None:
+        if tail is not None:
+            self.ctx.spawn(tail)
+
+    # ------------------------------------------------------------- time and datagrams
+
+    def _deadline_moved(self) -> None:
+        deadline = self.machine.next_deadline()
+        if deadline is not None and deadline < self._sleeping_until:
+            self._wake.set()
+
+    async def _timer_loop(self) -> None:
+        machine = self.machine
+        while not self.stopping:
+            deadline = machine.next_deadline()
+            now = anyio.current_time()
+            if deadline is not None and deadline <= now:
+                self._run_timer(now)
+                await anyio.lowlevel.checkpoint()
+                continue
+            self._wake = anyio.Event()
+            self._sleeping_until = math.inf if deadline is None else deadline
+            with anyio.move_on_after(math.inf if deadline is None else deadline - now):
+                await self._wake.wait()
+            self._sleeping_until = math.inf
+
+    def _run_timer(self, now: float) -> None:
+        machine = self.machine
+        if machine.hears:
+            for peer, busy in self._busy.items():
+                if busy:  # still handing its frames to the node: not silent, just slow
+                    machine.heard(now, peer)
+        try:
+            actions = machine.timer(now)
+        except Exception:  # a bug costs this timer, never the node
+            self._counts["timer_errors"] += 1
+            self._ratelog.log(logging.ERROR, "timer", "%s router timer failed", self.name, exc_info=True)
+            return
+        self._apply_now(actions)
+
+    async def _datagram_loop(self) -> None:
+        handled = 0
+        while not self.stopping and (endpoint := self._endpoint) is not None:
+            try:
+                data = await endpoint.receive()
+            except ConnectionClosedError:
+                return
+            try:
+                self._apply_now(self.machine.datagram(anyio.current_time(), data))
+                self._deadline_moved()
+            except Exception:  # one bad datagram costs only itself, never the node
+                self._counts["datagram_errors"] += 1
+                self._ratelog.log(logging.ERROR, "datagram", "error handling a datagram", exc_info=True)
+            handled += 1
+            if handled % YIELD_EVERY == 0:
+                # A receive that finds a datagram waiting does not yield: a backlog must not
+                # starve the node's other tasks.
+                await anyio.lowlevel.checkpoint()
+
+    def _send_datagram(self, action: SendDatagram) -> None:
+        endpoint = self._endpoint
+        if endpoint is None or self.stopping:
+            return
+        try:
+            endpoint.send(action.data, action.address)
+        except Exception:  # a transport's bug: lose this datagram, not the node
+            self._counts["datagram_errors"] += 1
+            self._ratelog.log(logging.ERROR, "send", "sending a datagram failed", exc_info=True)
+
+
+def _incarnation(link: Link) -> Any:
+    return link.peer.extensions.get("incarnation")
