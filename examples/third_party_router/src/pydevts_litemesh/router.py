@@ -60,7 +60,7 @@ class LiteMeshRouter(RouterMachine):
         self.gone: dict[str, None] = {}  # left: ignore stale gossip about them
         self.dropped: dict[str, float] = {}  # link dropped, core redials: failed if not back by then
 
-    def start(self, now: float, local: Member) -> list[Action]:
+    def start(self, now: float, local: Member, cluster: str) -> list[Action]:
         self.local = local
         return []
 

@@ -68,9 +68,10 @@ class Deliver:
 class Connect:
     """Open a link to ``member_id`` at ``address``.
 
-    The host answers with ``link_up`` (the link came up: perhaps to another
-    node than expected, which is then its ``link_up``) or ``connect_failed``.
-    A second ``Connect`` for a member being dialled is ignored.
+    The host answers with ``link_up`` or ``connect_failed``. A link that
+    came up to another node than expected is that node's ``link_up``, after
+    ``connect_failed(refused=False)`` for ``member_id``. A ``Connect`` for a
+    member being dialled, or one that has a link, is ignored (no answer).
     """
 
     member_id: str

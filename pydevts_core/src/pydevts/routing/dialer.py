@@ -83,7 +83,7 @@ class Dialer:
         self._dialing: set[str] = set()
 
     def connect(self, member_id: str, address: str) -> None:
-        if member_id in self._dialing or self.host.stopping:
+        if member_id in self._dialing or member_id in self.host.links or self.host.stopping:
             return
         self._dialing.add(member_id)
         self.host.ctx.spawn(self._connect, member_id, address, name=f"pydevts connect {member_id}")

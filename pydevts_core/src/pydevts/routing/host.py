@@ -61,7 +61,7 @@ log = logging.getLogger("pydevts.routing")
 FINAL_REASONS = frozenset({"this node left", "member left", "duplicate link", "replaced by a newer link"})
 #: Datagrams handled in a row before the receive loop lets other tasks run.
 YIELD_EVERY = 8
-_BAD_FRAME = (ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError)
+_BAD_FRAME = (ValueError, KeyError, IndexError, TypeError, UnicodeDecodeError, RecursionError)
 _COUNTERS = ("links_adopted", "duplicate_links", "dials", "redials", "dial_failures", "relays_dropped")
 
 
@@ -120,7 +120,7 @@ class LinkHost:
             # node failed: an error opening it stops the node from starting.
             self._endpoint = await ctx.open_datagrams()
             ctx.spawn(self._datagram_loop, name=f"pydevts {self.name} datagrams")
-        self.input(lambda m, now: m.start(now, member_from_hello(ctx.hello)))
+        self.input(lambda m, now: m.start(now, member_from_hello(ctx.hello), ctx.hello.cluster))
         if entry is not None:
             self.add_link(entry)
         ctx.spawn(self._timer_loop, name=f"pydevts {self.name} timers")
@@ -239,6 +239,7 @@ class LinkHost:
             and session.closed is None
             and not link.peer_closed  # its node closed it on purpose
             and link.close_reason not in FINAL_REASONS
+            and not (link.close_reason or "").startswith("protocol error")  # it sent garbage
         )
         log.info("link to %s closed: %s%s", peer, link.close_reason, "; reconnecting" if resumable else "")
         if resumable:
@@ -288,10 +289,8 @@ class LinkHost:
         outboxes = self._outboxes
         if outboxes is None:
             return await self.ctx.deliver(peer, frames)
-        for action in self.machine.before_direct(anyio.current_time(), peer):
-            if isinstance(action, Deliver):
-                outboxes.enqueue(action.origin, [action.frame])
-        return await outboxes.deliver(peer, frames)
+        frames = self.machine.direct(anyio.current_time(), peer, frames)
+        return await outboxes.deliver(peer, frames) if frames else None
 
     # ------------------------------------------------------------- actions
 

@@ -24,7 +24,7 @@ What the host does for every router, so that no router repeats it:
 * ``Connect`` actions: dialling, and reconnecting with bounded exponential
   backoff after a link drops (its session keeps what is sent meanwhile,
   see :mod:`pydevts.session`) until a new link comes, the address refuses
-  (``connect_failed(refused=True)``) or the machine gives up (``CloseLink``);
+  (``link_down(resumable=False)``) or the machine gives up (``CloseLink``);
 * timers: the host sleeps until :meth:`RouterMachine.next_deadline`, then
   calls :meth:`RouterMachine.timer`; nothing polls;
 * a datagram channel (for failure detectors) when ``uses_datagrams`` is set;
@@ -71,7 +71,7 @@ class RouterMachine:
     #: The host opens a datagram channel beside the listener and feeds :meth:`datagram`.
     uses_datagrams: ClassVar[bool] = False
     #: The machine hands the node other origins' frames (``Deliver``); the host then keeps
-    #: one order per origin across links, and asks :meth:`before_direct` first.
+    #: one order per origin across links, and passes each neighbour's own frames through :meth:`direct`.
     relays: ClassVar[bool] = False
     #: The host calls :meth:`heard` for each batch of frames a link brings (silence detection).
     hears: ClassVar[bool] = False
@@ -85,8 +85,8 @@ class RouterMachine:
 
     # ------------------------------------------------------------ lifecycle
 
-    def start(self, now: float, local: Member) -> list[Action]:
-        """The node starts (before any link): ``local`` is this node's own record."""
+    def start(self, now: float, local: Member, cluster: str) -> list[Action]:
+        """The node starts (before any link): ``local`` is its own record, ``cluster`` the cluster's name."""
         return NO_ACTIONS
 
     def leave(self, now: float) -> list[Action]:
@@ -114,7 +114,7 @@ class RouterMachine:
         return NO_ACTIONS
 
     def connect_failed(self, now: float, member_id: str, *, refused: bool) -> list[Action]:
-        """A ``Connect`` (or a reconnection) did not bring a link; ``refused``: nothing listens there."""
+        """A ``Connect`` did not bring a link to ``member_id``; ``refused``: nothing listens there."""
         return NO_ACTIONS
 
     def receive(self, now: float, peer_id: str, frame: bytes) -> list[Action]:
@@ -129,9 +129,14 @@ class RouterMachine:
     def heard(self, now: float, peer_id: str) -> None:
         """(``hears``) ``peer_id``'s link brought frames, or is still handing them to the node."""
 
-    def before_direct(self, now: float, peer_id: str) -> list[Action]:
-        """(``relays``) ``peer_id``'s own core frames are about to go up: ``Deliver`` what must come first."""
-        return NO_ACTIONS
+    def direct(self, now: float, peer_id: str, frames: list[bytes]) -> list[bytes]:
+        """(``relays``) ``peer_id``'s own core frames, about to go up: return those to hand up now.
+
+        A router that keeps one order per origin across paths may hold some
+        back (behind a broadcast of the same origin still on its way through
+        another neighbour) and hand them up later as ``Deliver`` actions.
+        """
+        return frames
 
     def datagram(self, now: float, data: bytes) -> list[Action]:
         """(``uses_datagrams``) one datagram; a bad one must cost only itself (count it, return nothing)."""

@@ -7,6 +7,9 @@
   in-process cluster over the in-memory transport.
 - :class:`MemoryNetwork` / :class:`MemoryTransport`: connections without sockets,
   many endpoints in one process, with fault injection (partition, drop, delay).
+- :class:`Simulation` (:mod:`pydevts.testing.sim`): a deterministic simulator, a
+  virtual clock and an in-memory network that run any router machine (and the
+  application's handlers) through thousands of simulated seconds, from a seed.
 """
 
 from __future__ import annotations
@@ -19,12 +22,16 @@ if TYPE_CHECKING:
     from .conformance import TransportFactory, Vanish, check_transport
     from .memory import MemoryConnection, MemoryListener, MemoryNetwork, MemoryTransport
     from .router_contract import check_router
+    from .sim import NetworkConditions, SimNode, Simulation
 
 __all__ = [
     "MemoryConnection",
     "MemoryListener",
     "MemoryNetwork",
     "MemoryTransport",
+    "NetworkConditions",
+    "SimNode",
+    "Simulation",
     "TransportFactory",
     "Vanish",
     "check_router",
@@ -39,5 +46,6 @@ __getattr__, __dir__ = lazy_exports(
         **dict.fromkeys(["TransportFactory", "Vanish", "check_transport"], "conformance"),
         **dict.fromkeys(["MemoryConnection", "MemoryListener", "MemoryNetwork", "MemoryTransport"], "memory"),
         "check_router": "router_contract",
+        **dict.fromkeys(["NetworkConditions", "SimNode", "Simulation"], "sim"),
     },
 )
