@@ -48,13 +48,35 @@ def test_the_first_broadcast_heard_sets_where_the_origin_stands() -> None:
     assert r.arrive("b", 1, 9, b"b9", 0.3) == [b"b9", b"b10"]
 
 
-def test_a_unicast_from_an_origin_releases_what_it_has_held() -> None:
+def test_a_unicast_from_an_origin_waits_behind_what_it_has_held() -> None:
+    r = Reorder(max_wait=1.0)
+    assert r.unicast("a", [b"u0"]) == [b"u0"]  # nothing known of a: at once
+    r.arrive("a", 1, 1, b"a1", 0.0)
+    assert r.unicast("a", [b"u1"]) == [b"u1"]  # nothing held: at once
+    assert r.arrive("a", 1, 3, b"a3", 0.0) == []
+    # a send never overtakes an earlier emit, and the emits stay in order: it waits for 2 too
+    assert r.unicast("a", [b"u2", b"u3"]) == []
+    assert r.arrive("a", 1, 5, b"a5", 0.1) == []
+    assert r.unicast("a", [b"u4"]) == []
+    assert r.unicast("nobody", [b"x"]) == [b"x"]
+    assert r.arrive("a", 1, 2, b"a2", 0.2) == [b"a2", b"a3", b"u2", b"u3"]  # u4 came after 5
+    assert r.arrive("a", 1, 4, b"a4", 0.3) == [b"a4", b"a5", b"u4"]
+    assert r.unicast("a", [b"u5"]) == [b"u5"]
+    assert r.unicasts_held == 2 and r.gaps_skipped == 0
+
+
+def test_a_unicast_behind_a_gap_that_never_fills_goes_with_what_was_held() -> None:
     r = Reorder(max_wait=1.0)
     r.arrive("a", 1, 1, b"a1", 0.0)
-    assert r.arrive("a", 1, 3, b"a3", 0.0) == []
-    assert r.release("a") == [b"a3"]  # delivered before the unicast: a send never overtakes an emit
-    assert r.release("a") == [] and r.release("nobody") == []
-    assert r.arrive("a", 1, 4, b"a4", 0.1) == [b"a4"]
+    r.arrive("a", 1, 3, b"a3", 0.5)
+    r.arrive("a", 1, 5, b"a5", 0.6)
+    assert r.unicast("a", [b"u"]) == []
+    # one late tick: both gaps have waited max_wait, both are skipped at once
+    assert r.due(2.0) == [("a", b"a3"), ("a", b"a5"), ("a", b"u")]
+    assert r.gaps_skipped == 2 and r.next_due() is None
+    r.arrive("a", 1, 7, b"a7", 3.0)
+    assert r.unicast("a", [b"v"]) == []
+    assert r.forget("a") == [b"a7", b"v"]
 
 
 def test_origins_are_independent_and_a_new_incarnation_starts_over() -> None:
@@ -62,8 +84,9 @@ def test_origins_are_independent_and_a_new_incarnation_starts_over() -> None:
     r.arrive("a", 1, 1, b"a1", 0.0)
     assert r.arrive("b", 1, 1, b"b1", 0.0) == [b"b1"]
     assert r.arrive("a", 1, 3, b"a3", 0.0) == []
+    assert r.unicast("a", [b"u"]) == []
     # restarted: what the old run had held comes first, then the new run starts at once
-    assert r.arrive("a", 2, 1, b"A1", 0.1) == [b"a3", b"A1"]
+    assert r.arrive("a", 2, 1, b"A1", 0.1) == [b"a3", b"u", b"A1"]
     assert r.due(9.0) == []
 
 
@@ -90,3 +113,15 @@ def test_right_after_learning_of_an_origin_its_first_broadcast_waits_for_earlier
     assert r.arrive("b", 1, 7, b"b7", 0.0, fresh=True) == []  # or sent before we joined
     assert r.due(1.0) == [("b", b"b7")]
     assert r.arrive("c", 1, 1, b"c1", 0.0, fresh=True) == [b"c1"]  # number 1: nothing to wait for
+
+
+def test_a_gap_still_filling_over_a_slower_path_is_not_given_up_on() -> None:
+    r = Reorder(max_wait=1.0)
+    r.arrive("a", 1, 1, b"m1", 0.0)
+    assert r.arrive("a", 1, 4, b"m4", 0.0) == []
+    assert r.arrive("a", 1, 2, b"m2", 0.9) == frames(2)  # the slow path is still delivering
+    assert r.next_due() == 1.9
+    assert r.due(1.5) == []  # was: 3 skipped, and delivered after 4
+    assert r.arrive("a", 1, 3, b"m3", 1.6) == frames(3, 4)
+    assert r.arrive("a", 1, 6, b"m6", 2.0) == []
+    assert r.due(3.0) == [("a", b"m6")]  # no sign of 5 for max_wait: skipped

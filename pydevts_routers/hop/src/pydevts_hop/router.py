@@ -237,10 +237,10 @@ class HopRouter:
             self._busy[peer] -= 1
 
     async def _raw(self, peer: str, frames: list[bytes]) -> Tail | None:
-        """Core frames a neighbour sent us itself: after any of its broadcasts held for order."""
-        for held in self.state.held_before_unicast(peer):
-            self._outboxes.enqueue(peer, [held.frame])
-        return await self._outboxes.deliver(peer, frames)
+        """Core frames a neighbour sent us itself: behind any of its broadcasts held for order
+        (then the state hands them out later, as ``Deliver`` actions, with those)."""
+        frames = self.state.unicast_from(peer, frames)
+        return await self._outboxes.deliver(peer, frames) if frames else None
 
     # ----------------------------------------------------------- actions
 

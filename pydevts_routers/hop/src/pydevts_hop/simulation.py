@@ -9,7 +9,8 @@ core frames (kind below ``0x40``) to the receiving node as the shell would.
 - :meth:`Network.unlink` closes a link cleanly (both ends see ``link_down``);
   :meth:`Network.cut` makes it drop everything silently (a pulled cable),
   so only the keepalive timeout notices; :meth:`Network.crash` kills a node
-  silently.
+  silently; :meth:`Network.deliver` delivers what one link carries, ahead
+  of the rest (a slow path elsewhere).
 - Without ``rng``, frames are delivered in the order they were sent; with
   it, in a random order that keeps each link FIFO.
 - :meth:`Network.run` raises if frames keep flowing for ``max_steps``: a
@@ -151,6 +152,16 @@ class Network:
         """Tick until no node floods any more (past ``settle_time``)."""
         self.tick(int(self.config.settle_time / self.config.tick_interval) + 1)
 
+    def deliver(self, src: str, dst: str) -> int:
+        """Deliver what is queued on the link ``src`` -> ``dst`` only (not what that causes)."""
+        key = (src, dst)
+        queue = self._queues.get(key, deque())
+        count = len(queue)
+        for _ in range(count):
+            self._order.remove(key)
+            self._step(key)
+        return count
+
     def run(self, max_steps: int = 2_000_000) -> int:
         """Deliver queued frames until none is left; return how many were delivered."""
         steps = 0
@@ -164,15 +175,18 @@ class Network:
                 i = self.rng.randrange(len(self._order))
                 key = self._order[i]
                 del self._order[i]
-            generation, frame = self._queues[key].popleft()
-            src, dst = key
-            if self.links.get(frozenset(key)) != generation or dst not in self.nodes:
-                continue  # the link closed with this frame in flight
-            if frame[0] < ROUTER_KIND_MIN:
-                self.delivered[dst].append((src, frame))
-            else:
-                self._apply(dst, self.nodes[dst].receive(src, frame, self.now))
+            self._step(key)
         return steps
+
+    def _step(self, key: tuple[str, str]) -> None:
+        generation, frame = self._queues[key].popleft()
+        src, dst = key
+        if self.links.get(frozenset(key)) != generation or dst not in self.nodes:
+            return  # the link closed with this frame in flight
+        if frame[0] < ROUTER_KIND_MIN:  # a raw core frame: src's own, as the shell hands it over
+            self.delivered[dst] += [(src, f) for f in self.nodes[dst].unicast_from(src, [frame])]
+        else:
+            self._apply(dst, self.nodes[dst].receive(src, frame, self.now))
 
     # ---------------------------------------------------------------- the shell's part
 

@@ -132,6 +132,7 @@ class HopState:
             "known_nodes": len(self.adverts),
             "dedup_origins": len(self._dedup),
             "broadcasts_held_for_order": self._reorder.held_total,
+            "unicasts_held_for_order": self._reorder.unicasts_held,
             "order_gaps_skipped": self._reorder.gaps_skipped,
         }
 
@@ -165,10 +166,12 @@ class HopState:
         if link is not None:
             link.heard = now
 
-    def held_before_unicast(self, origin: str) -> list[Deliver]:
-        """Broadcasts of ``origin`` held back for order, to deliver before a unicast from it
-        (a ``send`` must not overtake an earlier ``emit``); the shell calls it for raw frames."""
-        return [Deliver(origin, f) for f in self._reorder.release(origin)]
+    def unicast_from(self, origin: str, frames: list[bytes]) -> list[bytes]:
+        """Core frames ``origin`` sent to this node: those to hand to the node now (all of them,
+        unless some of ``origin``'s broadcasts are held for order: then they wait behind those and
+        come out later as :class:`Deliver` actions of :meth:`receive` or :meth:`tick`, so a
+        ``send`` never overtakes an earlier ``emit``). The shell calls it for raw frames."""
+        return self._reorder.unicast(origin, frames)
 
     def connect_failed(self, member_id: str, now: float) -> list[Action]:
         """A :class:`Connect` did not produce a link: retry later, with backoff."""
@@ -354,9 +357,11 @@ class HopState:
             actions = [Send(n, out, origin, msg.frame) for n in targets]
             self.stats.broadcast_frames += len(targets)
         self.stats.broadcasts_delivered += 1
-        # Just learned of the origin (we joined, or it did): its first broadcasts may race each
-        # other here, so the first one heard waits for earlier numbers (at most reorder_wait).
-        fresh = now - self._learned.get(origin, -math.inf) < self.config.settle_time
+        # Just learned of the origin (we joined, or it did), or this copy was flooded (routes are
+        # changing): its first broadcasts may race each other here, so the first one heard waits
+        # for earlier numbers (at most reorder_wait). Not a matter of time alone: under load a
+        # copy on a slow path arrives long after settle_time (one node got 20 before 1-19).
+        fresh = flood or now - self._learned.get(origin, -math.inf) < self.config.settle_time
         ready = self._reorder.arrive(origin, msg.incarnation, msg.seq, msg.frame, now, fresh=fresh)
         actions += [Deliver(origin, f) for f in ready]
         return actions
@@ -367,7 +372,7 @@ class HopState:
                 self.stats.unknown_origin_drops += 1
                 return []
             self.stats.unicasts_delivered += 1
-            return [*self.held_before_unicast(msg.origin), Deliver(msg.origin, msg.frame)]
+            return [Deliver(msg.origin, f) for f in self.unicast_from(msg.origin, [msg.frame])]
         if msg.hop_limit <= 1:
             self.stats.hop_limit_drops += 1
             return self._bounce(msg, f"its hop limit ran out at {self.local_id}")
