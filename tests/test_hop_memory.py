@@ -20,6 +20,7 @@ from pydevts import Node
 from pydevts.errors import ConfigurationError, UnknownNodeError
 from pydevts.members import MemberState
 from pydevts.plugins import Registry
+from pydevts.routing.host import LinkHost
 from pydevts.testing import MemoryNetwork, MemoryTransport, check_router
 from pydevts_hop import HopConfig, HopRouter
 
@@ -213,14 +214,16 @@ async def test_a_relay_after_a_nested_request_is_not_bound_by_that_request_deadl
             a, b = h.nodes["a"], h.nodes["b"]
             assert await a.request("b", "ask_c") == {"me": "c", "you": "b"}
             await anyio.sleep(0.5)  # the nested request's deadline is over
-            router = b._ctx.router
-            assert isinstance(router, HopRouter)
+            router = b._ctx.router  # the link host that runs b's hop router
+            assert isinstance(router, LinkHost) and isinstance(router.machine, HopRouter)
             link_to_a, link_to_c = router.links["a"], router.links["c"]
             link_to_c.high_water = 0  # b -> c counts as full, as with a slow c
             if link_to_c.session is not None:  # a member link: its session holds the window
                 link_to_c.session.high_water = 0
             await a.send("c", "ev", "relayed through a full link")
-            await wait_until(lambda: router.relays_dropped == 1, 5, "the relay to time out and drop")
+            await wait_until(
+                lambda: router.statistics()["relays_dropped"] == 1, 5, "the relay to time out and drop"
+            )
             assert not link_to_a.closed, link_to_a.close_reason
 
 

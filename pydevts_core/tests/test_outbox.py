@@ -7,7 +7,7 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import pytest
-from pydevts_hop.outbox import BACKLOG, Outboxes
+from pydevts.routing.outbox import BACKLOG, Outboxes
 
 pytestmark = pytest.mark.anyio
 
