@@ -31,10 +31,11 @@ __all__ = [
 class Send:
     """Send ``frame`` (a core frame, or a router frame carrying one) on the link to ``peer``.
 
-    Inside :meth:`RouterMachine.send` / ``broadcast`` it waits for room on the
-    link (backpressure reaches the caller); inside ``receive`` it is a relay:
-    queued at once if the link has room, else it waits up to the machine's
-    ``relay_timeout`` and is then dropped (counted, logged, reported).
+    Returned from :meth:`RouterMachine.send` / ``broadcast`` it waits for room
+    on the link (backpressure reaches the caller); from ``receive`` it is a
+    relay: queued at once if the link has room, else it waits up to the
+    machine's ``relay_timeout`` and is then dropped (counted, logged,
+    reported). From any other input it is queued at once, like ``Control``.
     ``origin`` and ``carried``: for a relay, whose core frame it carries (plugins
     and traces see relays through them).
     """

@@ -77,11 +77,19 @@ class LinkHost:
         for name, value in timings.items():
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+        cls = type(machine)
+        if not machine.name:
+            raise TypeError(f"{cls.__qualname__} must set the class attribute `name` (sent in the HELLO)")
+        custom = (cls.send is not RouterMachine.send, cls.broadcast is not RouterMachine.broadcast)
+        if custom[0] != custom[1]:
+            raise TypeError(
+                f"{cls.__qualname__} overrides only one of send and broadcast: override both "
+                "(a router that routes) or neither (full mesh: core sends on the link to each member)"
+            )
         self.machine = machine
         self.name = machine.name
-        cls = type(machine)
         #: Full mesh: core messages go straight on the link to their destination.
-        self._mesh = cls.send is RouterMachine.send and cls.broadcast is RouterMachine.broadcast
+        self._mesh = not custom[0]
         self._ctx: RouterContext | None = None
         self._links: dict[str, Link] = {}  # the link to each member that we send on
         #: Links that dropped and are being redialled: sends wait in their sessions.
@@ -239,7 +247,8 @@ class LinkHost:
             and session.closed is None
             and not link.peer_closed  # its node closed it on purpose
             and link.close_reason not in FINAL_REASONS
-            and not (link.close_reason or "").startswith("protocol error")  # it sent garbage
+            # it sent garbage, or frames our side fails on: a redial would only do it again
+            and not (link.close_reason or "").startswith(("protocol error", "internal error"))
         )
         log.info("link to %s closed: %s%s", peer, link.close_reason, "; reconnecting" if resumable else "")
         if resumable:

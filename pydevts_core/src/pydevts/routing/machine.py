@@ -76,7 +76,8 @@ class RouterMachine:
     #: The host calls :meth:`heard` for each batch of frames a link brings (silence detection).
     hears: ClassVar[bool] = False
 
-    #: Seconds to flush links when leaving, to retire a duplicate link, to wait for a left member.
+    #: Seconds for the goodbyes: to flush the links when this node leaves, to let a duplicate
+    #: link drain before it is closed, and (twice it) to read a left member's last frames.
     leave_timeout: float = 2.0
     #: Seconds a relayed frame may wait for room on a full link before it is dropped.
     relay_timeout: float = 2.0
@@ -120,9 +121,12 @@ class RouterMachine:
     def receive(self, now: float, peer_id: str, frame: bytes) -> list[Action]:
         """A router frame (kind ``0x40`` or above) from the neighbour ``peer_id``.
 
-        Raise ``ValueError`` (or ``KeyError``, ``TypeError``) for a frame that
-        does not parse: the host closes that link with a message naming the
-        peer and the error, and keeps serving everyone else.
+        Raise ``ValueError`` (``KeyError``, ``IndexError``, ``TypeError``,
+        ``UnicodeDecodeError`` and ``RecursionError`` are taken the same way)
+        for a frame that does not parse: the host closes that link as a
+        protocol error naming the peer and the error, does not redial it, and
+        keeps serving everyone else. Any other exception is taken for a bug
+        in the router: logged with its traceback, and the link is closed too.
         """
         raise ValueError(f"unknown router frame kind 0x{frame[0]:02x}" if frame else "empty router frame")
 
