@@ -5,6 +5,8 @@
   (like ``trio.testing.check_two_way_stream``).
 - :func:`check_router`: the contract every router must honour, on a small
   in-process cluster over the in-memory transport.
+- :func:`check_router_simulated`: the same contract for a router machine, run
+  on the deterministic simulator in virtual time, for a few seeds.
 - :class:`MemoryNetwork` / :class:`MemoryTransport`: connections without sockets,
   many endpoints in one process, with fault injection (partition, drop, delay).
 - :class:`Simulation` (:mod:`pydevts.testing.sim`): a deterministic simulator, a
@@ -23,6 +25,7 @@ if TYPE_CHECKING:
     from .memory import MemoryConnection, MemoryListener, MemoryNetwork, MemoryTransport
     from .router_contract import check_router
     from .sim import NetworkConditions, SimNode, Simulation
+    from .sim_contract import check_router_simulated
 
 __all__ = [
     "MemoryConnection",
@@ -35,6 +38,7 @@ __all__ = [
     "TransportFactory",
     "Vanish",
     "check_router",
+    "check_router_simulated",
     "check_transport",
 ]
 
@@ -46,6 +50,7 @@ __getattr__, __dir__ = lazy_exports(
         **dict.fromkeys(["TransportFactory", "Vanish", "check_transport"], "conformance"),
         **dict.fromkeys(["MemoryConnection", "MemoryListener", "MemoryNetwork", "MemoryTransport"], "memory"),
         "check_router": "router_contract",
+        "check_router_simulated": "sim_contract",
         **dict.fromkeys(["NetworkConditions", "SimNode", "Simulation"], "sim"),
     },
 )

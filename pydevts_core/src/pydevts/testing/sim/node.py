@@ -58,6 +58,8 @@ class SimNode:
         self.dropped: list[DroppedFrame] = []
         self.frames: list[tuple[float, str, bytes]] = []
         self.incarnation = 0
+        #: The addresses this incarnation joined through (what a merge round probes).
+        self.seeds: list[str] = []
         self.host: VirtualHost | None = None
         self._net = net
         self._handlers: dict[str, list[Handler]] = {}
@@ -106,6 +108,7 @@ class SimNode:
     def start(self) -> None:
         """A new incarnation: a fresh machine from the factory, ``start``, listening at the address."""
         self.incarnation += 1
+        self.seeds = []
         member = Member(self.id, self.address, dict(self.tags), incarnation=self.incarnation)
         self.host = VirtualHost(self, self._net, self.factory(), member)
         self.host.start()

@@ -37,7 +37,11 @@ class Simulation:
     ``strict``: an exception from a machine's ``timer``/``datagram`` or an
     application handler stops the run (else it is recorded in
     :attr:`faults` and the node goes on, as on real links); ``cluster``: the
-    name every machine's ``start`` is given.
+    name every machine's ``start`` is given; ``merge_interval``: every this many
+    virtual seconds (drawn ±20 %), each running node dials each address it
+    joined through (:meth:`join`) if the node listening there is reachable and
+    not alive in its view: the island merge of ``Node(merge_interval=...)``
+    (which hands such a link to the router as a new one); ``None``: never.
     """
 
     def __init__(
@@ -50,6 +54,7 @@ class Simulation:
         partition_timeout: float | None = 15.0,
         strict: bool = True,
         cluster: str = "sim",
+        merge_interval: float | None = None,
     ) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
@@ -66,6 +71,9 @@ class Simulation:
         )
         self.nodes: dict[str, SimNode] = {}
         self._down_at: dict[str, float] = {}
+        if merge_interval is not None and not merge_interval > 0:
+            raise ValueError(f"merge_interval must be > 0 seconds or None, got {merge_interval!r}")
+        self.merge_interval = merge_interval
 
     @property
     def now(self) -> float:
@@ -122,6 +130,8 @@ class Simulation:
         node = SimNode(self._net, node_id, address, tags or {}, make_machine)
         self.nodes[node_id] = node
         node.start()
+        if self.merge_interval is not None:
+            self.clock.after(self.merge_interval * self.rng.uniform(0.8, 1.2), self._merge, node_id)
         return node
 
     def join(self, node_id: str, via: str) -> None:
@@ -131,6 +141,8 @@ class Simulation:
             raise SimulationError(f"node {node_id} is not running")
         address = normalize(self.nodes[via].address)
         assert address is not None
+        if address not in self.nodes[node_id].seeds:
+            self.nodes[node_id].seeds.append(address)
         host.join(address)
 
     def leave(self, node_id: str) -> None:
@@ -155,6 +167,21 @@ class Simulation:
         if via is not None:
             self.join(node_id, via)
         return node
+
+    def _merge(self, node_id: str) -> None:
+        """One island-merge round of ``node_id`` (see ``merge_interval``), and the next one."""
+        assert self.merge_interval is not None
+        self.clock.after(self.merge_interval * self.rng.uniform(0.8, 1.2), self._merge, node_id)
+        node = self.nodes[node_id]
+        host = node.host
+        if host is None or not host.current:
+            return
+        for address in node.seeds:
+            target = self._net.listening.get(address)
+            if target is None or target == node_id or self._fabric.cut(node_id, target):
+                continue  # nobody there (the probe fails), or ourselves
+            if target not in node.alive_members():
+                self._net.dial(host, address, None, _ignore_outcome)
 
     def down_at(self, node_id: str) -> float:
         """When ``node_id`` last crashed or left."""
@@ -278,3 +305,7 @@ class Simulation:
     def check_failed_by_all(self, node_id: str, within: float) -> dict[str, float]:
         """Every running node saw ``node_id`` fail (or leave) within ``within`` s of its crash."""
         return checks.check_failed_by_all(self.nodes, node_id, self._down_at[node_id], within)
+
+
+def _ignore_outcome(outcome: str, peer: str | None) -> None:
+    """A merge dial's outcome: a link that comes up is a ``link_up``; a failure waits for the next round."""
