@@ -236,7 +236,7 @@ async def test_a_bug_while_handling_a_datagram_costs_only_that_datagram(
             await wait_until(
                 lambda: swim_stats(nodes[0])["swim_datagram_errors"] == 50, 5, "50 errors counted"
             )
-            tracebacks = [r for r in caplog.records if r.name == "pydevts.peer.liveness" and r.exc_info]
+            tracebacks = [r for r in caplog.records if r.name == "pydevts.swim" and r.exc_info]
             assert 1 <= len(tracebacks) <= 10
             await assert_healthy(nodes, got, "after internal errors")
 

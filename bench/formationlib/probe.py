@@ -76,8 +76,7 @@ def install() -> None:
     import pydevts_peer.router as router_mod
     from pydevts.datagrams import UdpEndpoint
     from pydevts.node_context import NodeContext
-    from pydevts.swim import SwimState
-    from pydevts_peer.liveness import Liveness
+    from pydevts.swim import Liveness, SwimState
     from pydevts_peer.router import PeerRouter
     from pydevts_peer.state import PeerState
 

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from pydevts.members import Member, MemberState
 from pydevts.protocols import MAX_HOST_CHARS, Address
 from pydevts.swim import MAX_QUEUED, MAX_RELAYS, Send, StateChange, SwimConfig, SwimState
-from pydevts.swim_wire import MAX_ID_BYTES, MAX_UPDATES, U64_MAX, check_update, parse_message
+from pydevts.swim.wire import MAX_ID_BYTES, MAX_UPDATES, U64_MAX, check_update, parse_message
 
 ALIVE, SUSPECT, FAILED, LEFT = MemberState.ALIVE, MemberState.SUSPECT, MemberState.FAILED, MemberState.LEFT
 CFG = SwimConfig(probe_interval=1.0, probe_timeout=0.5, suspicion_mult=3.0)

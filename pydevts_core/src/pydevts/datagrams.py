@@ -13,8 +13,8 @@ import socket
 
 import anyio
 
+from .address import Address
 from .errors import ConnectionClosedError, TransportError
-from .protocols import Address
 
 __all__ = ["MAX_DATAGRAM", "UdpEndpoint"]
 

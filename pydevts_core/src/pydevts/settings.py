@@ -11,8 +11,8 @@ from typing import Any
 
 import anyio
 
+from .address import Address
 from .errors import ConfigurationError
-from .protocols import Address
 
 __all__ = [
     "MAX_SEEDS",
@@ -37,7 +37,7 @@ MAX_TAGS_BYTES = 4096
 
 def checked_node_id(node_id: str) -> str:
     """A node id others can parse (1 to 255 printable UTF-8 bytes, not `client:`); else ConfigurationError."""
-    from .swim_wire import id_field  # swim_wire imports this module
+    from .swim.wire import id_field  # swim.wire imports this module
 
     try:
         id_field(node_id)

@@ -32,8 +32,8 @@ from typing import Any
 
 import anyio
 
+from .address import Address
 from .members import Member, MemberView
-from .protocols import Address
 
 __all__ = [
     "MAX_SNAPSHOT_BYTES",
@@ -104,7 +104,7 @@ def encode_snapshot(snapshot: Snapshot) -> bytes:
 def parse_snapshot(data: bytes, *, cluster: str, now: float, max_age: float) -> Snapshot:
     """Check a snapshot's bytes; SnapshotError saying why it cannot be used (corrupt, foreign, stale)."""
     from .settings import checked_node_id, finite_seconds
-    from .swim_wire import address_field, id_field
+    from .swim.wire import address_field, id_field
 
     if len(data) > MAX_SNAPSHOT_BYTES:
         raise SnapshotError(f"it is larger than {MAX_SNAPSHOT_BYTES} bytes")

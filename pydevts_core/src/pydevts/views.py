@@ -22,7 +22,7 @@ import anyio
 from .errors import PydevtsError, UnknownNodeError
 from .members import Member, MemberState, MemberView
 from .settings import finite_seconds
-from .swim_wire import address_field, id_field, int_field, tags_field
+from .swim.wire import address_field, id_field, int_field, tags_field
 
 if TYPE_CHECKING:
     from .node_context import NodeContext

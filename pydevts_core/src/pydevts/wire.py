@@ -35,11 +35,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .address import Address
 from .errors import ConfigurationError, LocalProtocolError, RemoteProtocolError
 from .headers import EMPTY, Headers, checked_headers, decode_headers, encode_headers
-from .protocols import Address
 from .settings import checked_tags
-from .swim_wire import id_field
+from .swim.wire import id_field
 
 __all__ = [
     "EVENT",

@@ -1,4 +1,4 @@
-"""Liveness.handle_datagram (the peer router's SWIM shell) against hostile datagrams, with no IO.
+"""Liveness.handle_datagram (the SWIM driver the peer router uses) against hostile datagrams, with no IO.
 
 Only counting comes out of a bad datagram: never an exception. What the shell
 sends in answer is valid JSON, fits a datagram and is accepted by another node.
@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from pydevts.datagrams import MAX_DATAGRAM
 from pydevts.members import Member, MemberState
 from pydevts.protocols import Address
-from pydevts_peer.liveness import Liveness
+from pydevts.swim import Liveness
 
 CLUSTER = "default"
 HUGE = 10**4299
@@ -86,22 +86,25 @@ def test_bad_datagram_warnings_are_rate_limited(caplog: pytest.LogCaptureFixture
     live, _, _ = liveness()
     for _ in range(10_000):
         live.handle_datagram(b"\xff", 1.0)
-    warnings = [r for r in caplog.records if r.name == "pydevts.peer.liveness"]
+    warnings = [r for r in caplog.records if r.name == "pydevts.swim"]
     assert live.bad_datagrams == 10_000
     assert len(warnings) <= 10
     assert live.statistics()["swim_log_lines_suppressed"] == 10_000 - len(warnings)
 
 
-def test_a_bug_is_left_to_the_receive_loop_which_counts_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    live, _, _ = liveness()
+def test_a_bug_costs_only_its_datagram_counted_as_an_error_not_a_bad_datagram(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    live, endpoint, changed = liveness()
 
     def broken(sender: str, message: Any, now: float) -> list[Any]:
         raise KeyError("a bug")
 
     monkeypatch.setattr(live.swim, "receive", broken)
-    with pytest.raises(KeyError):  # not taken for a bad datagram (tests/test_hostile_datagrams.py: the loop)
-        live.handle_datagram(datagram({"t": "ping", "seq": 1}), 1.0)
-    assert live.bad_datagrams == 0
+    live.handle_datagram(datagram({"t": "ping", "seq": 1}), 1.0)  # does not raise
+    assert live.bad_datagrams == 0 and live.datagram_errors == 1
+    assert endpoint.sent == [] and changed == []
+    assert [r.exc_info is not None for r in caplog.records if r.name == "pydevts.swim"] == [True]
 
 
 def test_gossiped_members_are_not_reported_to_the_router_until_they_answer() -> None:

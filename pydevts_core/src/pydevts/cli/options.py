@@ -16,12 +16,12 @@ from collections.abc import Callable
 from dataclasses import fields
 from typing import Any
 
+from ..address import Address
 from ..errors import ConfigurationError
 from ..framing import DEFAULT_MAX_FRAME_SIZE
 from ..limits import Limits
 from ..members import MemberState
 from ..node import Node
-from ..protocols import Address
 from .join_options import add_join_options
 
 __all__ = [

@@ -34,10 +34,9 @@ from pydevts.routing import (
     send_on_link,
     send_on_links,
 )
-from pydevts.swim import SwimConfig
+from pydevts.swim import Liveness, SwimConfig
 from pydevts.wire import ROUTER_KIND_MIN
 
-from .liveness import Liveness
 from .state import Action, Connect, MemberDown, MemberUp, PeerState, SendControl
 
 __all__ = ["PeerRouter"]

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydevts.members import Member, MemberState
-from pydevts.swim_wire import address_field, id_field, tags_field
+from pydevts.swim.wire import address_field, id_field, tags_field
 
 NEWCOMER_WINDOW = 10.0  # seconds a node that joined through us hears of members we learn of
 MAX_KNOWN = 10_000  # members waiting for a link, and members in one sync message

@@ -43,7 +43,7 @@ piggybacked — whoever had it first-hand told everyone: a join wave of N
 nodes costs O(N) datagrams, not N³/3.
 
 Hostile input (see docs/membership.md): messages are validated into bounded
-types first (:mod:`pydevts.swim_wire`); an accusation always reaches the
+types first (:mod:`pydevts.swim.wire`); an accusation always reaches the
 accused too; members heard of only through gossip stay *unconfirmed* (no
 broadcasts, no piggyback, no indirect probes, every other probe turn; see
 :meth:`SwimState.confirmed`) until they answer a probe or the router links to
@@ -51,78 +51,33 @@ them, and are learned at a bounded rate, up to ``max_members``.
 
 The machine takes inputs (a message, a tick with the current time, hints from
 the router) and returns actions (send a message to a member, a member's new
-state). It never touches a socket or a clock.
+state). It never touches a socket or a clock: :meth:`SwimState.next_deadline`
+says when the next :meth:`~SwimState.tick` has something to do, so that a
+driver sleeps until then instead of polling.
 """
 
 from __future__ import annotations
 
-import math
-import random
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
-from .members import Member, MemberState
-from .swim_rules import STATES as _STATES
-from .swim_rules import Newcomers, Probe, Relay, SwimConfig, SwimStats, dead_targets, round_robin
-from .swim_rules import tags_of as _tags
-from .swim_rules import wins as _wins
-from .swim_wire import U64_MAX, Action, Send, StateChange
-from .swim_wire import check_update as _check
-from .swim_wire import id_field as _id
-from .swim_wire import parse_message as _parse
+from ..members import Member, MemberState
+from .membership import Membership
+from .rules import Probe, Relay, dead_targets, round_robin
+from .wire import U64_MAX, Action, Send, StateChange
+from .wire import check_update as _check
+from .wire import id_field as _id
+from .wire import parse_message as _parse
 
-__all__ = ["Action", "Send", "StateChange", "SwimConfig", "SwimState", "SwimStats"]
+__all__ = ["MAX_RELAYS", "SwimState"]
 
-Message = dict[str, Any]
-MAX_QUEUED = 1024  # updates waiting to be piggybacked
 MAX_RELAYS = 1024  # ping-reqs being relayed at once
 
 
 @dataclass
-class SwimState:
+class SwimState(Membership):
     """Failure detection for one node; see the module docstring."""
-
-    local: Member
-    config: SwimConfig = field(default_factory=SwimConfig)
-    rng: random.Random = field(default_factory=random.Random)
-    members: dict[str, Member] = field(default_factory=dict)
-    suspected_at: dict[str, float] = field(default_factory=dict)
-    leaving: bool = False
-    _seq: int = 0
-    _probe: Probe | None = None
-    _next_probe: float = 0.0
-    _next_dead_probe: float = 0.0
-    _next_reconnect: float = 0.0
-    failed_at: dict[str, float] = field(default_factory=dict)
-    _order: list[str] = field(default_factory=list)
-    _relays: dict[int, Relay] = field(default_factory=dict)
-    _gossip: list[list[Any]] = field(default_factory=list)  # [update, sends left]
-    stats: SwimStats = field(default_factory=SwimStats)
-    _order_new: list[str] = field(default_factory=list)  # probe order of the unconfirmed
-    _probe_new: bool = False  # whose turn: an unconfirmed member or a confirmed one
-    _notices: dict[str, tuple[str, list[Any]]] = field(default_factory=dict)  # id -> (address, update)
-    _unconfirmed: Newcomers = field(init=False)
-
-    def __post_init__(self) -> None:
-        self._unconfirmed = Newcomers(self.config, self.stats)
-
-    # ------------------------------------------------------------------ views
-
-    @property
-    def incarnation(self) -> int:
-        return self.local.incarnation
-
-    def live(self) -> list[Member]:
-        return [m for m in self.members.values() if m.alive]
-
-    def confirmed(self, node_id: str) -> bool:
-        """False for a member heard of only through gossip (it has not answered us yet)."""
-        return node_id not in self._unconfirmed
-
-    def size(self) -> int:
-        """This node and the confirmed live members (gossip alone cannot stretch timeouts)."""
-        return 1 + sum(1 for m in self.members.values() if m.alive and m.id not in self._unconfirmed)
 
     # ------------------------------------------------------------------ hints from the router
 
@@ -154,17 +109,6 @@ class SwimState:
             return []
         return self._apply_update(["failed", node_id, member.address, member.incarnation, None], now)
 
-    def forget(self, node_id: str) -> None:
-        """Drop a member that left or failed (the node reaped it); a later ``alive`` is news again."""
-        member = self.members.get(node_id)
-        if member is not None and not member.alive:
-            del self.members[node_id]
-            self.failed_at.pop(node_id, None)
-            self.suspected_at.pop(node_id, None)
-            self._unconfirmed.since.pop(node_id, None)
-            self._notices.pop(node_id, None)
-            self._gossip = [item for item in self._gossip if item[0][1] != node_id]
-
     def member_left(self, node_id: str, now: float) -> list[Action]:
         """The member said it leaves (over the router's link)."""
         member = self.members.get(node_id)
@@ -190,19 +134,55 @@ class SwimState:
 
     # ------------------------------------------------------------------ time
 
+    def next_deadline(self) -> float | None:
+        """The earliest time at which :meth:`tick` does something; None: nothing until an input.
+
+        A tick before it returns no action and changes nothing; a tick at or after it does
+        something (it may lie in the past: tick now). Each entry mirrors one test in :meth:`tick`:
+        the probe's indirect stage and end (or clearing it, if its target is gone), suspicion
+        timeouts (or clearing a stale entry), relayed pings expiring, the round of the dead,
+        the next probe, accusations waiting to reach the accused. Any input may change it."""
+        cfg = self.config
+        due: list[float] = []
+        probe = self._probe
+        if probe is not None:
+            target = self.members.get(probe.target)
+            if target is None or not target.alive:
+                due.append(probe.started)  # the next tick drops it (and may start the next one)
+            elif not probe.indirect_sent:
+                due.append(probe.started + cfg.probe_timeout)
+            else:
+                due.append(probe.started + cfg.probe_interval)
+        if self.suspected_at:
+            timeout = cfg.suspicion_timeout(self.size())
+            for node_id, since in self.suspected_at.items():
+                member = self.members.get(node_id)
+                stale = member is None or member.state != MemberState.SUSPECT
+                due.append(since if stale else since + timeout)
+        due.extend(relay.expires for relay in self._relays.values())
+        if not self.leaving:
+            due.append(self._next_dead_probe)
+            if self._probe is None:
+                due.append(self._next_probe)
+        if self._notices:
+            due.append(self._notices_at)
+        return min(due, default=None)
+
     def tick(self, now: float) -> list[Action]:
+        """Time passed: probe stages, timeouts, the round of the dead (see :meth:`next_deadline`)."""
         actions: list[Action] = []
         cfg = self.config
         probe = self._probe
         if probe is not None:
             target = self.members.get(probe.target)
             if target is None or not target.alive:
-                self._probe = None
-            elif not probe.indirect_sent and now - probe.started >= cfg.probe_timeout:
+                if now >= probe.started:
+                    self._probe = None
+            elif not probe.indirect_sent and now >= probe.started + cfg.probe_timeout:
                 probe.indirect_sent = True
                 self.stats.indirect_probes += 1
                 actions += self._indirect(probe, target)
-            elif now - probe.started >= cfg.probe_interval:
+            elif probe.indirect_sent and now >= probe.started + cfg.probe_interval:
                 self._probe = None
                 if target.state == MemberState.ALIVE:
                     self.stats.probes_failed += 1
@@ -213,8 +193,9 @@ class SwimState:
         for node_id, since in list(self.suspected_at.items()):
             member = self.members.get(node_id)
             if member is None or member.state != MemberState.SUSPECT:
-                del self.suspected_at[node_id]
-            elif now - since >= timeout:
+                if now >= since:
+                    del self.suspected_at[node_id]
+            elif now >= since + timeout:
                 actions += self._apply_update(
                     ["failed", node_id, member.address, member.incarnation, None], now
                 )
@@ -229,7 +210,7 @@ class SwimState:
         if self._probe is None and now >= self._next_probe and not self.leaving:
             self._next_probe = now + cfg.probe_interval
             actions += self._start_probe(now)
-        if self._notices:
+        if self._notices and now >= self._notices_at:
             # Accusations about members we no longer send to: the accused hears them too.
             if not self.leaving:
                 actions += [Send(i, a, {"t": "gossip", "u": [u]}) for i, (a, u) in self._notices.items()]
@@ -254,10 +235,6 @@ class SwimState:
             if (node_id := round_robin(candidates, order, self.rng)) is not None:
                 return self.members[node_id]
         return None
-
-    def _next_seq(self) -> int:
-        self._seq = self._seq + 1 if self._seq < U64_MAX else 1
-        return self._seq
 
     def _probe_the_dead(self, now: float) -> list[Action]:
         """Ping failed members, with our own ``alive`` on board, so that after a
@@ -347,107 +324,3 @@ class SwimState:
         if probe is not None and probe.seq == seq:  # relayed ack for our own probe
             self._probe = None
         return []
-
-    # ------------------------------------------------------------------ updates
-
-    def _apply_update(
-        self,
-        update: list[Any],
-        now: float,
-        sender: str | None = None,
-        *,
-        wire: bool = False,
-        spread: bool = True,
-    ) -> list[Action]:
-        """Apply one update (``wire``: from a datagram of ``sender``, not a router hint).
-
-        ``spread``: first-hand news (our probe failed, our timer ran out, our
-        router's link dropped) goes to every member at once; other news only
-        rides on the next datagrams (:meth:`_queue`)."""
-        kind, node_id, address, inc, tags = update
-        if node_id == self.local.id:
-            return self._about_self(kind, inc)
-        current = self.members.get(node_id)
-        if not _wins(kind, inc, current):
-            return []
-        if current is None:
-            admitted, victim = self._unconfirmed.admit(self.members, self.failed_at, now, wire)
-            if not admitted:
-                return []
-            if victim is not None:
-                self.forget(victim)
-        base = current or Member(node_id, address, dict(tags or {}))
-        new = replace(
-            base,
-            address=address or base.address,
-            tags=dict(tags) if tags is not None else base.tags,
-            incarnation=inc,
-            state=_STATES[kind],
-        )
-        self.members[node_id] = new
-        if (current is None and wire) or (node_id in self._unconfirmed and not new.alive):
-            self._unconfirmed.since[node_id] = now  # learned, or down since
-        if new.state == MemberState.SUSPECT:
-            self.stats.suspicions += node_id not in self.suspected_at
-            self.suspected_at.setdefault(node_id, now)
-        else:
-            self.suspected_at.pop(node_id, None)
-        if new.state == MemberState.FAILED:
-            self.stats.failures += node_id not in self.failed_at
-            self.failed_at[node_id] = now
-        else:
-            self.failed_at.pop(node_id, None)
-        broadcast = [kind, node_id, new.address, inc, _tags(new, kind)]
-        if kind != "alive" and sender != node_id and (not new.alive or node_id in self._unconfirmed):
-            self._notices[node_id] = (new.address, broadcast)  # not among the broadcast's recipients
-        if not spread:
-            self._queue(broadcast)
-            if kind == "suspect" and sender != node_id and node_id not in self._unconfirmed:
-                # The accused hears it at once from everyone who does, so that it refutes
-                # even if the accuser's datagram to it was lost.
-                return [StateChange(new), Send(node_id, new.address, {"t": "gossip", "u": [broadcast]})]
-            return [StateChange(new)]
-        return [StateChange(new), *self._broadcast(broadcast)]
-
-    def _about_self(self, kind: str, inc: int) -> list[Action]:
-        if kind not in ("suspect", "failed", "left") or self.leaving:
-            return []
-        if inc >= self.local.incarnation:  # refute (at most 2**64-1: accusations stop one below)
-            self.local = replace(self.local, incarnation=min(inc + 1, U64_MAX))
-        # An accusation about an older incarnation means our refutation was
-        # lost somewhere: say it again.
-        return self._announce_self()
-
-    def _announce_self(self) -> list[Action]:
-        me = self.local
-        return self._broadcast(["alive", me.id, me.address, me.incarnation, dict(me.tags)])
-
-    def _queue(self, update: list[Any]) -> None:
-        """Queue ``update`` to ride on the next pings and acks (each a bounded number of times)."""
-        n = self.size()
-        # A newer update about a member replaces any queued one about it (memberlist's
-        # invalidation); the queue never holds more than one item per member.
-        self._gossip = [item for item in self._gossip if item[0][1] != update[1]]
-        self._gossip.insert(0, [update, self.config.retransmit_mult * math.ceil(math.log10(n + 1))])
-        del self._gossip[MAX_QUEUED:]
-
-    def _broadcast(self, update: list[Any]) -> list[Action]:
-        """Send ``update`` to every confirmed live member now (a suspect too: it may need to
-        refute), and queue it to ride on the next pings and acks."""
-        self._queue(update)
-        return [
-            Send(m.id, m.address, {"t": "gossip", "u": [update]})
-            for m in self.members.values()
-            if m.alive and m.id not in self._unconfirmed
-        ]
-
-    def _send(self, member: Member, message: Message) -> Send:
-        """``message`` with queued updates piggybacked (each sent a bounded number of times;
-        none to an unconfirmed member)."""
-        if self._gossip and member.id not in self._unconfirmed:
-            batch = self._gossip[: self.config.max_piggyback]
-            message["u"] = [item[0] for item in batch]
-            for item in batch:
-                item[1] -= 1
-            self._gossip = [item for item in self._gossip if item[1] > 0]
-        return Send(member.id, member.address, message)

@@ -14,9 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .members import Member
-from .protocols import Address
-from .settings import MAX_TAGS_BYTES
+from ..members import Member
+from ..protocols import Address
+from ..settings import MAX_TAGS_BYTES
 
 __all__ = [
     "MAX_ACCUSED_INCARNATION",

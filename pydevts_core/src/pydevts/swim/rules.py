@@ -7,8 +7,8 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from .members import Member, MemberState
-from .swim_wire import MAX_UPDATES
+from ..members import Member, MemberState
+from .wire import MAX_UPDATES
 
 __all__ = [
     "STATES",
