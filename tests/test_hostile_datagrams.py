@@ -80,7 +80,7 @@ def swim_datagram(message: Any, sender: str = "c", cluster: str = "default") -> 
 
 
 def liveness(node: Node) -> Any:
-    return node._ctx.router._liveness  # type: ignore[attr-defined]
+    return node.plugin("peer").detector
 
 
 def swim_stats(node: Node) -> dict[str, int]:

@@ -19,6 +19,7 @@ from pydevts import Node
 from pydevts.keyring import generate_key
 from pydevts.merge import merge_once
 from pydevts.protocols import Router
+from pydevts.routing.host import LinkHost
 from pydevts.testing import MemoryNetwork, MemoryTransport
 from pydevts_hop import HopConfig, HopRouter
 from pydevts_peer import PeerRouter
@@ -93,8 +94,8 @@ async def test_probing_a_node_of_the_own_cluster_changes_nothing() -> None:
     with anyio.fail_after(20):
         async with cluster(*nodes):
             for n in nodes:
-                router = n._ctx.router
-                assert isinstance(router, PeerRouter)
+                router = n._ctx.router  # the link host that runs the peer router
+                assert isinstance(router, LinkHost) and isinstance(router.machine, PeerRouter)
                 before = dict(router.links)
                 assert await merge_once(n._ctx, [n.cluster_address], reap_after=60, timeout=5) == []
                 assert router.links == before

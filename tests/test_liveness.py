@@ -48,7 +48,7 @@ async def test_datagrams_of_another_cluster_or_garbage_are_dropped() -> None:
     a, b = Node(port, node_id="a"), Node(port, node_id="b")
     with anyio.fail_after(20):
         async with cluster(a, b):
-            liveness = a._ctx.router._liveness  # type: ignore[attr-defined]
+            liveness = a.plugin("peer").detector
             host, udp_port = a.address.rsplit(":", 1)
             foreign = {
                 "c": "other",

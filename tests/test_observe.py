@@ -252,7 +252,8 @@ async def test_plugins_chosen_by_name_take_options_and_the_node_hands_them_out()
         async with node:
             plugin = node.plugin("recorder")
             assert isinstance(plugin, Recorder) and plugin.label == "seen" and plugin.started == [node.id]
-            assert node.plugin("tcp") is node._ctx.transport and node.plugin("peer") is node._ctx.router
+            assert node.plugin("tcp") is node._ctx.transport
+            assert node.plugin("peer") is node._ctx.router.machine  # type: ignore[attr-defined]
             with pytest.raises(KeyError, match="no plugin named 'nope'"):
                 node.plugin("nope")
 

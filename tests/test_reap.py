@@ -76,9 +76,9 @@ async def test_a_member_that_left_is_reaped_forgotten_and_can_join_again() -> No
             for node in (n0, n1):
                 await wait_until(lambda node=node: reaped(events, node.id, "n2") == 1, 5, "n2 reaped")
                 assert "n2" not in {m.id for m in node.members}
-                router = node._ctx.router
+                router = node.plugin("peer")
                 assert isinstance(router, PeerRouter)
-                assert router._liveness is not None and "n2" not in router._liveness.swim.members
+                assert "n2" not in router.detector.swim.members
                 assert "n2" not in node._ctx.dispatcher._departed
                 # not before its time (callbacks may lag the view a little, hence the slack)
                 assert events.at[(node.id, "reaped", "n2")] - events.at[(node.id, "left", "n2")] >= REAP / 2

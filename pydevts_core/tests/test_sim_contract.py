@@ -65,7 +65,7 @@ def test_litemesh_passes_every_rule_for_three_seeds() -> None:
 
 
 def test_peer_passes_every_rule_for_three_seeds() -> None:
-    check_router_simulated(_seeded(_machine("pydevts_peer.machine", "PeerRouter")), seeds=3)
+    check_router_simulated(_seeded(_machine("pydevts_peer.router", "PeerRouter")), seeds=3)
 
 
 @pytest.mark.xfail(

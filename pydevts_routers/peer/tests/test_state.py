@@ -9,7 +9,6 @@ from collections import Counter, deque
 from typing import Any
 
 import pytest
-from pydevts.errors import RemoteProtocolError
 from pydevts.members import Member, MemberState
 from pydevts_peer.state import Connect, MemberDown, MemberUp, PeerState, SendControl
 
@@ -340,56 +339,36 @@ def test_member_entry_with_bad_tags_raises_value_error(tags: Any) -> None:
         PeerState(m("a")).control("x", message, 0.0)
 
 
-class _FakeCtx:
-    def __init__(self) -> None:
-        from pydevts.protocols import Address
-        from pydevts.wire import Hello
+def started_router() -> Any:
+    from pydevts_peer.router import PeerRouter
 
-        self.hello = Hello(cluster="c", node_id="a", address="a.local:7000", serializer="msgpack")
-        self.listen_address = Address("127.0.0.1", 0)
-        self.spawned: list[Any] = []
-
-    async def open_datagrams(self) -> Any:
-        from pydevts.datagrams import UdpEndpoint
-
-        return UdpEndpoint.open(self.listen_address)
-
-    def spawn(self, func: Any, *args: Any, name: str = "") -> None:
-        self.spawned.append((func, args))
+    router = PeerRouter(seed=1)
+    router.start(0.0, m("a"), "c")
+    return router
 
 
-class _FakeLink:
-    peer_id = "x"
+def test_router_refuses_malformed_control_messages() -> None:
+    """A bad control frame raises ValueError (or a kin the link host takes alike): that link closes."""
+    from pydevts_peer.router import encode_control
 
-
-@pytest.mark.anyio
-async def test_router_turns_malformed_control_into_remote_protocol_error() -> None:
-    from pydevts_peer.router import PeerRouter, encode_control
-
-    router = PeerRouter()
-    await router.start(_FakeCtx(), None)  # type: ignore[arg-type]
+    router = started_router()
     for bad in ({"t": "bogus"}, {"t": "sync", "members": [{"address": "h:1"}]}):
-        with pytest.raises(RemoteProtocolError):
-            router._on_control(_FakeLink(), encode_control(bad))  # type: ignore[arg-type]
-    with pytest.raises(RemoteProtocolError):
-        router._on_control(_FakeLink(), b"\x40not json")  # type: ignore[arg-type]
-    with pytest.raises(RemoteProtocolError, match="unknown router frame kind 0x41"):
-        router._on_control(_FakeLink(), b"\x41{}")  # type: ignore[arg-type]
-    assert router._liveness is not None
-    await router._liveness.aclose()
+        with pytest.raises(ValueError):
+            router.receive(0.0, "x", encode_control(bad))
+    with pytest.raises(ValueError):
+        router.receive(0.0, "x", b"\x40not json")
+    with pytest.raises(ValueError, match="unknown router frame kind 0x41"):
+        router.receive(0.0, "x", b"\x41{}")
+    with pytest.raises(ValueError, match="empty frame"):
+        router.receive(0.0, "x", b"")
 
 
-@pytest.mark.anyio
-async def test_router_turns_control_with_bad_tags_into_remote_protocol_error() -> None:
-    from pydevts_peer.router import PeerRouter, encode_control
+def test_router_refuses_control_with_bad_tags() -> None:
+    from pydevts_peer.router import encode_control
 
-    router = PeerRouter()
-    await router.start(_FakeCtx(), None)  # type: ignore[arg-type]
     bad = {"t": "intro", "member": {"id": "b", "address": "h:1", "tags": ["zone", "eu"]}}
-    with pytest.raises(RemoteProtocolError):
-        router._on_control(_FakeLink(), encode_control(bad))  # type: ignore[arg-type]
-    assert router._liveness is not None
-    await router._liveness.aclose()
+    with pytest.raises(ValueError):
+        started_router().receive(0.0, "x", encode_control(bad))
 
 
 # ------------------------------------------------------------------ a simulated cluster
@@ -532,13 +511,18 @@ async def test_peer_router_honours_the_router_contract() -> None:
 
 @pytest.mark.anyio
 async def test_the_router_contract_catches_a_router_that_duplicates() -> None:
+    from pydevts.routing import Action, Send
     from pydevts.testing import check_router
     from pydevts_peer import PeerRouter
 
     class Stutter(PeerRouter):
-        async def broadcast(self, frame: bytes) -> None:
-            await super().broadcast(frame)
-            await super().broadcast(frame)
+        """Routes itself (both overridden), and sends every broadcast twice."""
+
+        def send(self, now: float, dest: str, frame: bytes) -> list[Action]:
+            return [Send(dest, frame)]
+
+        def broadcast(self, now: float, frame: bytes) -> list[Action]:
+            return [Send(peer, frame) for peer in sorted(self.up) for _ in range(2)]
 
     with pytest.raises(AssertionError, match="exactly once"):
         await check_router(Stutter, nodes=3)
