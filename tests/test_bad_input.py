@@ -285,7 +285,7 @@ async def test_malformed_router_control_closes_only_that_link(
                 await raw.send_frames(control)
                 await assert_closed_by_node(raw, within=3)
             await wait_logged(caplog, "unknown message kind 0x05")
-            await wait_logged(caplog, "bad peer-router control message", RAW_ID)
+            await wait_logged(caplog, "bad peer router frame", RAW_ID)
             await wait_until(lambda: RAW_ID not in alive_ids(a), what="A to drop the raw member")
             assert a.members[-1].id == RAW_ID and a.members[-1].state == MemberState.FAILED
             await assert_serving(a, b)

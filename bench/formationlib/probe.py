@@ -18,7 +18,7 @@ What is recorded (``Recorder.events``: ``[t, kind, subject, info]``):
 ``reconnect``    the router's reconnect loop started for a member
 ``connect``      ``NodeContext.connect`` ended (``info``: ok, seconds, handshake seconds, error)
 ``accept``       an accepted connection finished its handshake (``info``: seconds)
-``link``         ``PeerRouter.add_link`` (``info``: initiated, outcome adopted/dup_kept/dup_replaced)
+``link``         ``LinkHost.add_link`` (``info``: initiated, outcome adopted/dup_kept/dup_replaced)
 ``view``         the member view changed (``NodeContext._changed``: joined, failed, ...)
 ``lag``          the event loop woke up late (``info``: seconds late; only lags over 20 ms)
 
@@ -76,7 +76,9 @@ def install() -> None:
     import pydevts_peer.router as router_mod
     from pydevts.datagrams import UdpEndpoint
     from pydevts.node_context import NodeContext
-    from pydevts.swim import Liveness, SwimState
+    from pydevts.routing.dialer import Dialer
+    from pydevts.routing.host import LinkHost
+    from pydevts.swim import FailureDetector, SwimState
     from pydevts_peer.router import PeerRouter
     from pydevts_peer.state import PeerState
 
@@ -194,27 +196,25 @@ def install() -> None:
 
         return add_link
 
-    _wrap(PeerRouter, "add_link", add_link_wrap)
+    _wrap(LinkHost, "add_link", add_link_wrap)
 
     def reconnect_wrap(orig: Callable[..., Any]) -> Callable[..., Any]:
-        async def _reconnect(self: Any, peer_id: str) -> Any:
-            REC.add("reconnect", peer_id)
-            return await orig(self, peer_id)
+        def redial(self: Any, link: Any) -> Any:
+            REC.add("reconnect", link.peer_id)
+            return orig(self, link)
 
-        return _reconnect
+        return redial
 
-    _wrap(PeerRouter, "_reconnect", reconnect_wrap)
+    _wrap(Dialer, "redial", reconnect_wrap)
 
     def member_change_wrap(orig: Callable[..., Any]) -> Callable[..., Any]:
-        def _on_member_change(self: Any, member: Any) -> Any:
-            REC.add(
-                "swim_report", member.id, {"state": member.state.value, "linked": member.id in self._links}
-            )
-            return orig(self, member)
+        def _member_changed(self: Any, member: Any, now: float) -> Any:
+            REC.add("swim_report", member.id, {"state": member.state.value, "linked": member.id in self.up})
+            return orig(self, member, now)
 
-        return _on_member_change
+        return _member_changed
 
-    _wrap(PeerRouter, "_on_member_change", member_change_wrap)
+    _wrap(PeerRouter, "_member_changed", member_change_wrap)
 
     # -- router control frames sent (module-level function, looked up at each call)
     def encode_wrap(orig: Callable[..., Any]) -> Callable[..., Any]:
@@ -230,13 +230,13 @@ def install() -> None:
     _wrap(router_mod, "encode_control", encode_wrap)
 
     def on_control_wrap(orig: Callable[..., Any]) -> Callable[..., Any]:
-        def _on_control(self: Any, link: Any, frame: bytes) -> Any:
+        def receive(self: Any, now: float, peer_id: str, frame: bytes) -> Any:
             REC.count("ctrl_recv_bytes", "all", len(frame))
-            return orig(self, link, frame)
+            return orig(self, now, peer_id, frame)
 
-        return _on_control
+        return receive
 
-    _wrap(PeerRouter, "_on_control", on_control_wrap)
+    _wrap(PeerRouter, "receive", on_control_wrap)
 
     # -- the member view
     def changed_wrap(orig: Callable[..., Any]) -> Callable[..., Any]:
@@ -257,7 +257,7 @@ def install() -> None:
 
         return handle_datagram
 
-    _wrap(Liveness, "handle_datagram", handle_wrap)
+    _wrap(FailureDetector, "handle_datagram", handle_wrap)
 
     def receive_wrap(orig: Callable[..., Any]) -> Callable[..., Any]:
         def receive(self: Any, sender: str, message: Any, now: float) -> Any:
@@ -285,7 +285,7 @@ def install() -> None:
 
         return _send
 
-    _wrap(Liveness, "_send", send_wrap)
+    _wrap(FailureDetector, "_encode", send_wrap)
 
     def udp_send_wrap(orig: Callable[..., Any]) -> Callable[..., Any]:
         def send(self: Any, data: bytes, address: Any) -> Any:

@@ -141,6 +141,12 @@ class HubSpokeRouter:
         elif (hub := self._links.get(self._hub)) is not None:
             hub.send_nowait(_relay(EVERYONE, self.ctx.node_id, frame))
 
+    def forget(self, node_id: str) -> bool:
+        return True
+
+    def statistics(self) -> Mapping[str, int]:
+        return {}
+
     def set_tags(self, tags: Mapping[str, str]) -> None:
         pass
 

@@ -42,9 +42,12 @@ def pydevts_register_transports() -> Mapping[str, Factory]:  # type: ignore[empt
 
 @hookspec
 def pydevts_register_routers() -> Mapping[str, Factory]:  # type: ignore[empty-body]
-    """Return ``{name: factory}`` of :class:`~pydevts.protocols.Router` implementations.
+    """Return ``{name: factory}`` of routers.
 
-    The factory is called with no arguments.
+    The factory is called with the router options the user gave as keyword
+    arguments (``Node(router_options=...)``, ``--router-option``) and returns
+    a :class:`~pydevts.routing.RouterMachine` (core runs it on its links) or,
+    for a router with IO of its own, a :class:`~pydevts.protocols.Router`.
     """
 
 

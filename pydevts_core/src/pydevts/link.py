@@ -21,7 +21,7 @@ from .errors import ConnectionClosedError, PydevtsError, RemoteProtocolError, Tr
 from .limits import StalledFrameError
 from .link_writer import SEND_DEADLINE, LinkWriter, Pressure
 from .observe import overrides
-from .protocols import Connection, ConnectionInfo, ConnectionPlugin
+from .protocols import Connection, ConnectionInfo, ConnectionPlugin, SendsWithoutWaiting
 from .ratelog import RateLimitedLog
 from .session import Session
 from .wire import REFUSE, Hello, decode_refuse
@@ -82,7 +82,9 @@ class Link(LinkWriter):
         self._check_refuse = True
         self._scope: anyio.CancelScope | None = None
         # Transports that can write without waiting offer send_frames_nowait.
-        self._write_now: Callable[[Sequence[bytes]], bool] | None = getattr(conn, "send_frames_nowait", None)
+        self._write_now: Callable[[Sequence[bytes]], bool] | None = (
+            conn.send_frames_nowait if isinstance(conn, SendsWithoutWaiting) else None
+        )
         self._flush_needed = False
         self._inflight = 0  # bytes the writer is writing now
         self._spawn: Spawn | None = None

@@ -46,7 +46,7 @@ from .node_context import NodeContext
 from .node_messaging import Messaging
 from .node_start import start_node
 from .plugins import Registry
-from .protocols import Address, ConnectionPlugin, Router, Serializer, Transport
+from .protocols import Address, ClosesLast, ConnectionPlugin, Router, Serializer, Transport
 from .secure import require_cryptography
 from .settings import (
     checked_interval,
@@ -347,9 +347,8 @@ class Node(Messaging):
         with anyio.move_on_after(self.handshake_timeout):
             await ctx.router.stop()
         await ctx.listener.aclose()
-        closer = getattr(ctx.transport, "aclose", None)
-        if closer is not None:  # e.g. QUIC: let closed connections deliver what they were given
-            await closer()
+        if isinstance(ctx.transport, ClosesLast):  # e.g. QUIC: let closed connections deliver
+            await ctx.transport.aclose()
         await ctx.drain_lifecycle()
         log.info("node %s stopped", self.id)
         self._stopped.set()

@@ -31,7 +31,9 @@ from .protocols import (
     Connection,
     ConnectionPlugin,
     DatagramEndpoint,
+    KeepsStatistics,
     Listener,
+    OpensDatagrams,
     Router,
     Serializer,
     Transport,
@@ -115,10 +117,9 @@ class NodeContext(Watching):
 
     async def open_datagrams(self) -> DatagramEndpoint:
         """The failure detector's datagram channel; sealed with the keyring when there is one."""
-        opener = getattr(self.transport, "open_datagrams", None)
         endpoint: DatagramEndpoint
-        if opener is not None:
-            endpoint = await opener(self.listener.address)
+        if isinstance(self.transport, OpensDatagrams):
+            endpoint = await self.transport.open_datagrams(self.listener.address)
         else:
             endpoint = UdpEndpoint.open(self.listener.address)
         if self.keyring is None:
@@ -208,9 +209,8 @@ class NodeContext(Watching):
     def limit_statistics(self) -> dict[str, int]:
         """``limits.*`` counters, and the transport's own (``transport.*``) when it keeps any."""
         counters = self.guard.statistics()
-        transport_stats = getattr(self.transport, "statistics", None)
-        if transport_stats is not None:
-            counters.update({f"transport.{k}": v for k, v in transport_stats().items()})
+        if isinstance(self.transport, KeepsStatistics):
+            counters.update({f"transport.{k}": v for k, v in self.transport.statistics().items()})
         return counters
 
     def check_peer(self, remote: Hello) -> str | None:
@@ -343,16 +343,16 @@ class NodeContext(Watching):
     async def run_reaper(self, reap_after: float) -> None:
         """Drop members down for ``reap_after`` seconds (a ``reaped`` event each), until the node stops.
 
-        The router's optional ``forget(node_id) -> bool`` drops its own state
-        first; ``False`` keeps the member (the router still deals with it).
+        The router's ``forget(node_id) -> bool`` drops its own state first;
+        ``False`` keeps the member (the router still deals with it).
         """
-        forget = getattr(self.router, "forget", None)
+        forget = self.router.forget
         with self._reaper:
             while True:
                 await anyio.sleep(min(max(reap_after / 4, 0.05), 60.0))
                 for member in self.members.due(reap_after):
                     try:
-                        if forget is not None and forget(member.id) is False:
+                        if forget(member.id) is False:
                             continue
                     except Exception:  # a router's bug must not stop the node
                         log.exception("router %r failed to forget %s", self.router, member.id)

@@ -32,9 +32,7 @@ class Messaging:
         refusals and cuts by the limits (``limits.``, see :class:`~pydevts.limits.Limits`)."""
         ctx = self._require_running()
         counters = dict(vars(ctx.dispatcher.stats))
-        router_stats = getattr(ctx.router, "statistics", None)
-        if router_stats is not None:
-            counters.update({f"router.{k}": v for k, v in router_stats().items()})
+        counters.update({f"router.{k}": v for k, v in ctx.router.statistics().items()})
         if ctx.keyring is not None:
             counters["keyring.datagrams_dropped"] = ctx.datagrams_dropped()
         counters.update(ctx.limit_statistics())  # limits.*: refusals and cuts

@@ -1,4 +1,4 @@
-"""The four extension protocols: Transport, Router, Serializer, ConnectionPlugin.
+"""The extension protocols: Transport, Router, Serializer, ConnectionPlugin, and optional capabilities.
 
 Implementations are plain classes; they need not inherit from anything here.
 They are found by name through the hooks in :mod:`pydevts.hookspecs`.
@@ -10,6 +10,18 @@ Layers, bottom up::
     Router      topology and delivery: which links exist, how a frame reaches a node
     Node        (core) events, requests, handlers, members
     Serializer  event payloads <-> bytes, one per cluster
+
+The router boundary: most routers are *decision machines*
+(:class:`pydevts.routing.RouterMachine`): they decide, and core's link host
+(:class:`pydevts.routing.LinkHost`, which implements :class:`Router` below)
+owns the links and does the IO. :class:`Router` and :class:`RouterContext`
+are for routers that bring their own IO (a broker-backed router with no
+direct links, say), and are what the node itself talks to.
+
+Optional capabilities are declared by implementing a small protocol
+(:class:`SendsWithoutWaiting`, :class:`OpensDatagrams`, :class:`ClosesLast`,
+:class:`KeepsStatistics`); core checks them with ``isinstance``, once, never
+by looking attributes up by name.
 """
 
 from __future__ import annotations
@@ -28,13 +40,17 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Address",
+    "ClosesLast",
     "Connection",
     "ConnectionInfo",
     "ConnectionPlugin",
     "DatagramEndpoint",
+    "KeepsStatistics",
     "Listener",
+    "OpensDatagrams",
     "Router",
     "RouterContext",
+    "SendsWithoutWaiting",
     "Serializer",
     "Transport",
 ]
@@ -55,12 +71,7 @@ class Connection(Protocol):
     before writing anything, and a peer announcing a larger frame makes
     :meth:`receive_frames` raise :class:`~pydevts.errors.RemoteProtocolError`.
 
-    Optional fast path: a connection may also offer
-    ``send_frames_nowait(frames) -> bool``, which writes without waiting,
-    keeps whatever the transport would not take at once, writes that first
-    on the next :meth:`send_frames`, and returns ``False`` if it kept
-    anything. Links use it to send requests and replies from the caller's
-    task, saving a task switch per round trip.
+    Optional fast path: :class:`SendsWithoutWaiting`.
     """
 
     max_frame_size: int
@@ -136,12 +147,54 @@ class Transport(Protocol):
         """Connect; raise :class:`~pydevts.errors.ConnectError` if nothing answers."""
         ...
 
-    # Optional: ``async def open_datagrams(self, address: Address) -> DatagramEndpoint``
-    # gives failure detectors a channel of the transport's own (bound beside the
-    # listener at ``address``). Without it they use UDP on the listener's port.
-    # Optional: ``async def aclose(self) -> None``, awaited last when a node stops:
-    # a transport that delivers after ``Connection.aclose`` in tasks of its own
-    # (QUIC) waits there, bounded, until it has.
+    # Optional: OpensDatagrams, ClosesLast, KeepsStatistics (below).
+
+
+# --------------------------------------------------------------------------
+# Optional capabilities (declared by implementing the method; checked with isinstance)
+# --------------------------------------------------------------------------
+
+
+@runtime_checkable
+class SendsWithoutWaiting(Protocol):
+    """A :class:`Connection` that can write from the caller's task.
+
+    ``send_frames_nowait(frames)`` writes without waiting, keeps whatever the
+    transport would not take at once, writes that first on the next
+    ``send_frames``, and returns ``False`` if it kept anything. Links use it
+    to send requests and replies from the caller's task, saving a task switch
+    per round trip.
+    """
+
+    def send_frames_nowait(self, frames: Sequence[bytes]) -> bool: ...
+
+
+@runtime_checkable
+class OpensDatagrams(Protocol):
+    """A :class:`Transport` with a datagram channel of its own, bound beside its listener.
+
+    Without it, failure detectors use UDP on the listener's port.
+    """
+
+    async def open_datagrams(self, address: Address) -> DatagramEndpoint: ...
+
+
+@runtime_checkable
+class ClosesLast(Protocol):
+    """A :class:`Transport` awaited last when a node stops.
+
+    A transport that delivers after ``Connection.aclose`` in tasks of its own
+    (QUIC) waits there, bounded, until it has.
+    """
+
+    async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class KeepsStatistics(Protocol):
+    """A :class:`Transport` that keeps counters (``Node.statistics()`` shows them as ``transport.*``)."""
+
+    def statistics(self) -> Mapping[str, int]: ...
 
 
 # --------------------------------------------------------------------------
@@ -206,7 +259,10 @@ class ConnectionPlugin(Protocol):
 
 
 class RouterContext(Protocol):
-    """What the node gives its router. The router owns links; the node owns none."""
+    """What the node gives its router (the link host, or a router with IO of its own).
+
+    The router owns links; the node owns none.
+    """
 
     @property
     def node_id(self) -> str: ...
@@ -275,6 +331,10 @@ class RouterContext(Protocol):
 class Router(Protocol):
     """Owns topology: which links to open, and how a frame reaches one node or all.
 
+    Implemented by core's :class:`~pydevts.routing.LinkHost` for every
+    :class:`~pydevts.routing.RouterMachine`; implement it directly only for a
+    router that brings its own IO (``docs/writing-a-router.md``, last section).
+
     Frames whose first byte is ``0x40`` or above belong to the router; lower
     kinds are core messages that the router hands to
     :meth:`RouterContext.deliver` at their destination.
@@ -306,10 +366,16 @@ class Router(Protocol):
         """Announce leave, flush and close every link."""
         ...
 
-    # Optional: ``def forget(self, node_id: str) -> bool`` (a plain method, not
-    # async; it must not block), called when the node is about to reap a
-    # member that has been down (left or failed) for ``reap_after`` seconds:
-    # drop what the router still keeps about it and return True, or return
-    # False to keep the member (the router has news of it, e.g. it is alive
-    # again but not linked yet). A member that comes back after being reaped
-    # is learned anew, as a newcomer.
+    def forget(self, node_id: str) -> bool:
+        """The node is about to reap ``node_id`` (down, left or failed, for ``reap_after`` s).
+
+        A plain method (it must not block): drop what the router still keeps
+        about it and return True, or return False to keep the member (the
+        router has news of it, e.g. it is alive again but not linked yet). A
+        member that comes back after being reaped is learned anew, as a newcomer.
+        """
+        ...
+
+    def statistics(self) -> Mapping[str, int]:
+        """The router's counters (``Node.statistics()`` shows them as ``router.*``); may be empty."""
+        ...

@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import ConfigurationError, RemoteProtocolError
 from .framing import FrameDecoder, encode_frames
 from .keyring import Keyring
+from .protocols import SendsWithoutWaiting
 
 if TYPE_CHECKING:
     from .protocols import Address, Connection, DatagramEndpoint
@@ -218,9 +219,8 @@ class SecureConnection:
         self._out, self._in = _Sealer(send_key), _Sealer(receive_key)
         self._decoder = FrameDecoder(self.max_frame_size)
         self._early = list(early)
-        nowait: Callable[[Sequence[bytes]], bool] | None = getattr(inner, "send_frames_nowait", None)
-        if nowait is not None:
-            self._inner_nowait = nowait
+        if isinstance(inner, SendsWithoutWaiting):
+            self._inner_nowait = inner.send_frames_nowait
             self.send_frames_nowait = self._send_frames_nowait
 
     @property

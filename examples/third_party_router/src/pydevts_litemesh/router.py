@@ -51,6 +51,9 @@ class LiteMeshRouter(RouterMachine):
     def __init__(
         self, *, connect_after: float = 2.0, leave_timeout: float = 2.0, redial_for: float = 3.0
     ) -> None:
+        for name, value in (("connect_after", connect_after), ("redial_for", redial_for)):
+            if not value >= 0:  # refuses nan too
+                raise ValueError(f"{name} must be 0 or more seconds, got {value!r}")
         self.connect_after = connect_after
         self.leave_timeout = leave_timeout
         self.redial_for = redial_for
@@ -84,7 +87,9 @@ class LiteMeshRouter(RouterMachine):
         return actions
 
     def link_down(self, now: float, peer_id: str, *, resumable: bool) -> list[Action]:
-        if resumable and peer_id in self.linked:  # core redials: the member stays for redial_for
+        if resumable:  # core redials: a member stays for redial_for
+            if peer_id not in self.linked:
+                return [CloseLink(peer_id, "not a member")]
             self.dropped[peer_id] = now + self.redial_for
             return []
         self.dropped.pop(peer_id, None)

@@ -35,6 +35,7 @@ from .helpers import (
     send_on_link,
     send_on_links,
 )
+from .host import LinkHost
 from .machine import NO_ACTIONS, RouterMachine
 
 __all__ = [
@@ -48,6 +49,7 @@ __all__ = [
     "Dropped",
     "Hello",
     "Link",
+    "LinkHost",
     "RouterMachine",
     "Send",
     "SendDatagram",

@@ -148,8 +148,9 @@ class LinkHost:
             with anyio.CancelScope(shield=True):
                 for link in [*self._links.values(), *self._readers]:
                     await link.aclose("this node left")
-                if self._endpoint is not None:
-                    await self._endpoint.aclose()
+                endpoint, self._endpoint = self._endpoint, None
+                if endpoint is not None:
+                    await endpoint.aclose()
 
     async def send(self, dest: str, frame: bytes) -> None:
         if self._mesh:
@@ -483,8 +484,8 @@ class LinkHost:
                 await anyio.lowlevel.checkpoint()
 
     def _send_datagram(self, action: SendDatagram) -> None:
-        endpoint = self._endpoint
-        if endpoint is None or self.stopping:
+        endpoint = self._endpoint  # None once closed (after the goodbyes of stop())
+        if endpoint is None:
             return
         try:
             endpoint.send(action.data, action.address)

@@ -15,7 +15,10 @@ its own composes this package, at the level it needs:
   alive — and returns :class:`SendDatagram`/:class:`MemberChanged`.
 - :class:`Liveness` (:mod:`pydevts.swim.liveness`): the IO driver over the
   router context's datagram channel, which sleeps until the next deadline
-  instead of polling. The peer router uses it as is.
+  instead of polling, for a router that brings its own IO. A
+  :class:`~pydevts.routing.RouterMachine` (the peer router) composes the
+  :class:`FailureDetector` instead, and core's link host carries its
+  datagrams and timers.
 """
 
 from __future__ import annotations

@@ -111,8 +111,8 @@ Action = Send | Deliver | MemberChange | CloseLink | Connect | Dropped
 class HopConfig:
     """Timings (seconds) and limits of the hop router; the defaults are documented in the README.
 
-    The shell calls ``tick`` every ``tick_interval`` seconds (give or take
-    20 %); nothing here depends on ticks being regular.
+    The router machine asks for ``tick`` every ``tick_interval`` seconds (give
+    or take 20 %); nothing here depends on ticks being regular.
     """
 
     tick_interval: float = 0.5
