@@ -68,12 +68,9 @@ def test_peer_passes_every_rule_for_three_seeds() -> None:
     check_router_simulated(_seeded(_machine("pydevts_peer.router", "PeerRouter")), seeds=3)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="port in progress: after r0 crashes, a node whose only link was r0 stays alone "
-    "(it redials r0 only; nobody dials it), in about 1 seed of 10",
-)
 def test_hop_passes_every_rule_for_three_seeds() -> None:
+    # It once failed "crash of the first node" (a node whose only link was r0 stayed alone):
+    # an isolated hop node now dials the members it knows (pydevts_hop/dialer.py).
     check_router_simulated(_seeded(_machine("pydevts_hop.router", "HopRouter")), seeds=3)
 
 

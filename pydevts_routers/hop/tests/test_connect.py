@@ -84,3 +84,20 @@ def test_a_lost_bridge_is_retried_until_it_is_back_and_the_cluster_heals() -> No
     assert frozenset(("x", "b0")) in net.links
     check_routes(net, edges)
     assert net.members["a1"]["b1"].state.value == "alive"  # (not `is`: mypy narrowed it above)
+
+
+def test_a_node_left_without_any_link_tries_the_members_it_knows() -> None:
+    """Its only neighbour crashed: to the others it is unreachable and they never linked to it,
+    so it must dial them itself (found by the simulated contract, "crash of the first node")."""
+    from pydevts_hop.dialer import Dialer
+    from pydevts_hop.wire import Advert
+
+    dialer = Dialer("r1", CONFIG)
+    adverts = {n: Advert(n, 1, 1, f"{n}:7000") for n in ("r2", "r3", "r4")}
+    # With a link (to someone else), unreachable members are left to the nodes that lost them.
+    assert dialer.due(100.0, adverts, links={"r9"}, reachable=()) == []
+    # With none, it tries them (smaller ids wait connect_delay first), within max_neighbours.
+    alone = Dialer("r3", HopConfig(max_neighbours=1))
+    first = alone.due(100.0, adverts, links=(), reachable=())
+    assert [c.member_id for c in first] == ["r4"]  # r3 < r4 dials at once; one slot
+    assert alone.due(100.0 + CONFIG.connect_delay, adverts, links=(), reachable=()) == []  # r4 in flight

@@ -7,6 +7,9 @@
   ``connect_delay``, in case the smaller cannot reach it.
 - A neighbour whose link went down is retried, whatever the count, until it
   is reachable again or purged: that is how a lost bridge comes back.
+- A node left with no link at all (its only neighbours crashed) tries the
+  members it knows of, reachable or not, within ``max_neighbours``: nobody
+  else would (to them it is unreachable, and they never linked to it).
 - A failed attempt is retried after ``connect_backoff`` seconds, doubling up
   to ``max_connect_backoff``.
 """
@@ -62,6 +65,7 @@ class Dialer:
         if cfg.max_neighbours == 0:
             return []
         free = cfg.max_neighbours - len(links) - sum(a.in_flight for a in self._attempts.values())
+        isolated = not links
         connects: list[Connect] = []
         for nid in sorted(adverts, key=lambda n: zlib.crc32(f"{self.local_id}|{n}".encode())):
             adv = adverts[nid]
@@ -73,7 +77,7 @@ class Dialer:
                 attempt = self._attempts[nid] = _Attempt(now + wait, cfg.connect_backoff)
             if attempt.in_flight or attempt.next_try > now:
                 continue
-            if nid in reachable:  # reachable through others: only while we have room
+            if nid in reachable or (isolated and not attempt.lost):  # only while we have room
                 if free <= 0:
                     continue
                 free -= 1
