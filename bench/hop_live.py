@@ -30,6 +30,7 @@ from typing import Any
 
 import anyio
 from pydevts import Node
+from pydevts.routing import LinkHost
 from pydevts.testing import MemoryNetwork, MemoryTransport
 from pydevts_hop import HopRouter
 from pydevts_hop.simulation import distances, random_sparse, routes_right
@@ -131,7 +132,9 @@ async def run(count: int, extra: int, seed: int) -> dict[str, Any]:
         )
         remaining2 = [e for e in remaining if e != cut2]
         net.partition([cut2[0]], [cut2[1]])
-        link = routers[cut2[0]].links.get(cut2[1])
+        link_host = nodes[cut2[0]]._ctx.router  # the link host that runs the hop router
+        assert isinstance(link_host, LinkHost)
+        link = link_host.links.get(cut2[1])
         assert link is not None
         t0 = time.perf_counter()
         await link.aclose("benchmark: clean cut")

@@ -47,6 +47,7 @@ from .node_messaging import Messaging
 from .node_start import start_node
 from .plugins import Registry
 from .protocols import Address, ClosesLast, ConnectionPlugin, Router, Serializer, Transport
+from .routing.machine import RouterMachine
 from .secure import require_cryptography
 from .settings import (
     checked_interval,
@@ -118,7 +119,7 @@ class Node(Messaging):
         tags: Mapping[str, str] | None = None,
         transport: str | Transport = "tcp",
         transport_options: Mapping[str, Any] | None = None,
-        router: str | Router = "peer",
+        router: str | RouterMachine | Router = "peer",
         router_options: Mapping[str, Any] | None = None,
         serializer: str | Serializer = "msgpack",
         serializer_options: Mapping[str, Any] | None = None,

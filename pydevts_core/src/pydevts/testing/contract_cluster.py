@@ -20,6 +20,7 @@ from anyio.abc import TaskGroup
 from ..members import MemberEvent
 from ..node import Node
 from ..protocols import Router
+from ..routing.machine import RouterMachine
 from .memory import MemoryNetwork, MemoryTransport
 
 __all__ = ["PORT", "ContractCluster", "ContractOptions", "alive"]
@@ -51,7 +52,9 @@ def alive(node: Node) -> set[str]:
 class ContractCluster:
     """Nodes of one rule, run in ``tg``; ``nodes[id]`` are the ones running now."""
 
-    def __init__(self, make: Callable[[], Router], options: ContractOptions, tg: TaskGroup) -> None:
+    def __init__(
+        self, make: Callable[[], Router | RouterMachine], options: ContractOptions, tg: TaskGroup
+    ) -> None:
         self.make = make
         self.options = options
         self.tg = tg

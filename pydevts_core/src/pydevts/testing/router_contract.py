@@ -80,6 +80,7 @@ from typing import Any
 import anyio
 
 from ..protocols import Router
+from ..routing.machine import RouterMachine
 from .conformance import first_leaf as _first_leaf
 from .contract_cluster import ContractCluster, ContractOptions
 from .router_rules import RULES
@@ -91,7 +92,7 @@ RULE_NAMES = tuple(RULES)
 
 
 async def check_router(
-    make: Callable[[], Router],
+    make: Callable[[], Router | RouterMachine],
     *,
     nodes: int = 4,
     failure_timeout: float = 10.0,
