@@ -323,7 +323,7 @@ def test_options_beside_a_plugin_object_are_refused() -> None:
         ("router", "hop", {"reorder_wait": "-1"}, "reorder_wait must be a number of seconds, 0 or more"),
         ("router", "hop", {"connect_backoff": "0"}, "connect_backoff must be a positive number"),
         ("router", "peer", {"probe_interval": "0"}, "probe_interval must be a positive number"),
-        ("router", "peer", {"tick_interval": "0"}, "tick_interval must be a positive number"),
+        ("router", "peer", {"max_backoff": "0"}, "max_backoff must be a positive number"),
         ("router", "peer", {"probe_timeout": "2"}, "probe_timeout must be shorter than probe_interval"),
     ],
 )

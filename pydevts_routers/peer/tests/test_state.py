@@ -526,3 +526,15 @@ async def test_the_router_contract_catches_a_router_that_duplicates() -> None:
 
     with pytest.raises(AssertionError, match="exactly once"):
         await check_router(Stutter, nodes=3)
+
+
+def test_next_deadline_is_when_the_safety_net_connects_and_nothing_happens_before() -> None:
+    state = PeerState(m("b"), connect_after=3.0)
+    assert state.next_deadline() is None  # nobody waits for a link: no timer at all
+    state.learn(m("a"), 5.0)  # a has the smaller id: it dials; b waits connect_after
+    assert state.next_deadline() == 8.0
+    assert state.tick(7.99) == []
+    assert state.tick(8.0) == [Connect(m("a"))]
+    assert state.next_deadline() is None  # dialling: connect_failed or a link comes next
+    state.connect_failed("a", 9.0)
+    assert state.next_deadline() == 12.0

@@ -69,7 +69,6 @@ class PeerRouter(RouterMachine):
     def __init__(
         self,
         *,
-        tick_interval: float = 1.0,
         leave_timeout: float = 2.0,
         swim: SwimConfig | None = None,
         max_backoff: float = 2.0,
@@ -77,14 +76,12 @@ class PeerRouter(RouterMachine):
         **swim_options: Any,
     ) -> None:
         """``swim_options``: SwimConfig fields by name (``Node(router_options=...)``, ``--router-option``)."""
-        self.tick_interval = float(tick_interval)
         self.leave_timeout = float(leave_timeout)
         self.swim_config = config_from_options(SwimConfig, swim_options, base=swim or SwimConfig())
         if swim_options:
             raise TypeError(f"unknown option(s): {', '.join(sorted(swim_options))}")
         self.max_backoff = float(max_backoff)
         for name, value in (
-            ("tick_interval", self.tick_interval),
             ("leave_timeout", self.leave_timeout),
             ("max_backoff", self.max_backoff),
         ):
@@ -96,7 +93,7 @@ class PeerRouter(RouterMachine):
         self.up: set[str] = set()  # members with a link now
         self.redialing: set[str] = set()  # link dropped, core redials it
         self.reported: dict[str, Member] = {}  # what the node was told, by member
-        self._next_tick = math.inf
+        self._leaving = False
 
     @property
     def state(self) -> PeerState:
@@ -113,7 +110,6 @@ class PeerRouter(RouterMachine):
     def start(self, now: float, local: Member, cluster: str) -> list[Action]:
         self._state = PeerState(local)
         self._detector = FailureDetector(local, cluster, self.swim_config, rng=self._rng)
-        self._next_tick = now + self._tick_pause()
         return []
 
     def set_tags(self, now: float, tags: Mapping[str, str]) -> list[Action]:
@@ -121,7 +117,7 @@ class PeerRouter(RouterMachine):
         return self._swim(self.detector.set_tags(tags, now), now)
 
     def leave(self, now: float) -> list[Action]:
-        self._next_tick = math.inf
+        self._leaving = True
         return [*self._swim(self.detector.leave(now), now), *self._peer(self.state.leave(), now)]
 
     # ----------------------------------------------------------- links
@@ -159,21 +155,20 @@ class PeerRouter(RouterMachine):
     # ----------------------------------------------------------- time
 
     def next_deadline(self) -> float | None:
-        swim = self.detector.next_deadline() if self._detector is not None else None
-        return self._next_tick if swim is None else min(swim, self._next_tick)
+        if self._state is None or self._detector is None or self._leaving:
+            return None
+        deadlines = [d for d in (self.detector.next_deadline(), self.state.next_deadline()) if d is not None]
+        return min(deadlines) if deadlines else None
 
     def timer(self, now: float) -> list[Action]:
         actions: list[Action] = []
-        if now >= self._next_tick:
-            self._next_tick = now + self._tick_pause()
+        mesh = self.state.next_deadline()
+        if mesh is not None and mesh <= now:
             actions += self._peer(self.state.tick(now), now)
         swim = self.detector.next_deadline()
         if swim is not None and swim <= now:
             actions += self._swim(self.detector.tick(now), now)
         return actions
-
-    def _tick_pause(self) -> float:
-        return self.tick_interval * self._rng.uniform(0.8, 1.2)
 
     # ----------------------------------------------------------- bookkeeping
 

@@ -178,6 +178,11 @@ class PeerState:
                 del self.known[peer_id]
         return []
 
+    def next_deadline(self) -> float | None:
+        """When :meth:`tick` next has a member to connect to (``None``: none is waiting)."""
+        waiting = [entry.since for entry in self.known.values() if not entry.connecting]
+        return min(waiting) + self.connect_after if waiting else None
+
     def tick(self, now: float) -> list[Action]:
         """Connect to members that have waited too long for a link."""
         actions: list[Action] = []
