@@ -3,22 +3,18 @@
 It is the one IO layer every machine router shares (see the machine's module
 docs for what it does on the router's behalf) and implements
 :class:`pydevts.protocols.Router` towards the node, so the node cannot tell a
-hosted machine from a router that brings its own IO. Dialling and
-reconnecting are in :mod:`pydevts.routing.dialer`; the per-origin order of
-hand-over for routers that relay in :mod:`pydevts.routing.outbox`.
-
-Actions are carried out in the order given. A ``Send`` waits for room on the
-link when this node originated the frame (``Node.emit`` slows down with a slow
-receiver); a relay waits at most ``relay_timeout`` and is then dropped,
-counted and reported, so that two relays waiting on each other's full links
-cannot stop both for good. Every other action never waits.
+hosted machine from a router that brings its own IO. This module has the
+links, the machine's inputs and its clock; what each action does is in
+:mod:`pydevts.routing.effects`, dialling and reconnecting in
+:mod:`pydevts.routing.dialer`, the per-origin order of hand-over for routers
+that relay in :mod:`pydevts.routing.outbox`.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import anyio
@@ -26,29 +22,15 @@ import anyio.lowlevel
 
 from ..errors import (
     ConnectionClosedError,
-    FrameTooLargeError,
-    PydevtsError,
     RemoteProtocolError,
-    UnknownNodeError,
 )
-from ..link import SEND_DEADLINE, Link, Tail
+from ..link import Link, Tail
 from ..protocols import DatagramEndpoint, RouterContext
 from ..ratelog import RateLimitedLog
 from ..session import keeps
 from ..wire import ROUTER_KIND_MIN
-from .actions import (
-    Action,
-    CloseLink,
-    Connect,
-    Control,
-    Deliver,
-    Dropped,
-    Send,
-    SendDatagram,
-    SetMemberState,
-    UpdateMember,
-)
 from .dialer import Dialer
+from .effects import Effects
 from .helpers import close_later, member_from_hello, retire, send_on_link, send_on_links
 from .machine import RouterMachine
 from .outbox import Outboxes
@@ -65,7 +47,7 @@ _BAD_FRAME = (ValueError, KeyError, IndexError, TypeError, UnicodeDecodeError, R
 _COUNTERS = ("links_adopted", "duplicate_links", "dials", "redials", "dial_failures", "relays_dropped")
 
 
-class LinkHost:
+class LinkHost(Effects):
     """Owns the links of one node and carries out what its router machine decides."""
 
     def __init__(self, machine: RouterMachine) -> None:
@@ -107,11 +89,6 @@ class LinkHost:
         self.stopping = False
 
     # ------------------------------------------------------------- the node's side
-
-    @property
-    def ctx(self) -> RouterContext:
-        assert self._ctx is not None, "the router has not been started"
-        return self._ctx
 
     @property
     def links(self) -> Mapping[str, Link]:
@@ -302,138 +279,7 @@ class LinkHost:
         frames = self.machine.direct(anyio.current_time(), peer, frames)
         return await outboxes.deliver(peer, frames) if frames else None
 
-    # ------------------------------------------------------------- actions
-
-    def input(self, feed: Callable[[RouterMachine, float], list[Action]]) -> None:
-        """Feed the machine one input that never waits, carry out what it returns."""
-        self._apply_now(feed(self.machine, anyio.current_time()))
-        self._deadline_moved()
-
-    def _apply_now(self, actions: list[Action]) -> None:
-        for action in actions:
-            if isinstance(action, (Send, Control)):
-                self._queue(action.peer, action.frame)
-            elif isinstance(action, Deliver):
-                if self._outboxes is None:
-                    self._outboxes = Outboxes(self.ctx.deliver, self.ctx.spawn)
-                self._outboxes.deliver_soon(action.origin, [action.frame])
-            else:
-                self._act(action)
-
-    def _act(self, action: Action) -> None:
-        """The actions that are neither frames to send nor frames to hand up."""
-        ctx = self.ctx
-        if isinstance(action, UpdateMember):
-            ctx.update_member(action.member)
-        elif isinstance(action, SetMemberState):
-            ctx.set_member_state(action.member_id, action.state)
-        elif isinstance(action, Connect):
-            self._dialer.connect(action.member_id, action.address)
-        elif isinstance(action, CloseLink):
-            self._close(action)
-        elif isinstance(action, Dropped):
-            ctx.dropped(action.origin, action.frame, action.reason)
-        elif isinstance(action, SendDatagram):
-            self._send_datagram(action)
-
-    def _close(self, action: CloseLink) -> None:
-        self.resting.pop(action.peer, None)  # no redial
-        link = self._links.pop(action.peer, None)
-        if link is None or link.closed:
-            return
-        if action.linger:
-            self.ctx.spawn(close_later, link, 2 * self.machine.leave_timeout, action.reason)
-        else:
-            log.info("closing the link to %s: %s", action.peer, action.reason)
-            self.ctx.spawn(link.aclose, action.reason)
-
-    async def _apply(self, actions: list[Action], *, relaying: bool, dest: str | None = None) -> None:
-        ctx = self.ctx
-        # Frames for this node are queued first, before any await: the machine put them in
-        # order, and another reader must not slip in between (see outbox.py).
-        origins: list[str] = []
-        for action in actions:
-            if isinstance(action, Deliver):
-                if self._outboxes is None:
-                    self._outboxes = Outboxes(ctx.deliver, ctx.spawn)
-                self._outboxes.enqueue(action.origin, [action.frame])
-                if action.origin not in origins:
-                    origins.append(action.origin)
-        try:
-            for action in actions:
-                if isinstance(action, Send):
-                    if relaying:
-                        if action.carried is not None:
-                            ctx.relayed(action.origin, action.carried, action.peer)
-                        await self._relay(action)
-                    else:
-                        await self._send(action.peer, action.frame, dest)
-                elif isinstance(action, Control):
-                    self._queue(action.peer, action.frame)
-                elif not isinstance(action, Deliver):
-                    self._act(action)
-        finally:  # what was queued is handed over even if a send failed
-            if origins:
-                assert self._outboxes is not None
-                for origin in origins:
-                    self._spawn_tail(await self._outboxes.flush(origin))
-
-    def _queue(self, peer: str, frame: bytes) -> None:
-        link = self._links.get(peer) or self.resting.get(peer)
-        if link is None:
-            log.debug("frame to %s not queued: no link", peer)
-            return
-        try:
-            link.send_nowait(frame)
-        except PydevtsError as exc:
-            log.debug("frame to %s not queued: %s", peer, exc)
-
-    async def _send(self, peer: str, frame: bytes, dest: str | None) -> None:
-        """A frame this node originated; to ``dest``, a link that is gone is the caller's error."""
-        link = self._links.get(peer) or self.resting.get(peer)
-        try:
-            if link is None:
-                raise ConnectionClosedError(f"no link to {peer}")
-            await link.send(frame)
-        except ConnectionClosedError as exc:
-            if dest is not None:
-                raise UnknownNodeError(dest, f"its route through {peer} just broke: {exc}") from exc
-        except FrameTooLargeError as exc:
-            if dest is not None:
-                raise
-            self._counts["relays_dropped"] += 1  # a broadcast over what this neighbour takes
-            log.warning("dropped a frame to %s: %s", peer, exc)
-
-    async def _relay(self, action: Send) -> None:
-        link = self._links.get(action.peer) or self.resting.get(action.peer)
-        if link is None:
-            return
-        if link.has_room:
-            self._queue(action.peer, action.frame)
-            return
-        token = SEND_DEADLINE.set(None)  # a relay is not bound by some request's deadline
-        try:
-            with anyio.move_on_after(self.machine.relay_timeout):
-                await self._send(action.peer, action.frame, None)
-                return
-        finally:
-            SEND_DEADLINE.reset(token)
-        self._counts["relays_dropped"] += 1
-        why = f"its link to {action.peer} stayed full for {self.machine.relay_timeout:g} s"
-        self._ratelog.warning("relay_dropped", "dropped a frame relayed to %s: %s", action.peer, why)
-        if action.carried is not None:
-            self.ctx.dropped(action.origin, action.carried, why)
-
-    def _spawn_tail(self, tail: Tail | None) -> None:
-        if tail is not None:
-            self.ctx.spawn(tail)
-
     # ------------------------------------------------------------- time and datagrams
-
-    def _deadline_moved(self) -> None:
-        deadline = self.machine.next_deadline()
-        if deadline is not None and deadline < self._sleeping_until:
-            self._wake.set()
 
     async def _timer_loop(self) -> None:
         machine = self.machine
@@ -482,16 +328,6 @@ class LinkHost:
                 # A receive that finds a datagram waiting does not yield: a backlog must not
                 # starve the node's other tasks.
                 await anyio.lowlevel.checkpoint()
-
-    def _send_datagram(self, action: SendDatagram) -> None:
-        endpoint = self._endpoint  # None once closed (after the goodbyes of stop())
-        if endpoint is None:
-            return
-        try:
-            endpoint.send(action.data, action.address)
-        except Exception:  # a transport's bug: lose this datagram, not the node
-            self._counts["datagram_errors"] += 1
-            self._ratelog.log(logging.ERROR, "send", "sending a datagram failed", exc_info=True)
 
 
 def _incarnation(link: Link) -> Any:
