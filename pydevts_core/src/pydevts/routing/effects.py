@@ -35,6 +35,7 @@ from .machine import RouterMachine
 from .outbox import Outboxes
 
 if TYPE_CHECKING:
+    from ..deadlines import DeadlineClock
     from .dialer import Dialer
 
 __all__ = ["Effects"]
@@ -55,8 +56,7 @@ class Effects:
     _ratelog: RateLimitedLog
 
     _ctx: RouterContext | None
-    _wake: anyio.Event
-    _sleeping_until: float
+    _clock: DeadlineClock
 
     @property
     def ctx(self) -> RouterContext:
@@ -64,9 +64,7 @@ class Effects:
         return self._ctx
 
     def _deadline_moved(self) -> None:
-        deadline = self.machine.next_deadline()
-        if deadline is not None and deadline < self._sleeping_until:
-            self._wake.set()
+        self._clock.moved()
 
     def input(self, feed: Callable[[RouterMachine, float], list[Action]]) -> None:
         """Feed the machine one input that never waits, carry out what it returns."""

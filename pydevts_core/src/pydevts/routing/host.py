@@ -20,6 +20,7 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 
+from ..deadlines import DeadlineClock
 from ..errors import (
     ConnectionClosedError,
     RemoteProtocolError,
@@ -84,8 +85,7 @@ class LinkHost(Effects):
         self._outboxes: Outboxes | None = None
         self._endpoint: DatagramEndpoint | None = None
         self._ratelog = RateLimitedLog(log)
-        self._wake = anyio.Event()
-        self._sleeping_until = math.inf
+        self._clock = DeadlineClock(machine.next_deadline, self._run_timer)
         self.stopping = False
 
     # ------------------------------------------------------------- the node's side
@@ -108,7 +108,7 @@ class LinkHost(Effects):
         self.input(lambda m, now: m.start(now, member_from_hello(ctx.hello), ctx.hello.cluster))
         if entry is not None:
             self.add_link(entry)
-        ctx.spawn(self._timer_loop, name=f"pydevts {self.name} timers")
+        ctx.spawn(self._clock.run, name=f"pydevts {self.name} timers")
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
         self.input(lambda m, now: m.set_tags(now, tags))
@@ -121,7 +121,7 @@ class LinkHost(Effects):
                 for link in list(self._links.values()):
                     await link.flush()
         finally:
-            self._wake.set()
+            self._clock.stop()
             with anyio.CancelScope(shield=True):
                 for link in [*self._links.values(), *self._readers]:
                     await link.aclose("this node left")
@@ -280,21 +280,6 @@ class LinkHost(Effects):
         return await outboxes.deliver(peer, frames) if frames else None
 
     # ------------------------------------------------------------- time and datagrams
-
-    async def _timer_loop(self) -> None:
-        machine = self.machine
-        while not self.stopping:
-            deadline = machine.next_deadline()
-            now = anyio.current_time()
-            if deadline is not None and deadline <= now:
-                self._run_timer(now)
-                await anyio.lowlevel.checkpoint()
-                continue
-            self._wake = anyio.Event()
-            self._sleeping_until = math.inf if deadline is None else deadline
-            with anyio.move_on_after(math.inf if deadline is None else deadline - now):
-                await self._wake.wait()
-            self._sleeping_until = math.inf
 
     def _run_timer(self, now: float) -> None:
         machine = self.machine

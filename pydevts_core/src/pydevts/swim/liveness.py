@@ -20,12 +20,12 @@ in the transport costs one datagram or one tick, counted as a datagram error.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 
 import anyio
 import anyio.lowlevel
 
+from ..deadlines import MIN_GAP, DeadlineClock
 from ..errors import ConnectionClosedError
 from ..members import Member
 from ..protocols import DatagramEndpoint, RouterContext
@@ -40,7 +40,7 @@ MAX_SLEEP = 1.0
 #: Ticks are at least this far apart (seconds): deadlines that fall due together after a stall
 #: (an indirect probe and the end of its round) still leave relayed acks time to come, as the
 #: 50 ms ticks of old did, and a tick that keeps failing cannot spin.
-MIN_TICK_GAP = 0.05
+MIN_TICK_GAP = MIN_GAP
 YIELD_EVERY = 8  # datagrams handled in a row before the receive loop lets other tasks run
 
 
@@ -63,9 +63,9 @@ class Liveness:
         self.on_change = on_change
         self._endpoint: DatagramEndpoint | None = None
         self._stopped = False
-        self._wake: anyio.Event | None = None
-        self._sleep_until = -math.inf  # when the sleeping tick task wakes anyway (-inf: not asleep)
-        self._earliest = -math.inf  # no tick before this (MIN_TICK_GAP after the last one)
+        self._clock = DeadlineClock(
+            self.detector.next_deadline, self._tick, min_gap=MIN_TICK_GAP, max_sleep=MAX_SLEEP
+        )
 
     @property
     def bad_datagrams(self) -> int:
@@ -82,12 +82,11 @@ class Liveness:
         # channel can be opened, the error stops the node from starting.
         self._endpoint = await self.ctx.open_datagrams()
         self.ctx.spawn(self._receive_loop, name="pydevts swim receive")
-        self.ctx.spawn(self._tick_loop, name="pydevts swim ticks")
+        self.ctx.spawn(self._clock.run, name="pydevts swim ticks")
 
     async def aclose(self) -> None:
         self._stopped = True
-        if self._wake is not None:
-            self._wake.set()
+        self._clock.stop()
         endpoint, self._endpoint = self._endpoint, None
         if endpoint is not None:
             await endpoint.aclose()
@@ -122,26 +121,11 @@ class Liveness:
 
     # ------------------------------------------------------------------ loops
 
-    async def _tick_loop(self) -> None:
-        while not self._stopped:
-            now = anyio.current_time()
-            deadline = self.detector.next_deadline()
-            due = math.inf if deadline is None else max(deadline, self._earliest)
-            if now >= due:
-                self._earliest = now + MIN_TICK_GAP
-                try:
-                    self._apply(self.detector.tick(now))
-                except Exception:  # the router's callback: a bug must not stop the node
-                    self.detector.count_error("tick", "SWIM tick failed")
-                await anyio.lowlevel.checkpoint()
-                continue
-            self._sleep_until = min(due, now + MAX_SLEEP)
-            self._wake = wake = anyio.Event()
-            try:
-                with anyio.move_on_after(self._sleep_until - now):
-                    await wake.wait()
-            finally:
-                self._sleep_until = -math.inf
+    def _tick(self, now: float) -> None:
+        try:
+            self._apply(self.detector.tick(now))
+        except Exception:  # the router's callback: a bug must not stop the node
+            self.detector.count_error("tick", "SWIM tick failed")
 
     async def _receive_loop(self) -> None:
         handled = 0
@@ -163,20 +147,12 @@ class Liveness:
     # ------------------------------------------------------------------ actions
 
     def _apply(self, actions: list[DetectorAction]) -> None:
-        self._wake_if_sooner()
+        self._clock.moved()
         for action in actions:
             if isinstance(action, SendDatagram):
                 self._transmit(action)
             elif isinstance(action, MemberChanged):
                 self.on_change(action.member)
-
-    def _wake_if_sooner(self) -> None:
-        """An input may have moved the next deadline earlier than the tick task sleeps: wake it."""
-        if self._wake is None or self._sleep_until == -math.inf:
-            return
-        deadline = self.detector.next_deadline()
-        if deadline is not None and max(deadline, self._earliest) < self._sleep_until:
-            self._wake.set()
 
     def _transmit(self, datagram: SendDatagram) -> None:
         endpoint = self._endpoint
