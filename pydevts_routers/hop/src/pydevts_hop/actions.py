@@ -1,4 +1,4 @@
-"""What :class:`~pydevts_hop.state.HopState` asks its IO shell to do, and its settings."""
+"""What :class:`~pydevts_hop.state.HopState` decides (its actions), and its settings."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 from pydevts.members import Member, MemberState
+from pydevts.routing.actions import Connect, Deliver, Dropped  # the same as core's: used as they are
 
 __all__ = [
     "Action",
@@ -26,33 +27,16 @@ class Send:
     """Queue ``frame`` on the link to the neighbour ``neighbour``.
 
     A frame whose first byte is below ``0x40`` is a raw core frame sent by
-    this node to that very neighbour: the receiving shell hands it to its
+    this node to that very neighbour: the receiving link host hands it to its
     node as coming from the link's peer, without calling ``receive``.
     """
 
     neighbour: str
     frame: bytes
     #: A relay of another node's message: its origin and the core frame it carries
-    #: (the shell shows them to the node's plugins and traces; see RouterContext.relayed).
+    #: (the link host shows them to the node's plugins and traces; see RouterContext.relayed).
     origin: str = ""
     carried: bytes | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Dropped:
-    """``origin``'s core ``frame`` was dropped here, for ``reason`` (hop limit, no route)."""
-
-    origin: str
-    frame: bytes
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class Deliver:
-    """Hand the core frame ``frame`` from ``origin`` to the local node."""
-
-    origin: str
-    frame: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,20 +72,12 @@ class MemberChange:
 class CloseLink:
     """Close the link to ``neighbour``: nothing was heard from it for ``dead_interval``.
 
-    The state has already treated the link as down; the shell need not (but
+    The state has already treated the link as down; the link host need not (but
     may) call ``link_down`` for it afterwards.
     """
 
     neighbour: str
     reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class Connect:
-    """Try to open a link to ``member_id`` at ``address``; report failure with ``connect_failed``."""
-
-    member_id: str
-    address: str
 
 
 Action = Send | Deliver | MemberChange | CloseLink | Connect | Dropped
@@ -182,7 +158,7 @@ class HopStatistics:
     adverts_sent: int = 0
     keepalives_sent: int = 0
     links_timed_out: int = 0
-    from_unlinked: int = 0  # frames from a neighbour with no link (a race in the shell)
+    from_unlinked: int = 0  # frames from a neighbour with no link (a race in the link host)
     purged: int = 0
 
     def as_dict(self) -> dict[str, int]:

@@ -25,10 +25,7 @@ from pydevts.members import Member
 from pydevts.routing import (
     Action,
     CloseLink,
-    Connect,
     Control,
-    Deliver,
-    Dropped,
     RouterMachine,
     Send,
     UpdateMember,
@@ -148,15 +145,11 @@ class HopRouter(RouterMachine):
                     out.append(Control(action.neighbour, action.frame))
                 else:
                     out.append(Send(action.neighbour, action.frame, action.origin, action.carried))
-            elif isinstance(action, hop.Deliver):
-                out.append(Deliver(action.origin, action.frame))
             elif isinstance(action, hop.MemberChange):
                 out.append(UpdateMember(action.to_member()))
             elif isinstance(action, hop.CloseLink):
                 self._incarnations.pop(action.neighbour, None)
                 out.append(CloseLink(action.neighbour, action.reason))
-            elif isinstance(action, hop.Connect):
-                out.append(Connect(action.member_id, action.address))
-            elif isinstance(action, hop.Dropped):
-                out.append(Dropped(action.origin, action.frame, action.reason))
+            else:  # Deliver, Connect, Dropped: core's own actions already
+                out.append(action)
         return out

@@ -161,7 +161,7 @@ class HopState:
 
     def heard(self, neighbour: str, now: float) -> None:
         """Something arrived from ``neighbour`` that is not for :meth:`receive` (a raw core frame),
-        or the shell is still busy with what did: the link is not silent."""
+        or the link host is still busy with what did: the link is not silent."""
         link = self.links.get(neighbour)
         if link is not None:
             link.heard = now
@@ -170,7 +170,7 @@ class HopState:
         """Core frames ``origin`` sent to this node: those to hand to the node now (all of them,
         unless some of ``origin``'s broadcasts are held for order: then they wait behind those and
         come out later as :class:`Deliver` actions of :meth:`receive` or :meth:`tick`, so a
-        ``send`` never overtakes an earlier ``emit``). The shell calls it for raw frames."""
+        ``send`` never overtakes an earlier ``emit``). The router passes raw frames through it (RouterMachine.direct)."""
         return self._reorder.unicast(origin, frames)
 
     def connect_failed(self, member_id: str, now: float) -> list[Action]:
