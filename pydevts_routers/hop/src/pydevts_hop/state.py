@@ -170,7 +170,7 @@ class HopState:
         """Core frames ``origin`` sent to this node: those to hand to the node now (all of them,
         unless some of ``origin``'s broadcasts are held for order: then they wait behind those and
         come out later as :class:`Deliver` actions of :meth:`receive` or :meth:`tick`, so a
-        ``send`` never overtakes an earlier ``emit``). The router passes raw frames through it (RouterMachine.direct)."""
+        ``send`` never overtakes an earlier ``emit``). Raw frames pass through it (``direct``)."""
         return self._reorder.unicast(origin, frames)
 
     def connect_failed(self, member_id: str, now: float) -> list[Action]:
