@@ -27,15 +27,7 @@ from typing import Any
 
 from pydevts.address import Address
 from pydevts.members import Member, MemberState
-from pydevts.routing import (
-    Action,
-    CloseLink,
-    Connect,
-    Control,
-    RouterMachine,
-    SetMemberState,
-    UpdateMember,
-)
+from pydevts.routing import Action, CloseLink, Connect, Control, RouterMachine, SetMemberState, UpdateMember
 
 __all__ = ["CONTROL", "LiteMeshRouter"]
 
