@@ -1,13 +1,15 @@
-"""The hop router's routing state machines in a simulated network (fake clock, no IO).
+"""The hop router in core's deterministic simulator (virtual clock, no IO).
 
-``.venv/bin/python bench/hop_simulated.py`` prints, for random sparse graphs of growing
-size: frames per broadcast once converged (the ideal is N-1) and while
-flooding after a change, and the time from a silent link cut until every
-route is right again.
+``.venv/bin/python bench/hop_simulated.py [--sizes 10 25 50 100] [--seed 1]`` prints, for
+random sparse graphs of growing size: frames per broadcast once converged (the ideal
+is N-1) and while flooding after a change, and the time from a silent link cut until
+every route is right again. It runs :class:`pydevts_hop.router.HopRouter` machines in
+:class:`pydevts.testing.Simulation` (through :class:`pydevts_hop.simulation.Network`).
 """
 
 from __future__ import annotations
 
+import argparse
 import random
 
 from pydevts_hop import HopConfig
@@ -54,12 +56,16 @@ def reconvergence(count: int, extra: int, seed: int = 1, cuts: int = 5) -> float
     return worst
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10, 25, 50, 100], help="node counts")
+    parser.add_argument("--seed", type=int, default=1, help="graph and cut seed")
+    args = parser.parse_args(argv)
     print(f"{'nodes':>5} {'links':>5} {'flooding':>9} {'converged':>9} {'ideal':>5} {'reconverge':>10}")
-    for count in (10, 25, 50, 100):
+    for count in args.sizes:
         extra = count // 2
-        flooding, converged = broadcast_cost(count, extra)
-        seconds = reconvergence(count, extra)
+        flooding, converged = broadcast_cost(count, extra, args.seed)
+        seconds = reconvergence(count, extra, args.seed)
         links, ideal = count - 1 + extra, count - 1
         print(f"{count:>5} {links:>5} {flooding:>9.1f} {converged:>9.1f} {ideal:>5} {seconds:>9.1f}s")
 

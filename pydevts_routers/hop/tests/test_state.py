@@ -1,7 +1,7 @@
 """HopState in a steady network: routes, exactly-once broadcast, unicast, transmissions.
 
-Every test runs many state machines in the in-memory :class:`Network`
-(no sockets, a fake clock) and compares what they do with an independent BFS.
+Every test runs many hop routers in :class:`Network` (core's deterministic
+simulator: no sockets, a virtual clock) and compares what they do with an independent BFS.
 """
 
 from __future__ import annotations

@@ -41,6 +41,8 @@ class Fabric:
         self.rng = rng
         self._pairs: dict[frozenset[str], NetworkConditions] = {}
         self._group: dict[str, int] = {}  # node id -> its side of the partition
+        #: If set, only these pairs can dial each other (used as given: changes to it count).
+        self.dialable: set[frozenset[str]] | None = None
 
     def set(
         self,
@@ -91,6 +93,12 @@ class Fabric:
 
     def heal(self) -> None:
         self._group = {}
+
+    def can_dial(self, a: str, b: str) -> bool:
+        """Whether a dial from ``a`` can reach ``b`` (not across a partition, and allowed)."""
+        if self.dialable is not None and frozenset((a, b)) not in self.dialable:
+            return False
+        return not self.cut(a, b)
 
     def cut(self, a: str, b: str) -> bool:
         """Whether ``a`` and ``b`` are on different sides of the partition."""

@@ -41,7 +41,7 @@ class Pipe:
 class Link:
     """A link between two node incarnations (``gen`` is unique in the simulation)."""
 
-    __slots__ = ("dead", "gen", "incarnations", "opener", "pipes", "up_since")
+    __slots__ = ("dead", "gen", "incarnations", "opener", "pipes", "silent", "up_since")
 
     def __init__(
         self, gen: int, opener: str, acceptor: str, incarnations: dict[str, int], now: float
@@ -52,6 +52,8 @@ class Link:
         self.pipes = {opener: Pipe(self, opener, acceptor), acceptor: Pipe(self, acceptor, opener)}
         self.up_since = now
         self.dead = False
+        #: Drops every frame put on it from now on, both ways, without closing (a pulled cable).
+        self.silent = False
 
     def other(self, node_id: str) -> str:
         a, b = self.pipes

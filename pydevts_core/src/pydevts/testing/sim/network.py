@@ -88,8 +88,11 @@ class Network:
 
     def push(self, pipe: Pipe, item: bytes | None) -> None:
         """Put a frame (or the sender's close, :data:`FIN`) on a pipe."""
-        pipe.items.append(item)
         self.frames += 1
+        if pipe.link.silent:
+            self.counts["frames_lost"] += 1
+            return
+        pipe.items.append(item)
         if pipe.stalled:
             return
         clock = self.clock
@@ -108,7 +111,9 @@ class Network:
             pipe.epoch += 1
             self._stalled[(pipe.link.gen, pipe.src)] = pipe
             return
-        item = pipe.items.popleft()
+        self._hand(pipe, pipe.items.popleft())
+
+    def _hand(self, pipe: Pipe, item: bytes | None) -> None:
         host = self.hosts.get(pipe.dst)
         if host is None or not host.running or pipe.link.gen not in host.reading:
             self.counts["frames_lost"] += 1
@@ -116,6 +121,19 @@ class Network:
             host.on_fin(pipe.link)
         else:
             host.on_frame(pipe.link, pipe.src, item)
+
+    def deliver_now(self, pipe: Pipe) -> int:
+        """Hand ``pipe``'s receiver at once what is in flight on it (not what that causes)."""
+        items = list(pipe.items)
+        pipe.items.clear()
+        pipe.epoch += 1  # void the arrivals already scheduled
+        pipe.last = self.clock.now
+        if pipe.stalled:
+            pipe.stalled = False
+            self._stalled.pop((pipe.link.gen, pipe.src), None)
+        for item in items:
+            self._hand(pipe, item)
+        return len(items)
 
     def kill(self, link: Link) -> dict[str, list[bytes]]:
         """The link is gone: void its pipes; return what each end had sent that never arrived."""
@@ -184,7 +202,7 @@ class Network:
         if target_host is None or not target_host.running or target == src:
             rtt = 2 * self.fabric.latency(src, target or src)
             self.clock.after(rtt, done, "refused", None)  # nothing listens: a reset, one round trip
-        elif self.fabric.cut(src, target_host.id):
+        elif not self.fabric.can_dial(src, target_host.id):
             self.clock.after(self.connect_timeout, done, "timeout", None)
         elif expect is not None and target_host.id != expect:
             rtt = 2 * self.fabric.latency(src, target_host.id)
@@ -198,7 +216,7 @@ class Network:
             return  # the dialler crashed or left meanwhile: nobody to tell
         if not target.running or self.hosts.get(target.id) is not target:
             done("refused", None)
-        elif self.fabric.cut(host.id, target.id):
+        elif not self.fabric.can_dial(host.id, target.id):
             self.clock.after(self.connect_timeout, done, "timeout", None)
         else:
             self.establish(host, target)

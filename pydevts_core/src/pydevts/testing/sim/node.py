@@ -18,6 +18,7 @@ from typing import Any
 
 from ...errors import UnknownNodeError
 from ...members import Member, MemberEvent
+from ...routing.actions import Action
 from ...routing.machine import RouterMachine
 from ...wire import EVENT, decode_message_or_none, encode_event
 from .clock import SimulationError
@@ -63,6 +64,7 @@ class SimNode:
         self.host: VirtualHost | None = None
         self._net = net
         self._handlers: dict[str, list[Handler]] = {}
+        self._taps: list[Callable[[str, bytes], object]] = []
         self._seq = 0
 
     def __repr__(self) -> str:
@@ -156,6 +158,38 @@ class SimNode:
         self._net.sent.append(Sent(now, self.id, seq, dest, name))
         return seq
 
+    def tap(self, fn: Callable[[str, bytes], object]) -> None:
+        """Call ``fn(origin, frame)`` with every core frame handed to the application, as it is
+        (events or not, before they are decoded and recorded), across restarts."""
+        self._taps.append(fn)
+
+    def broadcast_frame(self, frame: bytes) -> None:
+        """Broadcast a core frame as given (not a simulator event: the checks do not see it)."""
+        host = self._live_host()
+        if host.mesh:
+            for peer in [*host.links, *host.resting]:
+                host.transmit(peer, frame)
+        else:
+            host.apply(host.machine.broadcast(host.clock.now, frame))
+            host.rearm()
+
+    def send_frame(self, dest: str, frame: bytes) -> None:
+        """Send a core frame as given to ``dest`` (not a simulator event); raise as :meth:`send`."""
+        host = self._live_host()
+        if host.mesh:
+            if not host.transmit(dest, frame):
+                raise UnknownNodeError(dest, "no link to it (full mesh)")
+            return
+        error = host.apply(host.machine.send(host.clock.now, dest, frame), dest=dest)
+        host.rearm()
+        if error is not None:
+            raise error
+
+    def apply(self, actions: list[Action]) -> None:
+        """Carry out ``actions`` as if the router had returned them (e.g. for an input a test
+        gave the machine directly), then re-arm its timer."""
+        self._live_host().feed(actions)
+
     def _event(self, name: str, payload: Any) -> tuple[bytes, int]:
         self._seq += 1
         data = json.dumps(payload, separators=(",", ":")).encode()
@@ -164,6 +198,8 @@ class SimNode:
     def hand_up(self, host: VirtualHost, origin: str, frame: bytes) -> None:
         """A core frame for the application (from a neighbour, or a router's ``Deliver``)."""
         now = host.clock.now
+        for fn in self._taps:
+            fn(origin, frame)
         msg = decode_message_or_none(frame)
         if msg is None or msg.kind != EVENT:
             self.frames.append((now, origin, frame))

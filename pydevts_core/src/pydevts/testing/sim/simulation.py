@@ -116,8 +116,12 @@ class Simulation:
         *,
         address: str | None = None,
         tags: Mapping[str, str] | None = None,
+        incarnation: int = 1,
     ) -> SimNode:
-        """Start a node (alone: see :meth:`join`); ``make_machine`` is called at each (re)start."""
+        """Start a node (alone: see :meth:`join`); ``make_machine`` is called at each (re)start.
+
+        ``incarnation``: its first one (each restart counts up from it).
+        """
         if node_id in self.nodes:
             raise ValueError(f"node {node_id!r} exists")
         if address is None:
@@ -127,7 +131,10 @@ class Simulation:
             raise ValueError(f"address {address!r} is not HOST:PORT")
         if any(normalize(n.address) == where for n in self.nodes.values()):
             raise ValueError(f"address {address!r} is taken")
+        if incarnation < 1:
+            raise ValueError(f"incarnation must be 1 or more, got {incarnation!r}")
         node = SimNode(self._net, node_id, address, tags or {}, make_machine)
+        node.incarnation = incarnation - 1  # start() counts it up
         self.nodes[node_id] = node
         node.start()
         if self.merge_interval is not None:
@@ -207,6 +214,72 @@ class Simulation:
             raise SimulationError(f"no link between {a} and {b}")
         self._net.break_link(link)
 
+    def connect(self, a: str, b: str) -> None:
+        """Open a link from ``a`` to ``b`` now, both handshakes done (as if ``a`` had dialled ``b``),
+        whatever partition or :meth:`restrict_dials` says; nothing if they are linked already.
+        """
+        host_a, host_b = self.nodes[a]._live_host(), self.nodes[b]._live_host()
+        link = host_a.links.get(b)
+        if link is not None and host_b.links.get(a) is link:
+            return
+        self._net.establish(host_a, host_b)
+
+    def close_link(self, a: str, b: str) -> bool:
+        """Close the link between ``a`` and ``b`` cleanly and at once: each running end that still
+        has it sees ``link_down(resumable=False)`` now; what was in flight on it is lost.
+        Return whether there was one.
+        """
+        hosts = [h for h in (self.nodes[a].host, self.nodes[b].host) if h is not None and h.current]
+        links = {}
+        for host in hosts:
+            link = host.links.get(b if host.id == a else a)
+            if link is not None:
+                links[link.gen] = link
+        if not links:
+            return False
+        for link in links.values():
+            unsent = self._net.kill(link)
+            self._net.counts["frames_lost"] += sum(len(frames) for frames in unsent.values())
+            for host in hosts:
+                host.reading.pop(link.gen, None)
+                peer = link.other(host.id)
+                if host.links.get(peer) is link:
+                    del host.links[peer]
+                    host.feed(host.machine.link_down(self.now, peer, resumable=False))
+        return True
+
+    def silence_link(self, a: str, b: str) -> bool:
+        """The link between ``a`` and ``b`` drops every frame put on it from now on, both ways,
+        without closing (a pulled cable: only the routers' own timeouts notice). What is in
+        flight still arrives; a new link between them is not affected. Return whether there
+        was one.
+        """
+        found = False
+        for x, y in ((a, b), (b, a)):
+            host = self.nodes[x].host
+            if host is not None and host.current and y in host.links:
+                host.links[y].silent = True
+                found = True
+        return found
+
+    def restrict_dials(self, pairs: set[frozenset[str]] | None) -> None:
+        """Only these pairs (of node ids) can dial each other: other dials time out, as across
+        a partition (links already up are not affected). The set is used as given, so changing
+        it later changes who can dial; ``None``: no restriction.
+        """
+        self._fabric.dialable = pairs
+
+    def deliver_now(self, src: str, dst: str) -> int:
+        """Hand ``dst`` at once what ``src`` sent it that is still in flight on their link, ahead
+        of everything else (a slow path elsewhere); what that causes stays in flight. Return how
+        many frames (or closes) it was.
+        """
+        host = self.nodes[src].host
+        link = None if host is None or not host.current else host.links.get(dst)
+        if link is None:
+            return 0
+        return self._net.deliver_now(link.pipes[src])
+
     def partition(self, *groups: Iterable[str]) -> None:
         """Cut every path between nodes of different groups (nodes in no group reach everyone).
 
@@ -247,6 +320,14 @@ class Simulation:
         if seconds < 0:
             raise ValueError("seconds must be >= 0")
         self._run(self.now + seconds, None)
+
+    def run_to(self, when: float) -> None:
+        """Advance the clock to virtual time ``when`` (no earlier than now), running everything due."""
+        self._run(max(when, self.now), None)
+
+    def next_event(self) -> float | None:
+        """When the next scheduled event is due (``None``: nothing is)."""
+        return self.clock.next_time()
 
     def run_until(
         self,
