@@ -278,7 +278,11 @@ class Simulation:
         link = None if host is None or not host.current else host.links.get(dst)
         if link is None:
             return 0
-        return self._net.deliver_now(link.pipes[src])
+        count = self._net.deliver_now(link.pipes[src])
+        queue = self._net.app_queue
+        while queue:  # the handlers of what was handed over run now, as at an arrival
+            queue.popleft()()
+        return count
 
     def partition(self, *groups: Iterable[str]) -> None:
         """Cut every path between nodes of different groups (nodes in no group reach everyone).
