@@ -611,10 +611,8 @@ def test_relaying_router_order_and_determinism() -> None:
 
 
 def test_litemesh_router_in_the_simulator() -> None:
-    router = pytest.importorskip("pydevts_litemesh.router")
-    cls = router.LiteMeshRouter
-    if not (isinstance(cls, type) and issubclass(cls, RouterMachine)):
-        pytest.skip("pydevts_litemesh.router.LiteMeshRouter is not a RouterMachine yet (being ported)")
+    from pydevts_litemesh.router import LiteMeshRouter as cls
+
     sim = Simulation(seed=11)
     for i in range(5):
         sim.add_node(f"m{i}", cls)

@@ -33,6 +33,7 @@ __all__ = ["CONTROL", "LiteMeshRouter"]
 
 CONTROL = 0x4C  # "L": not the peer router's 0x40, so a mixed cluster fails loudly
 MAX_GONE = 10_000  # members remembered as left (stale gossip about them is ignored)
+MAX_LEARNED = 10_000  # members heard of and waiting for a link (more are ignored until some link)
 
 
 class LiteMeshRouter(RouterMachine):
@@ -116,7 +117,7 @@ class LiteMeshRouter(RouterMachine):
     def _learn(self, member: Member, now: float, *, fresh: bool) -> list[Action]:
         """Heard of ``member``; ``fresh`` news comes from a node with a new link to it."""
         known = member.id == self.local.id or member.id in self.linked or member.id in self.learned
-        if known or (member.id in self.gone and not fresh):
+        if known or (member.id in self.gone and not fresh) or len(self.learned) >= MAX_LEARNED:
             return []
         self.gone.pop(member.id, None)
         if member.id < self.local.id:  # the smaller id dials; this is the safety net

@@ -83,13 +83,23 @@ class Dialer:
         self._dialing: set[str] = set()
 
     def connect(self, member_id: str, address: str) -> None:
-        if member_id in self._dialing or member_id in self.host.links or self.host.stopping:
-            return
-        self._dialing.add(member_id)
-        self.host.ctx.spawn(self._connect, member_id, address, name=f"pydevts connect {member_id}")
-
-    async def _connect(self, member_id: str, address: str) -> None:
         host = self.host
+        if (
+            member_id in self._dialing
+            or member_id in host.links
+            or member_id in host.resting
+            or host.stopping
+        ):
+            return  # dialling it already, linked, or its dropped link is being redialled
+        self._dialing.add(member_id)
+        # A member whose links keep dying is not dialled in a tight loop: the redial backoff applies.
+        delay = self.backoff.first_delay(member_id, anyio.current_time())
+        host.ctx.spawn(self._connect, member_id, address, delay, name=f"pydevts connect {member_id}")
+
+    async def _connect(self, member_id: str, address: str, delay: float = 0.0) -> None:
+        host = self.host
+        if delay:
+            await anyio.sleep(delay)
         self.counts["dials"] += 1
         refused = False
         try:
@@ -124,7 +134,12 @@ class Dialer:
         host, peer = self.host, link.peer_id
 
         def wanted() -> bool:
-            return not host.stopping and host.resting.get(peer) is link
+            session = link.session
+            return (
+                not host.stopping
+                and host.resting.get(peer) is link
+                and (session is None or session.closed is None)  # the node did not drop it
+            )
 
         while wanted():
             if delay:
@@ -146,8 +161,12 @@ class Dialer:
                 log.debug("reconnecting to %s: %s", peer, exc)
             else:
                 if new.peer_id == peer:
-                    log.info("reconnected to %s", peer)
-                    host.add_link(new)
+                    if wanted() or peer in host.links:
+                        # Ours, or the peer's own redial won the race: the duplicate rule picks one.
+                        log.info("reconnected to %s", peer)
+                        host.add_link(new)
+                    else:  # the machine gave up on it while we dialled (CloseLink)
+                        host.ctx.spawn(new.aclose, "no longer wanted")
                     return
                 host.ctx.spawn(new.aclose, "not the node expected")
             delay = self.backoff.after_failure(delay)

@@ -67,9 +67,31 @@ class Effects:
         self._clock.moved()
 
     def input(self, feed: Callable[[RouterMachine, float], list[Action]]) -> None:
-        """Feed the machine one input that never waits, carry out what it returns."""
-        self._apply_now(feed(self.machine, anyio.current_time()))
+        """Feed the machine one input that never waits, carry out what it returns.
+
+        An exception from the machine (a bug in the router) costs that input
+        only: counted (``input_errors``), logged rate-limited with its
+        traceback, and never reaches the node's task group.
+        """
+        try:
+            self._apply_now(feed(self.machine, anyio.current_time()))
+        except Exception:
+            self._counts["input_errors"] += 1
+            self._ratelog.log(
+                logging.ERROR, "input", "router %s failed on an input", self.machine.name, exc_info=True
+            )
         self._deadline_moved()
+
+    def next_deadline(self) -> float | None:
+        """The machine's next deadline; one that raises (a bug) is counted and read as a second from now."""
+        try:
+            return self.machine.next_deadline()
+        except Exception:
+            self._counts["input_errors"] += 1
+            self._ratelog.log(
+                logging.ERROR, "deadline", "router %s: next_deadline failed", self.machine.name, exc_info=True
+            )
+            return anyio.current_time() + 1.0
 
     def _apply_now(self, actions: list[Action]) -> None:
         for action in actions:
@@ -121,24 +143,22 @@ class Effects:
                 self._outboxes.enqueue(action.origin, [action.frame])
                 if action.origin not in origins:
                     origins.append(action.origin)
-        try:
-            for action in actions:
-                if isinstance(action, Send):
-                    if relaying:
-                        if action.carried is not None:
-                            ctx.relayed(action.origin, action.carried, action.peer)
-                        await self._relay(action)
-                    else:
-                        await self._send(action.peer, action.frame, dest)
-                elif isinstance(action, Control):
-                    self._queue(action.peer, action.frame)
-                elif not isinstance(action, Deliver):
-                    self._act(action)
-        finally:  # what was queued is handed over even if a send failed
-            if origins:
-                assert self._outboxes is not None
-                for origin in origins:
-                    self._spawn_tail(await self._outboxes.flush(origin))
+        if origins:  # handed over first: this node's frames do not wait behind slow relays
+            assert self._outboxes is not None
+            for origin in origins:
+                self._spawn_tail(await self._outboxes.flush(origin))
+        for action in actions:
+            if isinstance(action, Send):
+                if relaying:
+                    if action.carried is not None:
+                        ctx.relayed(action.origin, action.carried, action.peer)
+                    await self._relay(action)
+                else:
+                    await self._send(action.peer, action.frame, dest)
+            elif isinstance(action, Control):
+                self._queue(action.peer, action.frame)
+            elif not isinstance(action, Deliver):
+                self._act(action)
 
     def _queue(self, peer: str, frame: bytes) -> None:
         link = self._links.get(peer) or self.resting.get(peer)

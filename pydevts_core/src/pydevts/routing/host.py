@@ -80,12 +80,12 @@ class LinkHost(Effects):
         self._readers: set[Link] = set()  # every link we read: current, duplicate, retiring
         self._busy: dict[str, int] = {}  # readers inside the node's deliver, per peer
         self._counts = dict.fromkeys(_COUNTERS, 0)
-        self._counts["timer_errors"] = self._counts["datagram_errors"] = 0
+        self._counts["timer_errors"] = self._counts["datagram_errors"] = self._counts["input_errors"] = 0
         self._dialer = Dialer(self, self._counts)
         self._outboxes: Outboxes | None = None
         self._endpoint: DatagramEndpoint | None = None
         self._ratelog = RateLimitedLog(log)
-        self._clock = DeadlineClock(machine.next_deadline, self._run_timer)
+        self._clock = DeadlineClock(self.next_deadline, self._run_timer)
         self.stopping = False
 
     # ------------------------------------------------------------- the node's side
@@ -133,9 +133,10 @@ class LinkHost(Effects):
         if self._mesh:
             await send_on_link(self._links.get(dest) or self.resting.get(dest), dest, frame)
             return
-        actions = self.machine.send(anyio.current_time(), dest, frame)
-        await self._apply(actions, relaying=False, dest=dest)
-        self._deadline_moved()
+        try:
+            await self._apply(self.machine.send(anyio.current_time(), dest, frame), relaying=False, dest=dest)
+        finally:
+            self._deadline_moved()
 
     async def broadcast(self, frame: bytes) -> None:
         if self._mesh:
@@ -144,8 +145,10 @@ class LinkHost(Effects):
             else:
                 await send_on_links(self._links.values(), frame)
             return
-        await self._apply(self.machine.broadcast(anyio.current_time(), frame), relaying=False)
-        self._deadline_moved()
+        try:
+            await self._apply(self.machine.broadcast(anyio.current_time(), frame), relaying=False)
+        finally:
+            self._deadline_moved()
 
     def forget(self, node_id: str) -> bool:
         """The node reaps ``node_id``: refused while it has a link (or one being redialled)."""
@@ -270,7 +273,10 @@ class LinkHost(Effects):
             return None
         finally:
             if machine.hears:
-                self._busy[peer] -= 1
+                if self._busy[peer] <= 1:
+                    del self._busy[peer]
+                else:
+                    self._busy[peer] -= 1
 
     async def _direct(self, peer: str, frames: list[bytes]) -> Tail | None:
         outboxes = self._outboxes
@@ -283,17 +289,15 @@ class LinkHost(Effects):
 
     def _run_timer(self, now: float) -> None:
         machine = self.machine
-        if machine.hears:
-            for peer, busy in self._busy.items():
-                if busy:  # still handing its frames to the node: not silent, just slow
-                    machine.heard(now, peer)
         try:
-            actions = machine.timer(now)
+            if machine.hears:
+                for peer, busy in self._busy.items():
+                    if busy:  # still handing its frames to the node: not silent, just slow
+                        machine.heard(now, peer)
+            self._apply_now(machine.timer(now))
         except Exception:  # a bug costs this timer, never the node
             self._counts["timer_errors"] += 1
             self._ratelog.log(logging.ERROR, "timer", "%s router timer failed", self.name, exc_info=True)
-            return
-        self._apply_now(actions)
 
     async def _datagram_loop(self) -> None:
         handled = 0

@@ -103,7 +103,10 @@ class HopRouter(RouterMachine):
 
     def link_down(self, now: float, peer_id: str, *, resumable: bool) -> list[Action]:
         if resumable:  # core redials; past dead_interval the state gives up on it (CloseLink)
-            return [] if peer_id in self.state.links else [CloseLink(peer_id, "not a neighbour any more")]
+            if peer_id in self.state.links:
+                return []
+            self._incarnations.pop(peer_id, None)
+            return [CloseLink(peer_id, "not a neighbour any more")]
         self._incarnations.pop(peer_id, None)
         return self._core(self.state.link_down(peer_id, now))
 
@@ -126,7 +129,7 @@ class HopRouter(RouterMachine):
         return self._core(self.state.broadcast(frame, now))
 
     def next_deadline(self) -> float | None:
-        return self._next_tick
+        return None if self._next_tick == math.inf else self._next_tick
 
     def timer(self, now: float) -> list[Action]:
         self._next_tick = now + self._pause()

@@ -239,7 +239,7 @@ class PeerRouter(RouterMachine):
             # leave may come first, over UDP): keep reading until then.
             left = member.state == MemberState.LEFT
             actions.append(CloseLink(member.id, f"member {member.state.value}", linger=left))
-        elif not linked:
+        elif not linked and member.id not in self.redialing:  # core is redialling that one already
             actions += self._peer(self.state.learn(member, now), now)
         return actions
 
