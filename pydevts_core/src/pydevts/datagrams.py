@@ -10,15 +10,52 @@ same host and port number as the node's listener.
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
+from typing import Protocol
 
 import anyio
+import anyio.lowlevel
 
 from .address import Address
 from .errors import ConnectionClosedError, TransportError
 
-__all__ = ["MAX_DATAGRAM", "UdpEndpoint"]
+__all__ = ["MAX_DATAGRAM", "YIELD_EVERY", "UdpEndpoint", "receive_datagrams"]
 
 MAX_DATAGRAM = 60_000
+#: Datagrams handled in a row before a receive loop lets other tasks run.
+YIELD_EVERY = 8
+
+
+class _Receiving(Protocol):  # what this needs of a DatagramEndpoint (pydevts.protocols)
+    async def receive(self) -> bytes: ...
+
+
+async def receive_datagrams(
+    endpoint: Callable[[], _Receiving | None],
+    handle: Callable[[bytes], None],
+    on_error: Callable[[], None],
+) -> None:
+    """Hand each datagram of ``endpoint()`` to ``handle`` until the endpoint is gone or closed.
+
+    An exception from ``handle`` costs that datagram only (``on_error`` is
+    called from the ``except`` block, to count and log it). A receive that
+    finds a datagram waiting does not yield, so every :data:`YIELD_EVERY`
+    datagrams the loop lets other tasks run: a backlog must not starve the
+    node (its timers would run late and suspect others).
+    """
+    handled = 0
+    while (current := endpoint()) is not None:
+        try:
+            data = await current.receive()
+        except ConnectionClosedError:
+            return
+        try:
+            handle(data)
+        except Exception:  # one bad datagram costs only itself, never the node
+            on_error()
+        handled += 1
+        if handled % YIELD_EVERY == 0:
+            await anyio.lowlevel.checkpoint()
 
 
 class UdpEndpoint:

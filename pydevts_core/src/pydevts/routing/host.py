@@ -20,9 +20,9 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 
+from ..datagrams import receive_datagrams
 from ..deadlines import DeadlineClock
 from ..errors import (
-    ConnectionClosedError,
     RemoteProtocolError,
 )
 from ..link import Link, Tail
@@ -42,8 +42,6 @@ log = logging.getLogger("pydevts.routing")
 
 #: Why a link closed when its peer is not coming back over it (no redial).
 FINAL_REASONS = frozenset({"this node left", "member left", "duplicate link", "replaced by a newer link"})
-#: Datagrams handled in a row before the receive loop lets other tasks run.
-YIELD_EVERY = 8
 _BAD_FRAME = (ValueError, KeyError, IndexError, TypeError, UnicodeDecodeError, RecursionError)
 _COUNTERS = ("links_adopted", "duplicate_links", "dials", "redials", "dial_failures", "relays_dropped")
 
@@ -300,23 +298,17 @@ class LinkHost(Effects):
             self._ratelog.log(logging.ERROR, "timer", "%s router timer failed", self.name, exc_info=True)
 
     async def _datagram_loop(self) -> None:
-        handled = 0
-        while not self.stopping and (endpoint := self._endpoint) is not None:
-            try:
-                data = await endpoint.receive()
-            except ConnectionClosedError:
-                return
-            try:
-                self._apply_now(self.machine.datagram(anyio.current_time(), data))
-                self._deadline_moved()
-            except Exception:  # one bad datagram costs only itself, never the node
-                self._counts["datagram_errors"] += 1
-                self._ratelog.log(logging.ERROR, "datagram", "error handling a datagram", exc_info=True)
-            handled += 1
-            if handled % YIELD_EVERY == 0:
-                # A receive that finds a datagram waiting does not yield: a backlog must not
-                # starve the node's other tasks.
-                await anyio.lowlevel.checkpoint()
+        await receive_datagrams(
+            lambda: None if self.stopping else self._endpoint, self._datagram, self._datagram_error
+        )
+
+    def _datagram(self, data: bytes) -> None:
+        self._apply_now(self.machine.datagram(anyio.current_time(), data))
+        self._deadline_moved()
+
+    def _datagram_error(self) -> None:
+        self._counts["datagram_errors"] += 1
+        self._ratelog.log(logging.ERROR, "datagram", "error handling a datagram", exc_info=True)
 
 
 def _incarnation(link: Link) -> Any:

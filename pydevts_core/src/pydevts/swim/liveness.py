@@ -25,8 +25,8 @@ from collections.abc import Callable, Mapping
 import anyio
 import anyio.lowlevel
 
+from ..datagrams import YIELD_EVERY, receive_datagrams
 from ..deadlines import MIN_GAP, DeadlineClock
-from ..errors import ConnectionClosedError
 from ..members import Member
 from ..protocols import DatagramEndpoint, RouterContext
 from .detector import DetectorAction, FailureDetector, MemberChanged, SendDatagram, log
@@ -41,7 +41,6 @@ MAX_SLEEP = 1.0
 #: (an indirect probe and the end of its round) still leave relayed acks time to come, as the
 #: 50 ms ticks of old did, and a tick that keeps failing cannot spin.
 MIN_TICK_GAP = MIN_GAP
-YIELD_EVERY = 8  # datagrams handled in a row before the receive loop lets other tasks run
 
 
 class Liveness:
@@ -128,21 +127,11 @@ class Liveness:
             self.detector.count_error("tick", "SWIM tick failed")
 
     async def _receive_loop(self) -> None:
-        handled = 0
-        while not self._stopped and (endpoint := self._endpoint) is not None:
-            try:
-                data = await endpoint.receive()
-            except ConnectionClosedError:
-                return
-            try:
-                self.handle_datagram(data, anyio.current_time())
-            except Exception:  # the router's callback: one datagram costs only itself, never the node
-                self.detector.count_error("internal", "error handling a SWIM datagram")
-            handled += 1
-            if handled % YIELD_EVERY == 0:
-                # A receive that finds a datagram waiting does not yield: without this, a backlog
-                # starves the node's other tasks (its SWIM ticks run late and suspect others).
-                await anyio.lowlevel.checkpoint()
+        await receive_datagrams(
+            lambda: None if self._stopped else self._endpoint,
+            lambda data: self.handle_datagram(data, anyio.current_time()),
+            lambda: self.detector.count_error("internal", "error handling a SWIM datagram"),
+        )
 
     # ------------------------------------------------------------------ actions
 
