@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydevts.errors import ConnectionClosedError, RemoteProtocolError
-from pydevts.session import ACK, NEXT, Session, encode_ack, encode_next
-from pydevts.sessions import SessionTable
+from pydevts.wire.session import ACK, NEXT, Session, encode_ack, encode_next
+from pydevts.wire.sessions import SessionTable
 
 
 class FakeLink:

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..inspect import ClusterStats
 from ..members import Member, MemberState
+from ..node.inspect import ClusterStats
 
 __all__ = ["dot", "edges"]
 

@@ -30,11 +30,11 @@ from typing import TextIO
 import anyio
 from anyio.abc import TaskStatus
 
-from ..client import NodeClient
 from ..errors import PydevtsError
-from ..inspect import ClusterStats, NodeStats, fetch_cluster
-from ..linkinfo import LinkInfo
 from ..members import MemberState
+from ..node.client import NodeClient
+from ..node.inspect import ClusterStats, NodeStats, fetch_cluster
+from ..wire.linkinfo import LinkInfo
 from .commands import _client, ask
 
 __all__ = ["render", "run_top"]

@@ -31,10 +31,10 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..datagrams import MAX_DATAGRAM
 from ..members import Member
 from ..protocols import Address
 from ..ratelog import RateLimitedLog
+from ..wire.datagrams import MAX_DATAGRAM
 from .rules import SwimConfig
 from .state import SwimState
 from .wire import Action, Send, StateChange, id_field

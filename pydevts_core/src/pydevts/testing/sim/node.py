@@ -19,7 +19,7 @@ from typing import Any
 from ...errors import UnknownNodeError
 from ...members import Member, MemberEvent
 from ...routing.machine import RouterMachine
-from ...wire import EVENT, decode_message_or_none, encode_event
+from ...wire.messages import EVENT, decode_message_or_none, encode_event
 from .clock import SimulationError
 from .host import VirtualHost
 from .network import Network
