@@ -220,7 +220,7 @@ async def join(args: argparse.Namespace) -> Result:
 
     An open node then also times what a keyring node pays once per process,
     after the join so that it cannot change it: what ``Node(keyring=...)``
-    does (``pydevts.secure.require_cryptography()``: importing AES-GCM), then
+    does (``pydevts.wire.secure.require_cryptography()``: importing AES-GCM), then
     making a first AES-GCM key, which a keyring node does in its first
     handshake (OpenSSL loads the cipher then, unless something did before).
     """

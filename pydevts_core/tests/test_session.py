@@ -1,6 +1,6 @@
 """Sessions without sockets: numbering, acknowledgements, resumption and de-duplication.
 
-Two :class:`~pydevts.session.Session` objects talk over fake links whose
+Two :class:`~pydevts.wire.session.Session` objects talk over fake links whose
 "wires" the test controls: it writes what a link queued, delivers part of
 it, loses the rest when it cuts a link, opens new links, duplicates them.
 Whatever it does, the receiver must hand over a prefix of what was sent,

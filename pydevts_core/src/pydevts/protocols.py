@@ -1,7 +1,7 @@
 """The extension protocols: Transport, Router, Serializer, ConnectionPlugin, and optional capabilities.
 
 Implementations are plain classes; they need not inherit from anything here.
-They are found by name through the hooks in :mod:`pydevts.hookspecs`.
+They are found by name through the hooks in :mod:`pydevts.plugins.hookspecs`.
 
 Layers, bottom up::
 

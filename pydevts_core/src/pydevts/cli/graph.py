@@ -1,6 +1,6 @@
 """``pydevts members --graph``: the links between members as Graphviz DOT.
 
-Built from the ``pydevts.stats`` fan-out (:mod:`pydevts.inspect`), so it shows
+Built from the ``pydevts.stats`` fan-out (:mod:`pydevts.node.inspect`), so it shows
 what each node's open links are, for any router: a full mesh for ``peer``,
 the tree or chain the ``hop`` router built. Each link is one undirected edge,
 whichever end reported it (a member that did not answer still shows its links

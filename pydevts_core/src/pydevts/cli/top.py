@@ -1,7 +1,7 @@
 """``pydevts top``: a live view of the cluster, redrawn every ``--interval`` seconds.
 
 Each interval it asks the node at ``--join`` for every member's snapshot (the
-``pydevts.stats`` fan-out, :mod:`pydevts.inspect`), computes rates from the
+``pydevts.stats`` fan-out, :mod:`pydevts.node.inspect`), computes rates from the
 difference with the previous sample (each node's own monotonic clock), and
 draws: a header (cluster, member counts by state, who did not answer), the
 members (state, route, events/s, counters), each member link (frames/s and

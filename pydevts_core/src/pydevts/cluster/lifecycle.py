@@ -1,6 +1,6 @@
 """The queue of lifecycle events (member changes, start and stop) and the task that runs their callbacks.
 
-A :class:`~pydevts.node_context.NodeContext` puts events in without waiting
+A :class:`~pydevts.node.context.NodeContext` puts events in without waiting
 (:meth:`LifecycleQueue.put`); one task (:meth:`LifecycleQueue.run`) hands each
 to every ``Node.on_lifecycle`` callback in turn, so a slow callback delays
 later events but never the router or a link reader.

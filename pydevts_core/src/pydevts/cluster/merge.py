@@ -14,9 +14,9 @@ sync and intros, SWIM's gossip; the hop router's adverts) then forms one
 cluster. Router-agnostic: only ``add_link`` and ``RouterContext.connect``.
 
 The answer's down members that this node lacks are recorded as well
-(:mod:`pydevts.views`). Bounds: one probe at a time, each within
+(:mod:`pydevts.cluster.views`). Bounds: one probe at a time, each within
 ``timeout`` (connect, handshake and answer; the handshake timeout), at most
-:data:`~pydevts.views.MAX_ROWS` members taken from one answer, at most
+:data:`~pydevts.cluster.views.MAX_ROWS` members taken from one answer, at most
 ``1 + MAX_SEEDS`` probes per round.
 """
 

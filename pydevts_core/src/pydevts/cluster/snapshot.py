@@ -13,7 +13,7 @@ the new one, never half of one). At most :data:`MAX_SNAPSHOT_MEMBERS` members
 members beyond either; the reader refuses a larger file).
 
 When a node starts with a snapshot, the members' addresses are tried after the
-cluster port and the seeds (see :mod:`pydevts.join`), and the node takes the
+cluster port and the seeds (see :mod:`pydevts.cluster.join`), and the node takes the
 snapshot's id unless one is given. A snapshot that cannot be read, is
 malformed, belongs to another cluster name or is older than ``reap_after``
 (the cluster has forgotten those members) is ignored with a WARNING saying why.

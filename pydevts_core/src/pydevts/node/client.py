@@ -149,7 +149,7 @@ class NodeClient:
 
     async def trace(self, trace_id: str) -> dict[str, Any]:
         """Every live member's records of traced message ``trace_id``: ``{"nodes": {id: [records]},
-        "missing": {id: why}}`` (see :mod:`pydevts.tracing`)."""
+        "missing": {id: why}}`` (see :mod:`pydevts.observe.tracing`)."""
         reply = await self.request("pydevts.trace", {"id": trace_id, "all": True})
         if not isinstance(reply, dict) or not isinstance(reply.get("nodes"), dict):
             raise RemoteProtocolError(f"unexpected trace reply: {reply!r:.200}")

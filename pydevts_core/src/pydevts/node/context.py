@@ -321,7 +321,7 @@ class NodeContext(Watching):
             await link.aclose(f"internal error: {exc!r}")
 
     async def serve_client(self, link: Link) -> None:
-        """Serve a one-off client (``role: client``) until its link closes; see :mod:`pydevts.clients`."""
+        """Serve a one-off client (``role: client``) until its link closes (:mod:`pydevts.node.clients`)."""
         await serve_client(self, link)
 
     async def notify(self, event: MemberEvent) -> None:

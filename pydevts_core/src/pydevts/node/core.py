@@ -97,7 +97,7 @@ class Node(Messaging):
     :param transport_options: settings for a transport chosen by name (e.g.
         the quic transport's ``certfile``/``cafile``); ``router_options`` and
         ``serializer_options`` likewise (e.g. the hop router's ``dead_interval``).
-    :param keyring: the cluster's keys (a :class:`~pydevts.keyring.Keyring`,
+    :param keyring: the cluster's keys (a :class:`~pydevts.wire.keyring.Keyring`,
         the path of a keyring file, or a list of keys): peers must prove they
         hold one before anything else, and links and probes are encrypted.
         Without one the cluster is open (see ``docs/security.md``).

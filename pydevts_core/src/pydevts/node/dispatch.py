@@ -4,7 +4,7 @@ Theory of operation
 -------------------
 Link readers call :meth:`Dispatcher.deliver` with every batch of core frames
 from one origin node. Replies and errors are matched to waiting requests at
-once, in the reader (:class:`~pydevts.requests.PendingRequests`), so a
+once, in the reader (:class:`~pydevts.node.requests.PendingRequests`), so a
 handler that awaits a request never blocks the reply it waits for. Events and
 requests go to the origin's *inbox*, a bounded queue drained by one task per
 origin:
@@ -123,7 +123,7 @@ class Dispatcher(Handling):
 
         A request with nothing of its origin queued before it starts at once.
         If it is the last frame, it is returned as a *tail* for the caller to
-        run in its own task (see :meth:`pydevts.link.Link.run`); otherwise it
+        run in its own task (see :meth:`pydevts.wire.link.Link.run`); otherwise it
         gets a task of its own.
         """
         batch: list[bytes] = []

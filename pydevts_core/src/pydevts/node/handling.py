@@ -1,10 +1,10 @@
 """Running one handler: an event's, or a request's and sending its reply (internal).
 
-:class:`Handling` is the part of :class:`~pydevts.dispatch.Dispatcher` that
+:class:`Handling` is the part of :class:`~pydevts.node.dispatch.Dispatcher` that
 runs handlers once a message is taken: with its headers for a handler that
 asks for them (``async def h(sender, payload, *, headers)``), watched by the
 node's plugins (:mod:`pydevts.observe`) when any plugin watches messages,
-recorded when the message is traced (:mod:`pydevts.tracing`). The hot path
+recorded when the message is traced (:mod:`pydevts.observe.tracing`). The hot path
 of plain events with nobody watching stays in the dispatcher's drain loop.
 """
 

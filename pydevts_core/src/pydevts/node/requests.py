@@ -1,6 +1,6 @@
 """Requests this node sends: matching replies to them, and their deadlines.
 
-:class:`PendingRequests` belongs to a :class:`~pydevts.dispatch.Dispatcher`:
+:class:`PendingRequests` belongs to a :class:`~pydevts.node.dispatch.Dispatcher`:
 its ``request`` sends a REQUEST and waits until the reply (or an error) is
 matched to it by :meth:`PendingRequests.resolve` — called at once by the link
 reader, so a handler that awaits a request never blocks the reply it waits

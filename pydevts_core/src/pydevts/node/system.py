@@ -1,11 +1,11 @@
 """System requests every node answers (``pydevts members``, ``emit``, ``keys`` use them).
 
-``keyring`` is the member-to-member half of ``keys`` (see :mod:`pydevts.keys`);
+``keyring`` is the member-to-member half of ``keys`` (see :mod:`pydevts.node.keys`);
 ``merged`` is how a member that merged two islands tells the other side the
-members it lists as down (see :mod:`pydevts.views`). ``stats`` is this node's
+members it lists as down (see :mod:`pydevts.cluster.views`). ``stats`` is this node's
 snapshot for ``pydevts top`` and ``pydevts members --graph``; with
 ``{"all": true}`` (clients of this node only) every live member's (see
-:mod:`pydevts.inspect`).
+:mod:`pydevts.node.inspect`).
 
 Their names start with ``pydevts.``, which no application handler may take
 and no peer may send as an event. ``members`` and ``stats`` are read-only and

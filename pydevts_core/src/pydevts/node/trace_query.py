@@ -1,9 +1,9 @@
 """The system request ``pydevts.trace``: a node's records of one traced message, or every member's.
 
 A member (or a client) asking ``{"id": ID}`` gets this node's records of
-``ID`` (see :mod:`pydevts.tracing`). A *client* of this node asking
+``ID`` (see :mod:`pydevts.observe.tracing`). A *client* of this node asking
 ``{"id": ID, "all": true}`` gets every live member's, gathered by this node
-(:func:`~pydevts.fanout.ask_members`), so that ``pydevts trace`` works
+(:func:`~pydevts.node.fanout.ask_members`), so that ``pydevts trace`` works
 through one node on any router: ``{"nodes": {id: records}, "missing": {id: why}}``.
 """
 

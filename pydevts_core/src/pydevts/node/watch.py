@@ -1,6 +1,6 @@
 """What a node shows its plugins and traces of the messages it sends and passes on (internal).
 
-:class:`Watching` is the part of :class:`~pydevts.node_context.NodeContext`
+:class:`Watching` is the part of :class:`~pydevts.node.context.NodeContext`
 that builds outgoing event frames (letting plugins add headers, recording
 traced ones), reports a router's relays and drops, and lists the open links.
 """

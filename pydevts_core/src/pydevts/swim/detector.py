@@ -4,7 +4,7 @@ It wraps :class:`~pydevts.swim.SwimState` with everything a router's failure
 detection needs besides a socket and a clock:
 
 - the datagram: ``{"c": cluster, "f": sender id, "m": SWIM message}`` as
-  compact JSON, at most :data:`~pydevts.datagrams.MAX_DATAGRAM` bytes (a larger
+  compact JSON, at most :data:`~pydevts.wire.datagrams.MAX_DATAGRAM` bytes (a larger
   one is not sent: logged, rate-limited);
 - validation: a datagram of another cluster, or one that does not parse or
   validate (see :mod:`pydevts.swim.wire`), is dropped: counted

@@ -1,4 +1,4 @@
-"""The handshake that turns a new connection into a :class:`~pydevts.link.Link`.
+"""The handshake that turns a new connection into a :class:`~pydevts.wire.link.Link`.
 
 The connecting side sends HELLO; the accepting side checks it and answers
 with its own HELLO or with REFUSE and the reason; the connecting side checks
@@ -52,7 +52,7 @@ async def open_link(
     failure the connection is closed before this raises.
 
     With a ``keyring`` both sides first prove that they hold a key in common
-    (:mod:`pydevts.secure`); the HELLOs and everything after travel sealed.
+    (:mod:`pydevts.wire.secure`); the HELLOs and everything after travel sealed.
     A peer without a key in common learns nothing, not even the cluster name.
     """
     # Members offer resumable links (pydevts.session); everyone says how large a frame it takes.

@@ -12,7 +12,7 @@ started from a file writes the file back when its ring changes (atomically:
 a temporary file renamed over it, mode 0600).
 
 This module needs nothing beyond the standard library; sealing and opening
-(``pydevts.secure``) need ``cryptography`` (``pip install
+(``pydevts.wire.secure``) need ``cryptography`` (``pip install
 'pydevts-core[keyring]'``, which the ``pydevts`` distribution includes).
 """
 

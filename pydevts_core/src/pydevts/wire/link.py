@@ -2,7 +2,7 @@
 
 A :class:`Link` is what routers work with. Its sending side (queue,
 coalescing writer, backpressure, slow consumers) is
-:class:`~pydevts.link_writer.LinkWriter`; this module has the rest: reading
+:class:`~pydevts.wire.link_writer.LinkWriter`; this module has the rest: reading
 frames through the plugins into the node (leader/follower readers, see
 :meth:`Link.run`) and closing.
 """
@@ -108,7 +108,7 @@ class Link(LinkWriter):
         self.pressure = Pressure()  # a node gives its links its own (NodeContext.configure_link)
 
     def attach(self, session: Session) -> None:
-        """Carry ``session`` (the node does it for member links): see :mod:`pydevts.session`."""
+        """Carry ``session`` (the node does it for member links): see :mod:`pydevts.wire.session`."""
         self.session = session
         session.attach(self)
 

@@ -1,4 +1,4 @@
-"""The sending side of a :class:`~pydevts.link.Link`: queue, coalescing writer, backpressure.
+"""The sending side of a :class:`~pydevts.wire.link.Link`: queue, coalescing writer, backpressure.
 
 Sending never writes to the socket directly: frames are queued and a writer
 task sends everything queued since its last pass in one write (coalescing).
@@ -8,7 +8,7 @@ instead of growing memory. A sender that has waited ``stall_timeout`` seconds
 with nothing written meanwhile closes the link: the peer does not read (a
 slow consumer, see :mod:`pydevts.limits`).
 
-:class:`LinkWriter` is a base class of :class:`~pydevts.link.Link` only; its
+:class:`LinkWriter` is a base class of :class:`~pydevts.wire.link.Link` only; its
 state is set up by ``Link.__init__``.
 """
 
@@ -156,7 +156,7 @@ class LinkWriter:
         On a member link the frame belongs to the member's session: it is
         sent on the member's newest link and kept until acknowledged, and
         this waits while ``high_water`` bytes are unacknowledged (see
-        :mod:`pydevts.session`). It is not lost if this link closes.
+        :mod:`pydevts.wire.session`). It is not lost if this link closes.
         """
         session = self.session
         if session is not None:  # the hot path of a member link: Session.push, inlined

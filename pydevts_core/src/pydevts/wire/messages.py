@@ -17,7 +17,7 @@ REQUEST_H   0x12   header block, then as REQUEST
 REPLY_H     0x13   header block, then as REPLY
 HELLO       0x30   JSON object (see :class:`Hello`)
 REFUSE      0x31   reason (UTF-8); the sender closes the connection after it
-AUTH        0x32   keyring mode only, before HELLO (see :mod:`pydevts.secure`)
+AUTH        0x32   keyring mode only, before HELLO (see :mod:`pydevts.wire.secure`)
 router      0x40+  owned by the router (control messages, routing headers)
 ==========  =====  ===========================================================
 

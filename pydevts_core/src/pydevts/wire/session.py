@@ -36,7 +36,7 @@ connection between them:
   later session starts a new epoch, which tells the other side to start
   counting afresh. A receiver never goes back to an older epoch.
 
-Links are :class:`~pydevts.link.Link`; this module keeps the numbers and
+Links are :class:`~pydevts.wire.link.Link`; this module keeps the numbers and
 the buffer, and tells links what to queue. Both sides offer sessions in the
 HELLO (``resume`` extension); a link to a peer that does not is plain.
 """

@@ -1,4 +1,4 @@
-"""The sessions of one node, by member id (see :mod:`pydevts.session`)."""
+"""The sessions of one node, by member id (see :mod:`pydevts.wire.session`)."""
 
 from __future__ import annotations
 
