@@ -87,7 +87,7 @@ def selected(only: list[str]) -> tuple[list[Row], bool]:
 @contextmanager
 def temporary_keyring() -> Iterator[str]:
     """A keyring file with one new key, removed at the end."""
-    from pydevts.keyring import generate_key
+    from pydevts.wire.keyring import generate_key
 
     with tempfile.TemporaryDirectory(prefix="pydevts-bench-keyring-") as tmp:
         path = Path(tmp) / "keyring"

@@ -22,11 +22,11 @@ from typing import Any
 
 import anyio
 from agents import AgentProcess, free_port
-from pydevts.handshake import open_link
-from pydevts.keyring import Keyring, generate_key
 from pydevts.protocols import Address, Connection
-from pydevts.secure import SealedDatagrams
 from pydevts.wire import Hello
+from pydevts.wire.handshake import open_link
+from pydevts.wire.keyring import Keyring, generate_key
+from pydevts.wire.secure import SealedDatagrams
 
 __all__ = [
     "CLUSTER_NAME",

@@ -18,8 +18,8 @@ from contextlib import AsyncExitStack, asynccontextmanager
 import anyio
 import anyio.abc
 from pydevts import Node
-from pydevts.framing import FrameDecoder
 from pydevts.wire import Hello
+from pydevts.wire.framing import FrameDecoder
 
 __all__ = [
     "RawPeer",

@@ -33,8 +33,8 @@ import pytest
 from agents import AgentProcess
 from attackkit import CLUSTER_NAME, Cluster, handshaken, rss_mib, three_nodes
 from inproc import RawPeer
-from pydevts.client import NodeClient
 from pydevts.errors import PydevtsError
+from pydevts.node.client import NodeClient
 from pydevts.wire import HELLO, REFUSE, Hello, encode_request
 
 pytestmark = [pytest.mark.slow, pytest.mark.anyio]

@@ -30,8 +30,8 @@ from inproc import (
     wait_until,
 )
 from pydevts import Node
-from pydevts.client import NodeClient
 from pydevts.errors import NoHandlerError, RemoteHandlerError
+from pydevts.node.client import NodeClient
 from pydevts.wire import encode_event
 
 pytestmark = pytest.mark.anyio

@@ -24,8 +24,8 @@ import pytest
 from agents import free_port
 from anyio.abc import SocketAttribute
 from pydevts import MemberEvent, Node
-from pydevts.client import NodeClient
 from pydevts.errors import PydevtsError
+from pydevts.node.client import NodeClient
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"

@@ -16,11 +16,11 @@ import pytest
 from agents import AgentProcess, agents, wait_alive, wait_listening
 from inproc import alive_ids, cluster, free_port, wait_for_mesh, wait_until
 from pydevts import Node
-from pydevts.keyring import generate_key
-from pydevts.merge import merge_once
+from pydevts.cluster.merge import merge_once
 from pydevts.protocols import Router
 from pydevts.routing.host import LinkHost
 from pydevts.testing import MemoryNetwork, MemoryTransport
+from pydevts.wire.keyring import generate_key
 from pydevts_hop import HopConfig, HopRouter
 from pydevts_peer import PeerRouter
 

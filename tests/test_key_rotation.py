@@ -10,9 +10,9 @@ import anyio
 import pytest
 from inproc import alive_ids, cluster, free_port, wait_until
 from pydevts import HandshakeRefusedError, JoinError, Node
-from pydevts.client import NodeClient
 from pydevts.errors import RemoteHandlerError
-from pydevts.keyring import generate_key, key_fingerprint
+from pydevts.node.client import NodeClient
+from pydevts.wire.keyring import generate_key, key_fingerprint
 
 pytestmark = pytest.mark.anyio
 

@@ -10,8 +10,8 @@ import anyio
 import pytest
 from inproc import RawPeer, alive_ids, cluster, free_port, raw_hello, wait_until
 from pydevts import HandshakeRefusedError, JoinError, Node
-from pydevts.keyring import Keyring
 from pydevts.wire import REFUSE
+from pydevts.wire.keyring import Keyring
 
 pytestmark = pytest.mark.anyio
 

@@ -21,7 +21,6 @@ import pytest
 from inproc import RawPeer, cluster, frame, free_port, wait_for_mesh, wait_until
 from pydevts import HandshakeRefusedError, Limits, Node
 from pydevts.cli.options import add_node_options, node_from_args
-from pydevts.client import NodeClient
 from pydevts.errors import ConfigurationError
 from pydevts.limits import (
     ConnectionGuard,
@@ -30,9 +29,10 @@ from pydevts.limits import (
     address_key,
     default_max_connections,
 )
-from pydevts.link import Link
+from pydevts.node.client import NodeClient
 from pydevts.protocols import Address, Connection
 from pydevts.wire import REPLY, encode_request
+from pydevts.wire.link import Link
 from pydevts_tcp.transport import MAPPED_FRAME, TCPTransport
 
 PORT_WAIT = 5.0

@@ -13,7 +13,7 @@ from inproc import cluster, free_port, wait_until
 from pydevts import Node, NodeClient
 from pydevts.cli.graph import dot
 from pydevts.errors import RemoteHandlerError
-from pydevts.inspect import fetch_cluster
+from pydevts.node.inspect import fetch_cluster
 from pydevts_hop import HopConfig, HopRouter
 
 pytestmark = pytest.mark.anyio
@@ -119,7 +119,7 @@ async def test_the_fan_out_is_for_clients_and_lists_who_did_not_answer(
                 await a.request("b", "pydevts.stats", [1, 2])
 
             # c stops answering pydevts.stats: it is listed as missing, the others are there
-            monkeypatch.setattr("pydevts.inspect.FANOUT_TIMEOUT", 1.0)
+            monkeypatch.setattr("pydevts.node.inspect.FANOUT_TIMEOUT", 1.0)
             release = anyio.Event()
             asked: list[str] = []
 

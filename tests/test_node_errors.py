@@ -59,8 +59,8 @@ def test_a_handler_with_the_wrong_arguments_is_refused_at_registration() -> None
 async def test_a_malformed_emit_from_a_client_is_refused_without_a_traceback(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from pydevts.client import NodeClient
     from pydevts.errors import RemoteHandlerError
+    from pydevts.node.client import NodeClient
 
     port = free_port()
     with anyio.fail_after(15):
@@ -75,8 +75,8 @@ async def test_a_malformed_emit_from_a_client_is_refused_without_a_traceback(
 
 
 async def test_a_server_that_is_not_pydevts_is_named_as_such() -> None:
-    from pydevts.client import NodeClient
     from pydevts.errors import RemoteProtocolError
+    from pydevts.node.client import NodeClient
 
     listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
     port = listener.extra(anyio.abc.SocketAttribute.local_port)
@@ -107,7 +107,7 @@ def test_a_node_id_others_could_not_parse_is_refused(bad: str) -> None:
 async def test_pydevts_node_that_cannot_start_says_why_in_one_line(extra: list[str], tmp_path: Any) -> None:
     import sys
 
-    from pydevts.keyring import generate_key
+    from pydevts.wire.keyring import generate_key
 
     ring = tmp_path / "ring"
     ring.write_text(generate_key() + "\n")

@@ -22,11 +22,11 @@ from pydevts import (
     RequestTimeoutError,
     hookimpl,
 )
-from pydevts.choices import Choices
 from pydevts.observe import Observers
+from pydevts.observe.tracing import TRACE_HEADER
 from pydevts.plugins import Registry, create_plugin_manager
+from pydevts.plugins.choices import Choices
 from pydevts.testing import MemoryNetwork, MemoryTransport
-from pydevts.tracing import TRACE_HEADER
 from pydevts_hop import HopRouter
 from test_hop_memory import FAST  # the hop timings the suite tests with
 

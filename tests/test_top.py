@@ -23,7 +23,7 @@ from agents import agents, free_port, wait_alive
 from inproc import cluster, wait_until
 from pydevts import Node
 from pydevts.cli.top import render
-from pydevts.inspect import RequestLatencies, parse_cluster
+from pydevts.node.inspect import RequestLatencies, parse_cluster
 from pydevts.observe import MessageInfo
 from pydevts.plugins import Registry, create_plugin_manager
 
@@ -275,10 +275,10 @@ def test_request_latencies_are_bounded_per_name_and_in_names() -> None:
     assert get["count"] == 101 and get["outcomes"] == {"ok": 100, "timeout": 1}
     assert get["samples"] == 10  # the last 10: 0.092 ... 0.100 and 1.0
     assert get["p50"] == pytest.approx(0.096) and get["p99"] == get["max"] == 1.0
-    # `--plugin latencies` works once pydevts.inspect is an entry point (its hookimpl)
-    import pydevts.inspect
+    # `--plugin latencies` works once pydevts.node.inspect is an entry point (its hookimpl)
+    import pydevts.node.inspect
 
-    registry = Registry(create_plugin_manager([pydevts.inspect], autoload=False))
+    registry = Registry(create_plugin_manager([pydevts.node.inspect], autoload=False))
     assert isinstance(registry.create("connection_plugin", "latencies"), RequestLatencies)
 
 

@@ -11,7 +11,7 @@ import pytest
 from inproc import cluster, free_port, wait_until
 from pydevts import Node
 from pydevts.cli.trace import path_text
-from pydevts.tracing import MAX_TRACES, TRACE_HEADER, TraceLog
+from pydevts.observe.tracing import MAX_TRACES, TRACE_HEADER, TraceLog
 
 pytestmark = pytest.mark.anyio
 
@@ -107,7 +107,7 @@ def test_the_path_text_names_who_never_saw_it_and_who_did_not_answer() -> None:
 
 
 async def test_trace_fan_outs_run_one_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
-    import pydevts.trace_query as query
+    import pydevts.node.trace_query as query
     from pydevts import NodeClient
 
     running, most = [0], [0]

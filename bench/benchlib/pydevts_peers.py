@@ -11,9 +11,9 @@ leave, so a slow graceful leave does not count.
 The nodes use the ``tcp`` transport unless ``args`` has a ``transport``
 attribute (``bench/quic_compare.py`` passes ``--transport quic``), and form an
 open cluster unless ``--keyring PATH`` is given (both nodes must get the same
-file). Their member links are resumable (:mod:`pydevts.session`: numbered
+file). Their member links are resumable (:mod:`pydevts.wire.session`: numbered
 frames, a retransmit buffer, batched ACKs) unless ``--plain-links`` is given,
-which sets ``pydevts.session.ENABLED = False`` before the node is made: the
+which sets ``pydevts.wire.session.ENABLED = False`` before the node is made: the
 node then offers no sessions in its HELLO and its links are plain (both nodes
 get the option, so neither side numbers frames). The receiver's result says
 how many sessions it had at the first event (``sessions``: 1 for a resumable
@@ -48,9 +48,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
-import pydevts.session
+import pydevts.wire.session
 from pydevts import MemberEvent, Node
-from pydevts.keyring import Keyring
+from pydevts.wire.keyring import Keyring
 
 from .common import CHECK_EVERY, PAYLOAD, Counter, Result, SendClock, emit, ready, rtt_summary
 
@@ -73,7 +73,7 @@ def _set_links(args: argparse.Namespace) -> None:
 
     The switch is process-wide and read at each handshake (also when the parser has no such option).
     """
-    pydevts.session.ENABLED = not getattr(args, "plain_links", False)
+    pydevts.wire.session.ENABLED = not getattr(args, "plain_links", False)
 
 
 def _sessions(node: Node) -> int | None:
@@ -220,7 +220,7 @@ async def join(args: argparse.Namespace) -> Result:
 
     An open node then also times what a keyring node pays once per process,
     after the join so that it cannot change it: what ``Node(keyring=...)``
-    does (``pydevts.secure.require_cryptography()``: importing AES-GCM), then
+    does (``pydevts.wire.secure.require_cryptography()``: importing AES-GCM), then
     making a first AES-GCM key, which a keyring node does in its first
     handshake (OpenSSL loads the cipher then, unless something did before).
     """
@@ -234,7 +234,7 @@ async def join(args: argparse.Namespace) -> Result:
 
 def _crypto_first_use() -> Result:
     """``require_cryptography()``, then a first and a second AES-GCM key (ms), in a process new to them."""
-    from pydevts.secure import require_cryptography
+    from pydevts.wire.secure import require_cryptography
 
     t0 = time.perf_counter()
     aesgcm = require_cryptography()
@@ -252,7 +252,7 @@ def _crypto_first_use() -> Result:
 
 async def _handshake_once(address: str, keyring: str | Keyring | None, registry: Any) -> float:
     """A client connection to ``address``: connect and handshake (ms); closing is not timed."""
-    from pydevts.client import NodeClient
+    from pydevts.node.client import NodeClient
 
     client = NodeClient(address, keyring=keyring, registry=registry, timeout=HANDSHAKE_TIMEOUT)
     t0 = time.perf_counter()

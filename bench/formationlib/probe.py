@@ -72,13 +72,13 @@ def _known_ids(state: Any) -> set[str]:
 
 def install() -> None:
     """Wrap the methods; call once, before the node starts."""
-    import pydevts.node_start as node_start
+    import pydevts.node.start as node_start
     import pydevts_peer.router as router_mod
-    from pydevts.datagrams import UdpEndpoint
-    from pydevts.node_context import NodeContext
+    from pydevts.node.context import NodeContext
     from pydevts.routing.dialer import Dialer
     from pydevts.routing.host import LinkHost
     from pydevts.swim import FailureDetector, SwimState
+    from pydevts.wire.datagrams import UdpEndpoint
     from pydevts_peer.router import PeerRouter
     from pydevts_peer.state import PeerState
 

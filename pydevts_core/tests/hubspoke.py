@@ -18,10 +18,10 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
-from pydevts.link import Link
 from pydevts.members import Member, MemberState
 from pydevts.protocols import RouterContext
 from pydevts.routing import Tail, send_on_link
+from pydevts.wire.link import Link
 
 ROSTER, LEAVE, RELAY = 0x48, 0x49, 0x4A
 EVERYONE = "*"

@@ -12,7 +12,7 @@ import struct
 
 import pytest
 from pydevts.errors import FrameTooLargeError, RemoteProtocolError, TransportError
-from pydevts.framing import DEFAULT_MAX_FRAME_SIZE, FrameDecoder, encode_frames
+from pydevts.wire.framing import DEFAULT_MAX_FRAME_SIZE, FrameDecoder, encode_frames
 
 LIMIT = 64
 

@@ -14,8 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydevts.errors import ConfigurationError, RemoteProtocolError
-from pydevts.keyring import Keyring
-from pydevts.keys import apply_local
+from pydevts.node.keys import apply_local
 from pydevts.wire import (
     HELLO,
     Hello,
@@ -26,6 +25,7 @@ from pydevts.wire import (
     encode_reply,
     encode_request,
 )
+from pydevts.wire.keyring import Keyring
 
 CASES = settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -18,10 +18,10 @@ from pydevts.errors import (
     HandshakeRefusedError,
     RemoteProtocolError,
 )
-from pydevts.handshake import open_link
-from pydevts.link import Link
 from pydevts.protocols import Connection, ConnectionInfo, ConnectionPlugin
 from pydevts.wire import REFUSE, Hello, encode_event, encode_refuse
+from pydevts.wire.handshake import open_link
+from pydevts.wire.link import Link
 
 pytestmark = pytest.mark.anyio
 

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydevts.cluster.views import MAX_ROWS, import_rows, member_rows, parse_rows
 from pydevts.members import MAX_IMPORTED_VIEW, Member, MemberState, MemberView
-from pydevts.views import MAX_ROWS, import_rows, member_rows, parse_rows
 
 
 class Clock:

@@ -4,22 +4,34 @@ Read from the source (``ast``), not by importing it, subpackages included. The g
 counts the imports that run when a module is loaded: ``if TYPE_CHECKING:`` imports
 (annotations only) and imports inside functions (run later, on a call) are left out.
 
+The folders are the layers, in this order (:data:`LAYERS`); a module may import, at load
+time, its own layer and the layers before it, never a later one:
+
+1. ``vocabulary``: the top-level modules every layer uses (``errors``, ``address``,
+   ``fields``, ``members``, ``headers``, ``settings``, ``limits``, ``protocols``, ...);
+2. ``plugins`` (the plugin system); 3. ``observe`` (the hooks plugins implement, trace ids);
+4. ``wire`` (framing, messages, handshake, links); 5. ``swim`` (failure detection);
+6. ``routing`` (the router API, the link host); 7. ``cluster`` (joining, membership views);
+8. ``node`` (the node, its dispatch, its system handlers, the client);
+9. ``testing``; 10. ``cli``; 11. ``api``: the package's face (``pydevts/__init__``,
+   ``__main__``, ``replicated``).
+
+An import of a later layer is allowed only under ``if TYPE_CHECKING:`` (annotations,
+e.g. ``wire.linkinfo`` naming ``Link`` is fine, ``observe.hooks`` naming ``Node`` is
+too) or inside a function (run on a call, once everything is loaded).
+
 :class:`~pydevts.address.Address` lives in :mod:`pydevts.address`, which imports nothing
 of pydevts, so that :mod:`pydevts.wire` and :mod:`pydevts.settings` need not import
 :mod:`pydevts.protocols` (whose ``TYPE_CHECKING`` imports name ``Link`` and ``Hello``)
-for it; :mod:`pydevts.protocols` re-exports it.
+for it; :mod:`pydevts.protocols` re-exports it. The bounded field parsers
+(``id_field``, ``tags_field``, ...) live in :mod:`pydevts.fields` (vocabulary) for the
+same reason: :mod:`pydevts.wire` and :mod:`pydevts.settings` use them, and
+:mod:`pydevts.swim.wire` re-exports them.
 
-Known cycles that remain once the left-out imports are counted too (harmless at run time):
-
-* ``TYPE_CHECKING`` imports: ``admission -> limits -> admission``; and one component of
-  about thirty modules around ``node`` and ``link``, e.g. ``link -> protocols -> link``
-  (``Router`` and ``RouterContext`` annotate with ``Link``), ``protocols -> wire ->
-  swim_wire -> protocols`` (``swim_wire`` still takes ``Address`` from ``protocols``),
-  ``node -> system -> node``, ``dispatch -> handling -> dispatch``,
-  ``clients -> node_context -> clients``, ``link -> session -> link``,
-  ``link -> link_writer -> link``.
-* imports inside functions: ``settings -> swim_wire -> settings`` and
-  ``cli.options -> cli.join_options -> cli.options``.
+Cycles that remain once ``TYPE_CHECKING`` imports are counted too (harmless at run
+time), e.g. ``wire.link -> protocols -> wire.link`` (``Router`` and ``RouterContext``
+annotate with ``Link``), ``node.core -> node.system -> node.core``,
+``node.dispatch -> node.handling -> node.dispatch``, ``admission -> limits -> admission``.
 """
 
 from __future__ import annotations
@@ -32,9 +44,9 @@ import pydevts
 PACKAGE = "pydevts"
 SOURCE = Path(pydevts.__file__).parent
 #: The modules of the old ``protocols`` <-> ``link`` <-> ``wire`` cycle (through ``Address``).
-LAYERED = ("address", "protocols", "link", "wire")
+LAYERED = ("address", "protocols", "wire.link", "wire.messages")
 #: Modules that need nothing of ``protocols`` but ``Address``: they take it from ``address``.
-ADDRESS_ONLY = ("wire", "settings", "datagrams", "snapshot", "cli.options")
+ADDRESS_ONLY = ("wire.messages", "settings", "wire.datagrams", "cluster.snapshot", "cli.options")
 
 
 def modules() -> dict[str, tuple[ast.Module, bool]]:
@@ -170,11 +182,11 @@ def cycle_through(edges: dict[str, set[str]], start: str) -> list[str] | None:
 
 def test_the_graph_is_read_from_the_source() -> None:
     edges = graph()
-    assert {"", "address", "protocols", "link", "wire", "cli.options"} <= edges.keys()
-    assert {"protocols", "wire"} <= edges["link"]
+    assert {"", "address", "protocols", "wire.link", "wire.messages", "cli.options"} <= edges.keys()
+    assert {"protocols", "wire.messages"} <= edges["wire.link"]
     assert "address" in edges["protocols"]
-    assert "link" not in edges["protocols"]  # a TYPE_CHECKING import: left out ...
-    assert "link" in graph(everything=True)["protocols"]  # ... unless everything counts
+    assert "wire.link" not in edges["protocols"]  # a TYPE_CHECKING import: left out ...
+    assert "wire.link" in graph(everything=True)["protocols"]  # ... unless everything counts
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert cycle_through({"a": {"b"}, "b": {"a"}, "c": {"a"}}, "c") is None
     assert cycle_through({"a": {"b", "c"}, "b": {"c"}, "c": {"a"}}, "a") == ["a", "c", "a"]
@@ -207,3 +219,59 @@ def test_protocols_still_offers_address() -> None:
     assert protocols.Address is address.Address and "Address" in protocols.__all__
     assert (protocols.MAX_HOST_CHARS, protocols.MAX_ADDRESS_CHARS) == (253, 261)
     assert address.Address.parse("[::1]:80") == address.Address("::1", 80)
+
+
+#: The layers, bottom first; a top-level module is ``vocabulary`` unless it is in :data:`API`.
+LAYERS = (
+    "vocabulary",
+    "plugins",
+    "observe",
+    "wire",
+    "swim",
+    "routing",
+    "cluster",
+    "node",
+    "testing",
+    "cli",
+    "api",
+)
+#: The top-level modules that make the package's face: they import the node (``inspect``:
+#: only the old path of the ``latencies`` entry point, see its docstring).
+API = ("", "__main__", "replicated", "inspect")
+
+
+def layer_of(name: str) -> str:
+    if name in API:
+        return "api"
+    if "." not in name and name not in LAYERS:
+        return "vocabulary"  # a top-level module
+    return name.split(".")[0]
+
+
+def test_every_module_is_in_a_layer_and_every_folder_says_what_it_is_for() -> None:
+    trees = modules()
+    assert {layer_of(name) for name in trees} <= set(LAYERS)
+    folders = {name for name, (_, package) in trees.items() if package and "." not in name and name}
+    assert folders == set(LAYERS) - {"vocabulary", "api"}
+    for folder in folders:
+        doc = ast.get_docstring(trees[folder][0])
+        assert (doc and "Layer" in doc) or "layer" in (doc or ""), folder
+
+
+def test_no_module_imports_a_later_layer_on_load() -> None:
+    rank = {layer: i for i, layer in enumerate(LAYERS)}
+    upward = sorted(
+        f"{name} ({layer_of(name)}) -> {target} ({layer_of(target)})"
+        for name, targets in graph().items()
+        for target in targets
+        if rank[layer_of(target)] > rank[layer_of(name)]
+    )
+    assert upward == []
+
+
+def test_the_layer_check_sees_an_upward_import() -> None:
+    assert layer_of("wire.link") == "wire" and layer_of("settings") == "vocabulary"
+    assert layer_of("") == layer_of("replicated") == "api"
+    assert "node.core" in graph()["replicated"]  # api -> node: downward, allowed
+    assert "node.core" in graph(everything=True)["observe.hooks"]  # TYPE_CHECKING only: left out ...
+    assert "node.core" not in graph()["observe.hooks"]  # ... of the load-time graph

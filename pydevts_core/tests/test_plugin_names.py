@@ -13,9 +13,9 @@ from typing import Any
 
 import pydevts
 import pytest
-from pydevts.choices import Choices
 from pydevts.errors import ConfigurationError, PluginNotFoundError
 from pydevts.plugins import AUTOLOAD_ENV, Registry, create_plugin_manager, lazy
+from pydevts.plugins.choices import Choices
 
 
 @pytest.fixture(autouse=True)

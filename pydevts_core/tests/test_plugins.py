@@ -12,7 +12,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pydevts
-import pydevts.plugins
+import pydevts.plugins.registry
 import pytest
 from pydevts.errors import ConfigurationError, PluginNotFoundError
 from pydevts.plugins import AUTOLOAD_ENV, ENTRY_POINT_GROUP, Registry, create_plugin_manager, lazy
@@ -241,7 +241,7 @@ def test_broken_entry_point_is_skipped_with_logged_reason(
         calls.append(kwargs)
         return [_BrokenEntryPoint(), *real]
 
-    monkeypatch.setattr(pydevts.plugins.importlib.metadata, "entry_points", fake_entry_points)
+    monkeypatch.setattr(pydevts.plugins.registry.importlib.metadata, "entry_points", fake_entry_points)
     with caplog.at_level(logging.WARNING, logger="pydevts.plugins"):
         registry = Registry(create_plugin_manager())
     assert calls == [{"group": ENTRY_POINT_GROUP}]

@@ -11,10 +11,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydevts.errors import ConfigurationError, HandshakeRefusedError, RemoteProtocolError
-from pydevts.handshake import _authenticate
-from pydevts.keyring import Keyring, generate_key, key_fingerprint
 from pydevts.protocols import Address, Connection
-from pydevts.secure import (
+from pydevts.testing import MemoryNetwork, MemoryTransport, check_transport
+from pydevts.wire.handshake import _authenticate
+from pydevts.wire.keyring import Keyring, generate_key, key_fingerprint
+from pydevts.wire.secure import (
     DATAGRAM_WINDOW,
     NO_COMMON_KEY,
     SealedDatagrams,
@@ -24,7 +25,6 @@ from pydevts.secure import (
     auth_finish,
     auth_start,
 )
-from pydevts.testing import MemoryNetwork, MemoryTransport, check_transport
 
 K1, K2, K3 = (bytes([n]) * 32 for n in (1, 2, 3))
 

@@ -1,6 +1,6 @@
 """Sessions without sockets: numbering, acknowledgements, resumption and de-duplication.
 
-Two :class:`~pydevts.session.Session` objects talk over fake links whose
+Two :class:`~pydevts.wire.session.Session` objects talk over fake links whose
 "wires" the test controls: it writes what a link queued, delivers part of
 it, loses the rest when it cuts a link, opens new links, duplicates them.
 Whatever it does, the receiver must hand over a prefix of what was sent,
@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydevts.errors import ConnectionClosedError, RemoteProtocolError
-from pydevts.session import ACK, NEXT, Session, encode_ack, encode_next
-from pydevts.sessions import SessionTable
+from pydevts.wire.session import ACK, NEXT, Session, encode_ack, encode_next
+from pydevts.wire.sessions import SessionTable
 
 
 class FakeLink:

@@ -11,8 +11,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pydevts.members import Member, MemberState, MemberView
-from pydevts.snapshot import (
+from pydevts.cluster.snapshot import (
     MAX_SNAPSHOT_BYTES,
     MAX_SNAPSHOT_MEMBERS,
     Snapshot,
@@ -23,6 +22,7 @@ from pydevts.snapshot import (
     snapshot_of,
     write_snapshot,
 )
+from pydevts.members import Member, MemberState, MemberView
 
 NOW = 1_700_000_000.0
 GOOD = Snapshot("default", "me", NOW - 10, (("a", "127.0.0.1:7000"), ("b", "[::1]:7001")))

@@ -25,7 +25,6 @@ import anyio
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pydevts.datagrams import MAX_DATAGRAM
 from pydevts.errors import ConnectionClosedError
 from pydevts.members import Member, MemberState
 from pydevts.protocols import Address
@@ -39,6 +38,7 @@ from pydevts.swim import (
     SwimState,
     SwimStats,
 )
+from pydevts.wire.datagrams import MAX_DATAGRAM
 
 CLUSTER = "default"
 

@@ -7,7 +7,6 @@ hooks, and :mod:`pydevts.errors` for the error tree.
 
 from __future__ import annotations
 
-from .client import NodeClient
 from .errors import (
     AddressInUseError,
     ConfigurationError,
@@ -29,14 +28,14 @@ from .errors import (
     TransportError,
     UnknownNodeError,
 )
-from .handling import Reply
-from .hookspecs import hookimpl
 from .limits import Limits
-from .linkinfo import LinkInfo
 from .members import Member, MemberEvent, MemberState
-from .node import Node, handler
-from .observe import MessageInfo, Plugin
-from .plugins import Registry, create_plugin_manager
+from .node.client import NodeClient
+from .node.core import Node, handler
+from .node.handling import Reply
+from .observe.hooks import MessageInfo, Plugin
+from .plugins.hookspecs import hookimpl
+from .plugins.registry import Registry, create_plugin_manager
 from .protocols import (
     Address,
     Connection,
@@ -49,6 +48,7 @@ from .protocols import (
     Transport,
 )
 from .replicated import ReplicatedDict
+from .wire.linkinfo import LinkInfo
 
 __version__ = "0.3.0"
 

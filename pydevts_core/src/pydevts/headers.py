@@ -19,7 +19,7 @@ breaks one is refused as malformed):
 * the whole block is at most :data:`MAX_BLOCK` (4,096) bytes.
 
 Keys starting with ``pydevts-`` are pydevts' own (``pydevts-trace``, see
-:mod:`pydevts.tracing`); applications may read them.
+:mod:`pydevts.observe.tracing`); applications may read them.
 """
 
 from __future__ import annotations

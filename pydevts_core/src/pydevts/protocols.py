@@ -1,7 +1,7 @@
 """The extension protocols: Transport, Router, Serializer, ConnectionPlugin, and optional capabilities.
 
 Implementations are plain classes; they need not inherit from anything here.
-They are found by name through the hooks in :mod:`pydevts.hookspecs`.
+They are found by name through the hooks in :mod:`pydevts.plugins.hookspecs`.
 
 Layers, bottom up::
 
@@ -34,9 +34,9 @@ from .address import MAX_HOST_CHARS as MAX_HOST_CHARS
 from .address import Address
 
 if TYPE_CHECKING:
-    from .link import Link
     from .members import Member, MemberState, MemberView
-    from .wire import Hello
+    from .wire.link import Link
+    from .wire.messages import Hello
 
 __all__ = [
     "Address",

@@ -41,7 +41,7 @@ from typing import Any
 
 from .errors import DeliveryError, PydevtsError
 from .members import MemberEvent
-from .node import Node
+from .node.core import Node
 
 __all__ = ["ReplicatedDict"]
 

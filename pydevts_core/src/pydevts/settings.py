@@ -13,6 +13,7 @@ import anyio
 
 from .address import Address
 from .errors import ConfigurationError
+from .fields import MAX_TAGS_BYTES, id_field
 
 __all__ = [
     "MAX_SEEDS",
@@ -32,13 +33,8 @@ log = logging.getLogger("pydevts.node")
 WILDCARDS = ("", "0.0.0.0", "::")
 
 
-MAX_TAGS_BYTES = 4096
-
-
 def checked_node_id(node_id: str) -> str:
     """A node id others can parse (1 to 255 printable UTF-8 bytes, not `client:`); else ConfigurationError."""
-    from .swim.wire import id_field  # swim.wire imports this module
-
     try:
         id_field(node_id)
     except ValueError as exc:

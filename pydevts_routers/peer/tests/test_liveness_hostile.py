@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pydevts.datagrams import MAX_DATAGRAM
 from pydevts.members import Member, MemberState
 from pydevts.protocols import Address
 from pydevts.swim import Liveness
+from pydevts.wire.datagrams import MAX_DATAGRAM
 
 CLUSTER = "default"
 HUGE = 10**4299

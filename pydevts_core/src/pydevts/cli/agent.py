@@ -39,7 +39,7 @@ import anyio
 
 from ..errors import PydevtsError
 from ..members import MemberEvent
-from ..node import Node
+from ..node.core import Node
 from .options import add_node_options, node_from_args, setup_logging
 
 __all__ = ["main"]

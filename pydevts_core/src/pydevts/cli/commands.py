@@ -10,11 +10,11 @@ from typing import TypeVar
 
 import anyio
 
-from ..client import NodeClient
 from ..errors import ConfigurationError, ConnectError
-from ..inspect import fetch_cluster
 from ..members import Member, MemberState
-from ..plugins import Registry
+from ..node.client import NodeClient
+from ..node.inspect import fetch_cluster
+from ..plugins.registry import Registry
 from .options import transport_options
 
 __all__ = ["emit", "members", "plugins", "select_members", "sent_to_text"]

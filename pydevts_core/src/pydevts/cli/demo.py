@@ -10,7 +10,7 @@ from typing import Any
 
 import anyio
 
-from ..plugins import Registry
+from ..plugins.registry import Registry
 from .driver import AgentProcess
 
 __all__ = ["run_demo"]

@@ -1,6 +1,6 @@
 """``pydevts members --graph``: the links between members as Graphviz DOT.
 
-Built from the ``pydevts.stats`` fan-out (:mod:`pydevts.inspect`), so it shows
+Built from the ``pydevts.stats`` fan-out (:mod:`pydevts.node.inspect`), so it shows
 what each node's open links are, for any router: a full mesh for ``peer``,
 the tree or chain the ``hop`` router built. Each link is one undirected edge,
 whichever end reported it (a member that did not answer still shows its links
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..inspect import ClusterStats
 from ..members import Member, MemberState
+from ..node.inspect import ClusterStats
 
 __all__ = ["dot", "edges"]
 

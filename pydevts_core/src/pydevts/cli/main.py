@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import anyio
 
 from ..errors import PydevtsError
-from ..keyring import generate_key
+from ..wire.keyring import generate_key
 from . import commands
 from .options import (
     HelpFormatter,

@@ -18,10 +18,10 @@ from typing import Any
 
 from ..address import Address
 from ..errors import ConfigurationError
-from ..framing import DEFAULT_MAX_FRAME_SIZE
 from ..limits import Limits
 from ..members import MemberState
-from ..node import Node
+from ..node.core import Node
+from ..wire.framing import DEFAULT_MAX_FRAME_SIZE
 from .join_options import add_join_options
 
 __all__ = [

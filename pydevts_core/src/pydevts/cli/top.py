@@ -1,7 +1,7 @@
 """``pydevts top``: a live view of the cluster, redrawn every ``--interval`` seconds.
 
 Each interval it asks the node at ``--join`` for every member's snapshot (the
-``pydevts.stats`` fan-out, :mod:`pydevts.inspect`), computes rates from the
+``pydevts.stats`` fan-out, :mod:`pydevts.node.inspect`), computes rates from the
 difference with the previous sample (each node's own monotonic clock), and
 draws: a header (cluster, member counts by state, who did not answer), the
 members (state, route, events/s, counters), each member link (frames/s and
@@ -30,11 +30,11 @@ from typing import TextIO
 import anyio
 from anyio.abc import TaskStatus
 
-from ..client import NodeClient
 from ..errors import PydevtsError
-from ..inspect import ClusterStats, NodeStats, fetch_cluster
-from ..linkinfo import LinkInfo
 from ..members import MemberState
+from ..node.client import NodeClient
+from ..node.inspect import ClusterStats, NodeStats, fetch_cluster
+from ..wire.linkinfo import LinkInfo
 from .commands import _client, ask
 
 __all__ = ["render", "run_top"]

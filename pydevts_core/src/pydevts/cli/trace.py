@@ -9,8 +9,8 @@ from typing import Any
 
 import anyio
 
-from ..client import NodeClient
-from ..tracing import TRACE_HEADER, new_trace_id
+from ..node.client import NodeClient
+from ..observe.tracing import TRACE_HEADER, new_trace_id
 from .commands import ask, sent_to_text
 
 __all__ = ["emit_traced", "path_text", "trace"]

@@ -14,7 +14,7 @@ import anyio
 import anyio.abc
 
 from ..members import MemberEvent
-from ..node import Node
+from ..node.core import Node
 from .options import node_from_args
 
 __all__ = ["EventPrinter", "run_node", "silence_stdout"]

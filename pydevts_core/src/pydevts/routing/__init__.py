@@ -8,6 +8,9 @@ deterministic simulator.
 
 The helpers below (``send_on_link``, ``keeps``, ...) serve routers that bring
 their own IO and implement :class:`pydevts.protocols.Router` directly.
+
+Layer: imports the top-level vocabulary and :mod:`pydevts.wire` (links,
+sessions, messages); the node's start builds its link host from here.
 """
 
 from .actions import (

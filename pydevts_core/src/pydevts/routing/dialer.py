@@ -25,7 +25,7 @@ from ..address import Address
 from ..errors import ConnectError, PydevtsError
 
 if TYPE_CHECKING:
-    from ..link import Link
+    from ..wire.link import Link
     from .host import LinkHost
 
 __all__ = ["FIRST_RETRY", "Backoff", "Dialer"]

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING
 import anyio
 
 from ..errors import ConnectionClosedError, FrameTooLargeError, PydevtsError, UnknownNodeError
-from ..link import SEND_DEADLINE, Link, Tail
 from ..protocols import DatagramEndpoint, RouterContext
 from ..ratelog import RateLimitedLog
+from ..wire.link import SEND_DEADLINE, Link, Tail
 from .actions import (
     Action,
     CloseLink,

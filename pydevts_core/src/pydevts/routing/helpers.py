@@ -26,10 +26,10 @@ from typing import Any, TypeVar
 import anyio
 
 from ..errors import ConnectionClosedError, FrameTooLargeError, UnknownNodeError
-from ..link import Link, Tail
 from ..members import Member
-from ..session import keeps
-from ..wire import ROUTER_KIND_MIN, Hello
+from ..wire.link import Link, Tail
+from ..wire.messages import ROUTER_KIND_MIN, Hello
+from ..wire.session import keeps
 
 __all__ = [
     "ROUTER_KIND_MIN",

@@ -25,11 +25,11 @@ from ..deadlines import DeadlineClock
 from ..errors import (
     RemoteProtocolError,
 )
-from ..link import Link, Tail
 from ..protocols import DatagramEndpoint, RouterContext
 from ..ratelog import RateLimitedLog
-from ..session import keeps
-from ..wire import ROUTER_KIND_MIN
+from ..wire.link import Link, Tail
+from ..wire.messages import ROUTER_KIND_MIN
+from ..wire.session import keeps
 from .dialer import Dialer
 from .effects import Effects
 from .helpers import close_later, member_from_hello, retire, send_on_link, send_on_links

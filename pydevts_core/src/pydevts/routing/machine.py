@@ -13,7 +13,7 @@ What the host does for every router, so that no router repeats it:
 * the link table: one link per member, adopted after the handshake; a link
   of another role (a client) is not the router's business;
 * two links to one member (both dialled at once): one is kept
-  (:func:`~pydevts.session.keeps`, the same choice at both ends), the other
+  (:func:`~pydevts.wire.session.keeps`, the same choice at both ends), the other
   is retired after what was queued on it is sent; the machine sees one link;
 * a member restarted under its id (a new process): its old link is
   closed and ``link_up`` brings a record with the new ``incarnation``
@@ -23,7 +23,7 @@ What the host does for every router, so that no router repeats it:
   requests' *tails* are run;
 * ``Connect`` actions: dialling, and reconnecting with bounded exponential
   backoff after a link drops (its session keeps what is sent meanwhile,
-  see :mod:`pydevts.session`) until a new link comes, the address refuses
+  see :mod:`pydevts.wire.session`) until a new link comes, the address refuses
   (``link_down(resumable=False)``) or the machine gives up (``CloseLink``);
 * timers: the host sleeps until :meth:`RouterMachine.next_deadline`, then
   calls :meth:`RouterMachine.timer`; nothing polls;

@@ -27,7 +27,7 @@ from typing import Any
 
 import anyio
 
-from ..link import Tail
+from ..wire.link import Tail
 
 log = logging.getLogger("pydevts.routing")
 

@@ -19,6 +19,9 @@ its own composes this package, at the level it needs:
   :class:`~pydevts.routing.RouterMachine` (the peer router) composes the
   :class:`FailureDetector` instead, and core's link host carries its
   datagrams and timers.
+
+Layer: imports the top-level vocabulary and :mod:`pydevts.wire` (the UDP
+endpoint); routing, the cluster views and the node build on it.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ It wraps :class:`~pydevts.swim.SwimState` with everything a router's failure
 detection needs besides a socket and a clock:
 
 - the datagram: ``{"c": cluster, "f": sender id, "m": SWIM message}`` as
-  compact JSON, at most :data:`~pydevts.datagrams.MAX_DATAGRAM` bytes (a larger
+  compact JSON, at most :data:`~pydevts.wire.datagrams.MAX_DATAGRAM` bytes (a larger
   one is not sent: logged, rate-limited);
 - validation: a datagram of another cluster, or one that does not parse or
   validate (see :mod:`pydevts.swim.wire`), is dropped: counted
@@ -31,10 +31,10 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..datagrams import MAX_DATAGRAM
 from ..members import Member
 from ..protocols import Address
 from ..ratelog import RateLimitedLog
+from ..wire.datagrams import MAX_DATAGRAM
 from .rules import SwimConfig
 from .state import SwimState
 from .wire import Action, Send, StateChange, id_field

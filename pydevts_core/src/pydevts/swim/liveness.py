@@ -2,7 +2,7 @@
 
 Probes and membership updates travel as small JSON datagrams on the
 transport's datagram channel (UDP on the listener's port unless the transport
-brings its own, see :mod:`pydevts.datagrams`) — not on a router's links, so
+brings its own, see :mod:`pydevts.wire.datagrams`) — not on a router's links, so
 that a link held up by backpressure (a slow handler on the far side) never
 delays a probe. The router adds its own hints: a link that comes up makes the
 member alive (:meth:`Liveness.learn`), a link that drops without a leave makes

@@ -12,13 +12,16 @@
 - :class:`Simulation` (:mod:`pydevts.testing.sim`): a deterministic simulator, a
   virtual clock and an in-memory network that run any router machine (and the
   application's handlers) through thousands of simulated seconds, from a seed.
+
+Layer: above the node (a contract cluster runs real nodes); nothing in the
+core imports it but the ``memory`` entry point and the CLI-free test helpers.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..plugins import lazy_exports
+from ..plugins.registry import lazy_exports
 
 if TYPE_CHECKING:
     from .conformance import TransportFactory, Vanish, check_transport

@@ -18,7 +18,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from ..members import MemberEvent
-from ..node import Node
+from ..node.core import Node
 from ..protocols import Router
 from ..routing.machine import RouterMachine
 from .memory import MemoryNetwork, MemoryTransport

@@ -44,8 +44,8 @@ from ..errors import (
     FrameTooLargeError,
     RemoteProtocolError,
 )
-from ..framing import DEFAULT_MAX_FRAME_SIZE
 from ..protocols import Address, Connection
+from ..wire.framing import DEFAULT_MAX_FRAME_SIZE
 
 __all__ = [
     "MemoryConnection",

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..hookspecs import hookimpl
-from ..plugins import lazy
+from ..plugins.hookspecs import hookimpl
+from ..plugins.registry import lazy
 
 
 @hookimpl

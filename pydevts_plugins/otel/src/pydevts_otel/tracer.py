@@ -39,8 +39,8 @@ from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer, TracerProvider
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from pydevts import MessageInfo, Node, Plugin
-from pydevts.handlers import SYSTEM_PREFIX
 from pydevts.headers import MAX_BLOCK, MAX_HEADERS, MAX_KEY, MAX_VALUE
+from pydevts.node.handlers import SYSTEM_PREFIX
 from pydevts.observe import Finish
 from pydevts.ratelog import RateLimitedLog
 

@@ -33,10 +33,10 @@ from aioquic.quic import events
 from aioquic.quic.connection import QuicConnection
 from aioquic.quic.packet import QuicErrorCode
 from pydevts.errors import ConnectError, ConnectionClosedError, PydevtsError, RemoteProtocolError
-from pydevts.framing import encode_frames
 from pydevts.limits import DEFAULT_FRAME_TIMEOUT, StalledFrameError
 from pydevts.protocols import Address
 from pydevts.ratelog import RateLimitedLog
+from pydevts.wire.framing import encode_frames
 
 from ._aioquic import close_event, quiet_log, unacknowledged
 from .closing import LINGER, check_linger, describe_termination, silence_limit

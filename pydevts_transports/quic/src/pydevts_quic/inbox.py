@@ -9,7 +9,7 @@ stays bounded on both sides.
 from __future__ import annotations
 
 from aioquic.quic.connection import QuicConnection
-from pydevts.framing import FrameDecoder
+from pydevts.wire.framing import FrameDecoder
 
 from ._aioquic import install_read_credit
 

@@ -18,9 +18,9 @@ import anyio
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
 from pydevts.errors import AddressInUseError, ConfigurationError, ConnectError, TransportError
-from pydevts.framing import DEFAULT_MAX_FRAME_SIZE
 from pydevts.protocols import Address, Connection
 from pydevts.wire import PROTOCOL_VERSION
+from pydevts.wire.framing import DEFAULT_MAX_FRAME_SIZE
 
 from . import _aioquic
 from ._spawn import spawn_detached

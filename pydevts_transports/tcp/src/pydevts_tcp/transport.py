@@ -39,10 +39,10 @@ from pydevts.errors import (
     ConnectionClosedError,
     TransportError,
 )
-from pydevts.framing import DEFAULT_MAX_FRAME_SIZE, HEADER, FrameDecoder, encode_frames
 from pydevts.limits import DEFAULT_FRAME_TIMEOUT, StalledFrameError
 from pydevts.protocols import Address, Connection
 from pydevts.ratelog import RateLimitedLog
+from pydevts.wire.framing import DEFAULT_MAX_FRAME_SIZE, HEADER, FrameDecoder, encode_frames
 
 from .linger import linger
 

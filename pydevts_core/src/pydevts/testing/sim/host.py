@@ -32,7 +32,7 @@ from ...routing.actions import (
 )
 from ...routing.dialer import Backoff
 from ...routing.machine import RouterMachine
-from ...wire import ROUTER_KIND_MIN
+from ...wire.messages import ROUTER_KIND_MIN
 from .clock import SimulationError
 from .links import FIN, Link, Resting
 from .network import Network, normalize

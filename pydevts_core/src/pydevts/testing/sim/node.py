@@ -20,7 +20,7 @@ from ...errors import UnknownNodeError
 from ...members import Member, MemberEvent
 from ...routing.actions import Action
 from ...routing.machine import RouterMachine
-from ...wire import EVENT, decode_message_or_none, encode_event
+from ...wire.messages import EVENT, decode_message_or_none, encode_event
 from .clock import SimulationError
 from .host import VirtualHost
 from .network import Network
