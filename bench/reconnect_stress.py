@@ -4,7 +4,7 @@ Two nodes over real TCP on 127.0.0.1. Each round closes the TCP connection
 under both nodes (as a reset would), sends one numbered event the moment a
 new link appears (both ends redial at once, so the duplicate-link rule may
 still replace that link), and waits for it at the other end. Before
-resumable links (pydevts.session) about half the rounds lost the event on
+resumable links (pydevts.wire.session) about half the rounds lost the event on
 trio.
 
     .venv/bin/python bench/reconnect_stress.py --backend trio --rounds 200

@@ -35,7 +35,7 @@ async def test_a_transient_link_drop_reconnects_and_is_not_a_failure() -> None:
             await old.conn.aclose()  # cut the TCP connection under both nodes' feet
             await wait_until(lambda: router.links.get("b") not in (None, old), 5, "a new link to b")
             # Both ends redial at once and the duplicate-link rule may still replace the new link:
-            # a frame sent on the replaced one goes out again on the one kept (pydevts.session).
+            # a frame sent on the replaced one goes out again on the one kept (pydevts.wire.session).
             await a.send("b", "n", 1)
             await wait_until(lambda: got == [1], 5, "delivery over the new link")
             await anyio.sleep(2.5)  # longer than the suspicion timeout: no failure may appear

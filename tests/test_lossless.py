@@ -1,4 +1,4 @@
-"""Links that resume without loss: numbered events across connection resets (pydevts.session).
+"""Links that resume without loss: numbered events across connection resets (pydevts.wire.session).
 
 Two live members; the test resets every connection between them again and
 again (the in-memory network's ``reset``: both ends see the connection

@@ -1,4 +1,4 @@
-"""Links that resume without loss, on real TCP between two processes (pydevts.session).
+"""Links that resume without loss, on real TCP between two processes (pydevts.wire.session).
 
 While one process sends numbered events at full speed, the test destroys
 every TCP connection between the two nodes again and again (``ss -K``, as a

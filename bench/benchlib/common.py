@@ -51,7 +51,7 @@ def peer_arguments() -> argparse.ArgumentParser:
     p.add_argument("--keyring", default="", metavar="PATH",
                    help="pydevts: the cluster's keyring file (default: an open cluster)")  # fmt: skip
     p.add_argument("--plain-links", action="store_true",
-                   help="pydevts: links without sessions (pydevts.session.ENABLED = False: "
+                   help="pydevts: links without sessions (pydevts.wire.session.ENABLED = False: "
                         "no numbering, retransmit buffer or ACKs)")  # fmt: skip
     p.add_argument("--address", default="", help="pydevts joins: host:port of the open cluster's node")
     p.add_argument(

@@ -47,7 +47,7 @@ class Row:
     rtt: Test | None
     note: str = ""
     keyring: bool = False  # pydevts: both nodes get --keyring (Settings.keyring)
-    plain_links: bool = False  # pydevts: both nodes get --plain-links (no sessions: pydevts.session.ENABLED)
+    plain_links: bool = False  # pydevts: both nodes get --plain-links (sessions off: wire.session.ENABLED)
     group: str = ""  # rows of one group run interleaved
     # The row of the same group this row is paired with (ratios: this row / the reference, run by run).
     reference: str = ""

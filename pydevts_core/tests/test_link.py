@@ -95,7 +95,7 @@ def memory_pair(
 def hello(node_id: str, **overrides: str) -> Hello:
     fields = {"cluster": "test", "address": f"{node_id}.local:7000", "serializer": "msgpack"}
     fields.update(overrides)
-    # Members offer resumable links (pydevts.session) in every HELLO,
+    # Members offer resumable links (pydevts.wire.session) in every HELLO,
     # and say the largest frame they take (the memory pipe's default).
     extensions = {"resume": 1, "max_frame_size": 1024 * 1024}
     return Hello(node_id=node_id, tags={"name": node_id}, extensions=extensions, **fields)

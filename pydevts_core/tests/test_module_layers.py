@@ -235,9 +235,8 @@ LAYERS = (
     "cli",
     "api",
 )
-#: The top-level modules that make the package's face: they import the node (``inspect``:
-#: only the old path of the ``latencies`` entry point, see its docstring).
-API = ("", "__main__", "replicated", "inspect")
+#: The top-level modules that make the package's face: they import the node.
+API = ("", "__main__", "replicated")
 
 
 def layer_of(name: str) -> str:

@@ -36,7 +36,7 @@ class Messaging:
         if ctx.keyring is not None:
             counters["keyring.datagrams_dropped"] = ctx.datagrams_dropped()
         counters.update(ctx.limit_statistics())  # limits.*: refusals and cuts
-        counters.update(ctx.link_statistics())  # links.*: resent, lost (pydevts.session)
+        counters.update(ctx.link_statistics())  # links.*: resent, lost (pydevts.wire.session)
         return counters
 
     # ----------------------------------------------------------- messaging

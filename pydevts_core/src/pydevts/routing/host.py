@@ -20,13 +20,13 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 
-from ..datagrams import receive_datagrams
 from ..deadlines import DeadlineClock
 from ..errors import (
     RemoteProtocolError,
 )
 from ..protocols import DatagramEndpoint, RouterContext
 from ..ratelog import RateLimitedLog
+from ..wire.datagrams import receive_datagrams
 from ..wire.link import Link, Tail
 from ..wire.messages import ROUTER_KIND_MIN
 from ..wire.session import keeps

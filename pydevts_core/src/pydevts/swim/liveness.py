@@ -25,10 +25,10 @@ from collections.abc import Callable, Mapping
 import anyio
 import anyio.lowlevel
 
-from ..datagrams import YIELD_EVERY, receive_datagrams
 from ..deadlines import MIN_GAP, DeadlineClock
 from ..members import Member
 from ..protocols import DatagramEndpoint, RouterContext
+from ..wire.datagrams import YIELD_EVERY, receive_datagrams
 from .detector import DetectorAction, FailureDetector, MemberChanged, SendDatagram, log
 from .rules import SwimConfig
 from .state import SwimState

@@ -55,7 +55,7 @@ async def open_link(
     (:mod:`pydevts.wire.secure`); the HELLOs and everything after travel sealed.
     A peer without a key in common learns nothing, not even the cluster name.
     """
-    # Members offer resumable links (pydevts.session); everyone says how large a frame it takes.
+    # Members offer resumable links (pydevts.wire.session); everyone says how large a frame it takes.
     offers: dict[str, object] = {"max_frame_size": conn.max_frame_size}
     if local.role == "member" and session.ENABLED:
         offers["resume"] = 1

@@ -227,7 +227,7 @@ class Network:
         current = dialler.links.get(acceptor.id)
         if current is not None and current is acceptor.links.get(dialler.id):
             # Both dialled at once: both ends keep the link opened by the smaller id
-            # (pydevts.session.keeps); the simulator merges the two into the one already
+            # (pydevts.wire.session.keeps); the simulator merges the two into the one already
             # in use, so what was queued on either still arrives once and in order.
             self.counts["duplicate_links"] += 1
             if dialler.id < current.opener:
