@@ -132,6 +132,9 @@ def anyio_address(port: int) -> Any:
 
 
 @pytest.mark.slow
+# About 26 s of default timings, which do not depend on the backend: run once, on asyncio (the
+# other island scenarios of this file run on both backends, in one process).
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
 async def test_five_processes_merge_after_the_seed_is_replaced_with_default_timings(
     anyio_backend: str,
 ) -> None:
