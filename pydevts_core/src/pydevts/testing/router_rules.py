@@ -13,6 +13,7 @@ import anyio
 
 from ..errors import UnknownNodeError
 from .contract_cluster import ContractCluster, alive
+from .sim_contract.cluster import first_difference  # the same message on sockets and simulated
 
 __all__ = ["RULES", "Rule"]
 
@@ -157,14 +158,7 @@ async def per_sender_order(c: ContractCluster) -> None:
     await anyio.sleep(0.2)
     for i, name in [*((i, "contract.seq") for i in receivers), (ids[-1], "contract.send")]:
         if (got := numbers(i, name)) != list(range(count)):
-            raise AssertionError(f"{i} got {sender}'s {name} events {_first_difference(got, count)}")
-
-
-def _first_difference(got: list[int], count: int) -> str:
-    if len(got) != count:
-        return f"{len(got)} times for {count} sent (not exactly once)"
-    at = next(k for k, (a, b) in enumerate(zip(got, range(count), strict=True)) if a != b)
-    return f"out of order: #{at} was {got[at]} ({got[max(0, at - 2) : at + 3]}...)"
+            raise AssertionError(f"{i} got {sender}'s {name} events {first_difference(got, count)}")
 
 
 async def _crash_rule(c: ContractCluster, victim_index: int) -> None:
@@ -298,7 +292,7 @@ async def link_churn(c: ContractCluster) -> None:
     await anyio.sleep(0.2)
     for i, s in wanted:
         if (got := numbers(i, s)) != list(range(sent[s])):
-            raise AssertionError(f"{i} got {s}'s events {_first_difference(got, sent[s])}")
+            raise AssertionError(f"{i} got {s}'s events {first_difference(got, sent[s])}")
 
 
 def _failures(c: ContractCluster, ids: list[str]) -> str:
